@@ -1,0 +1,1 @@
+"""Backends: one module per family, each implementing a protocol from :mod:`harness.protocols`."""

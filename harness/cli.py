@@ -1,0 +1,65 @@
+"""The ``bench`` command line: a thin layer over the Python API.
+
+Only click and :mod:`harness.errors` are imported at start-up; each command imports what it needs,
+so ``bench --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from harness.errors import BenchError
+
+DEFAULT_GOLDSET = "demo"
+
+
+class BenchGroup(click.Group):
+    """Turns :class:`BenchError` into one ``error: ...`` line (exit 2, or 1 for run-time failures)."""
+
+    def invoke(self, ctx: click.Context):
+        debug = "--debug" in sys.argv[1:] or os.environ.get("TUNEBENCH_DEBUG") == "1"
+        try:
+            return super().invoke(ctx)
+        except BenchError as exc:
+            if debug:
+                raise
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted: finished records and cached embeddings are kept; run the same command to resume", err=True)
+            ctx.exit(130)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into one line
+            if debug:
+                raise
+            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
+@click.version_option(package_name="tunebench")
+def main(debug: bool, progress: bool | None) -> None:
+    """tunebench: will fine-tuning an embedding model improve your retrieval? Measure it."""
+    from harness import progress as progress_mod
+
+    progress_mod.enabled = sys.stderr.isatty() if progress is None else progress
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not debug:
+        for noisy in ("bm25s", "sentence_transformers", "transformers"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+from harness.commands import goldset_cmd, leaderboard_cmd, run_cmd  # noqa: E402  (commands register on main)
+
+main.add_command(run_cmd.run)
+main.add_command(leaderboard_cmd.leaderboard)
+main.add_command(goldset_cmd.goldset)

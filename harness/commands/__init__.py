@@ -1,0 +1,1 @@
+"""One module per ``bench`` subcommand; each imports its heavy dependencies inside the command."""

@@ -1,0 +1,30 @@
+"""``bench leaderboard``: the latest record of every goldset x split x rung."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from harness.commands.options import json_option, leaderboard_option
+
+
+@click.command()
+@click.option("--goldset", "-g", "goldset_names", multiple=True, help="Only these goldsets (by name).")
+@leaderboard_option
+@json_option
+def leaderboard(goldset_names, leaderboard_dir, as_json):
+    """Show the latest records as a table."""
+    from harness.errors import BenchError
+    from harness.records import Leaderboard
+    from harness.views import records_json, records_table
+
+    records = Leaderboard(leaderboard_dir).latest()
+    if goldset_names:
+        records = [r for r in records if r.goldset.name in goldset_names or r.goldset.ood_of in goldset_names]
+    if not records:
+        raise BenchError(f"no records in '{leaderboard_dir}/records'; run: bench run")
+    if as_json:
+        click.echo(json.dumps(records_json(records), indent=1))
+    else:
+        records_table(records, title=f"leaderboard: {leaderboard_dir}")

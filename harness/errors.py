@@ -1,0 +1,57 @@
+"""One exception family for everything a user can cause.
+
+The CLI turns a :class:`BenchError` into a single ``error: ...`` line and exit code 2
+(:class:`RunFailure` exits 1); a traceback is shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class BenchError(Exception):
+    """Bad input: a goldset, a config, a model name, a path. Exit code 2."""
+
+    exit_code = 2
+
+
+class GoldsetError(BenchError):
+    """A goldset that cannot be loaded or fails validation."""
+
+
+class ConfigError(BenchError):
+    """A rung, ladder or CLI option that is not valid."""
+
+
+class ModelUnavailable(BenchError):
+    """A model that cannot be found locally and cannot be downloaded."""
+
+
+class MissingDependency(BenchError):
+    """An optional package is not installed; the message carries the pip line."""
+
+
+class RunFailure(BenchError):
+    """Something failed while running (not the user's input). Exit code 1."""
+
+    exit_code = 1
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""``."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def require(module: str, extra: str | None = None):
+    """Import an optional module or raise :class:`MissingDependency` with the install line."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        package = f"tunebench[{extra}]" if extra else module.split(".")[0]
+        raise MissingDependency(
+            f"the '{module}' package is needed here but not installed ({exc}); run: pip install '{package}'"
+        ) from exc

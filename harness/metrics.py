@@ -1,0 +1,60 @@
+"""Scoring runs against judgements, through ranx.
+
+ranx is the one metric implementation (no metric code of our own); this module is the single place
+that touches it, because ranx asserts on bad input, mutates the Run it is given, takes ~1.3 s to
+import and JIT-compiles on first use. Validation happens in :mod:`harness.goldset` before we get here.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+from harness.protocols import Run
+
+DEFAULT_METRICS = (
+    "ndcg@10",
+    "recall@1",
+    "recall@3",
+    "recall@5",
+    "recall@10",
+    "recall@20",
+    "recall@100",
+    "mrr@10",
+    "map@100",
+    "precision@10",
+)
+"""Every metric is computed per query; the first is the primary metric. nDCG uses trec_eval's linear
+gain (ranx ``ndcg``), as MTEB and BEIR do through pytrec_eval."""
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Mean and per-query values of each metric. ``per_query[qid][metric]``."""
+
+    mean: dict[str, float]
+    per_query: dict[str, dict[str, float]]
+
+
+def evaluate(qrels: dict[str, dict[str, int]], run: Run, metrics: tuple[str, ...] = DEFAULT_METRICS) -> Scores:
+    """Score ``run`` on every query of ``qrels``; a query missing from the run scores 0.
+
+    Grades <= 0 count as not relevant. Neither argument is modified.
+    """
+    from numba.core.errors import NumbaTypeSafetyWarning
+    from ranx import Qrels as RanxQrels
+    from ranx import Run as RanxRun
+    from ranx import evaluate as ranx_evaluate
+
+    query_ids = list(qrels)
+    ranx_qrels = RanxQrels({q: dict(d) for q, d in qrels.items()})
+    ranx_run = RanxRun({q: dict(run.get(q, {})) for q in query_ids})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NumbaTypeSafetyWarning)
+        values = ranx_evaluate(ranx_qrels, ranx_run, list(metrics), return_mean=False, make_comparable=True)
+    if len(metrics) == 1:  # ranx returns a bare array for a single metric
+        values = {metrics[0]: values}
+    order = list(ranx_qrels.keys())  # ranx's own query order for the per-query arrays
+    per_query = {q: {m: float(values[m][i]) for m in metrics} for i, q in enumerate(order)}
+    mean = {m: float(values[m].mean()) if len(order) else 0.0 for m in metrics}
+    return Scores(mean=mean, per_query={q: per_query[q] for q in query_ids})
