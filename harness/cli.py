@@ -21,11 +21,10 @@ class BenchGroup(click.Group):
     """Turns :class:`BenchError` into one ``error: ...`` line (exit 2, or 1 for run-time failures)."""
 
     def invoke(self, ctx: click.Context):
-        debug = "--debug" in sys.argv[1:] or os.environ.get("TUNEBENCH_DEBUG") == "1"
         try:
             return super().invoke(ctx)
         except BenchError as exc:
-            if debug:
+            if ctx.meta.get("debug"):
                 raise
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
@@ -35,7 +34,7 @@ class BenchGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into one line
-            if debug:
+            if ctx.meta.get("debug"):
                 raise
             click.echo(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
             ctx.exit(1)
@@ -45,15 +44,18 @@ class BenchGroup(click.Group):
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 @click.version_option(package_name="tunebench")
-def main(debug: bool, progress: bool | None) -> None:
+@click.pass_context
+def main(ctx: click.Context, debug: bool, progress: bool | None) -> None:
     """tunebench: will fine-tuning an embedding model improve your retrieval? Measure it."""
+    ctx.meta["debug"] = debug or os.environ.get("TUNEBENCH_DEBUG") == "1"
     from harness import progress as progress_mod
 
     progress_mod.enabled = sys.stderr.isatty() if progress is None else progress
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not debug:
-        for noisy in ("bm25s", "sentence_transformers", "transformers"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+        # Third-party chatter (hub retries, weight-loading bars) would drown our one-line errors.
+        for noisy in ("bm25s", "sentence_transformers", "transformers", "huggingface_hub", "datasets", "mteb"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 

@@ -100,7 +100,7 @@ def record_key(split_fingerprint: str, rung_config: dict, encoder_fingerprint: s
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def _safe(name: str) -> str:
@@ -128,7 +128,8 @@ class Leaderboard:
         path = stem.with_name(stem.name + ".json")
         return read_record(path) if path.is_file() else None
 
-    def write(self, record: RunRecord, run: Run | None) -> Path:
+    def write(self, record: RunRecord, run: Run | None) -> RunRecord:
+        """Write the run (if any) then the record; return the record as written (with ``run_file``)."""
         stem = self._stem(record.goldset.name, record.goldset.split, record.rung.name, record.key)
         try:
             stem.parent.mkdir(parents=True, exist_ok=True)
@@ -140,7 +141,7 @@ class Leaderboard:
             _write_atomic(path, record.model_dump_json(indent=1).encode())
         except OSError as exc:
             raise BenchError(f"cannot write records under '{self.records_dir}' ({exc.strerror}); pass a writable --leaderboard folder") from exc
-        return path
+        return record
 
     def records(self) -> list[RunRecord]:
         return [read_record(p) for p in sorted(self.records_dir.glob("*/*/*.json"))]

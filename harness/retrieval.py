@@ -44,7 +44,7 @@ class DenseRetriever:
             query_vectors = self.encoder.encode(list(queries.values()), input_type="query")
         self.encode_queries_s += time.perf_counter() - start
         indices, scores = top_k_dense(query_vectors, self._doc_vectors, top_k)
-        return to_run(list(queries), self._doc_ids, indices, scores, top_k=top_k)
+        return to_run(list(queries), self._doc_ids, indices, scores)
 
 
 def build_retriever(rung: DenseRung | BM25Rung, cache: EmbeddingCache):

@@ -86,8 +86,7 @@ def _run_one(target, rung, leaderboard, cache, overwrite, metrics) -> list[Outco
     docs_encoded, docs_cached = _cache_counts(retriever)
     for split in todo:
         record, run = _evaluate_split(target, split, rung, retriever, (index_s, docs_encoded, docs_cached), keys[split], encoder_fp, metrics)
-        leaderboard.write(record, run)
-        outcomes.append(Outcome(record, "ran"))
+        outcomes.append(Outcome(leaderboard.write(record, run), "ran"))
     return outcomes
 
 

@@ -51,26 +51,6 @@ def top_k_dense(
     return indices, scores
 
 
-def to_run(
-    query_ids: Sequence[str],
-    doc_ids: Sequence[str],
-    indices: np.ndarray,
-    scores: np.ndarray,
-    *,
-    top_k: int,
-    ignore_identical_ids: bool = False,
-) -> Run:
-    """Turn search results into a ranx-shaped run, dropping a document whose id equals its query's
-    id when the goldset asks for it (then search ``top_k + 1`` so ``top_k`` remain)."""
-    run: Run = {}
-    for row, qid in enumerate(query_ids):
-        hits = {}
-        for i, s in zip(indices[row], scores[row]):
-            doc_id = doc_ids[i]
-            if ignore_identical_ids and doc_id == qid:
-                continue
-            hits[doc_id] = float(s)
-            if len(hits) == top_k:
-                break
-        run[qid] = hits
-    return run
+def to_run(query_ids: Sequence[str], doc_ids: Sequence[str], indices: np.ndarray, scores: np.ndarray) -> Run:
+    """Turn search results into a ranx-shaped run ``{query_id: {doc_id: score}}``."""
+    return {qid: {doc_ids[i]: float(s) for i, s in zip(indices[row], scores[row])} for row, qid in enumerate(query_ids)}

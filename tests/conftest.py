@@ -1,0 +1,80 @@
+"""Shared fixtures: tiny goldsets written to disk, the bag-of-words encoder, isolated cache and leaderboard."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness import registry
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+TINY_DOCS = {
+    "d1": ("Varroa mites", "Oxalic acid treatment kills varroa mites in broodless colonies during winter."),
+    "d2": ("Swarming", "Colonies swarm in spring when the queen leaves with half the workers to found a new nest."),
+    "d3": ("Honey extraction", "An extractor spins uncapped frames so centrifugal force throws honey from the comb."),
+    "d4": ("Wax moth", "Wax moth larvae tunnel through stored comb; freezing frames kills eggs and larvae."),
+    "d5": ("Feeding", "Feed thick sugar syrup in autumn so the colony stores enough food for winter."),
+    "d6": ("Queen rearing", "Grafting young larvae into queen cups lets a beekeeper raise new queens."),
+}
+TINY_QUERIES = {
+    "q1": "oxalic acid varroa mites",
+    "q2": "why did my queen swarm in spring",
+    "q3": "extractor spins frames honey",
+    "q4": "wax moth larvae in stored comb",
+    "q5": "sugar syrup autumn winter stores",
+    "q6": "grafting larvae queen cups",
+}
+TINY_QRELS = {
+    "test": {"q1": {"d1": 2}, "q2": {"d2": 2}, "q3": {"d3": 2, "d4": 0}, "q4": {"d4": 1}},
+    "train": {"q5": {"d5": 1}, "q6": {"d6": 2}},
+}
+
+
+def write_goldset(folder: Path, docs=None, queries=None, qrels=None, manifest: str | None = None) -> Path:
+    """Write a BEIR goldset folder; arguments default to the tiny beekeeping set."""
+    folder.mkdir(parents=True, exist_ok=True)
+    docs = TINY_DOCS if docs is None else docs
+    queries = TINY_QUERIES if queries is None else queries
+    qrels = TINY_QRELS if qrels is None else qrels
+    with open(folder / "corpus.jsonl", "w") as f:
+        for doc_id, (title, text) in docs.items():
+            f.write(json.dumps({"_id": doc_id, "title": title, "text": text}) + "\n")
+    with open(folder / "queries.jsonl", "w") as f:
+        for qid, text in queries.items():
+            f.write(json.dumps({"_id": qid, "text": text}) + "\n")
+    (folder / "qrels").mkdir(exist_ok=True)
+    for split, judged in qrels.items():
+        lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t{g}" for q, docs_ in judged.items() for d, g in docs_.items()]
+        (folder / "qrels" / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    if manifest is not None:
+        (folder / "goldset.toml").write_text(manifest)
+    return folder
+
+
+@pytest.fixture
+def tiny_goldset(tmp_path) -> Path:
+    return write_goldset(tmp_path / "tiny")
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path, monkeypatch):
+    """Every test gets its own embedding cache and leaderboard, never the user's."""
+    monkeypatch.setenv("TUNEBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TUNEBENCH_LEADERBOARD", str(tmp_path / "leaderboard"))
+
+
+@pytest.fixture
+def bow_backend(monkeypatch):
+    """Register the bag-of-words encoder as backend 'bow'."""
+    monkeypatch.setitem(registry.BUILTIN["encoder"], "bow", "bow_encoder:BagOfWordsEncoder")
+    return "bow"
+
+
+def shared_dataset(name: str) -> Path:
+    path = SHARED / name
+    if not (path / "corpus.jsonl").is_file():
+        pytest.skip(f"shared dataset {name} not found at {path}")
+    return path

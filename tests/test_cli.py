@@ -1,0 +1,127 @@
+"""The ``bench`` CLI: tables, JSON, and one-line errors with exit code 2 for everything a user can get wrong."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from harness import rungs as rungs_mod
+from harness.cli import main
+from harness.records import Leaderboard
+from harness.rungs import BM25Rung, DenseRung, EncoderConfig
+
+
+def bench(*args, **kw):
+    result = CliRunner().invoke(main, list(args), **kw)
+    return result
+
+
+def assert_one_line_error(result, *fragments, code=2):
+    assert result.exit_code == code, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture
+def bow_ladder(monkeypatch, bow_backend):
+    """Make the default ladder the bag-of-words encoder plus BM25 (no model download, no torch)."""
+    ladder = [DenseRung(name="baseline", encoder=EncoderConfig(backend="bow", model="bow")), BM25Rung(name="bm25")]
+    monkeypatch.setattr(rungs_mod, "default_rungs", lambda model=None: ladder)
+    return ladder
+
+
+def test_run_prints_table_writes_records_and_skips_unchanged(tiny_goldset, tmp_path, bow_ladder):
+    result = bench("run", "-g", str(tiny_goldset))
+    assert result.exit_code == 0, result.output
+    assert "baseline" in result.output and "bm25" in result.output and "new" in result.output
+    assert len(list((tmp_path / "leaderboard/records/tiny/test").glob("*.json"))) == 2
+    again = bench("run", "-g", str(tiny_goldset), "--json")
+    rows = json.loads(again.output)
+    assert [(r["rung"], r["action"]) for r in rows] == [("baseline", "unchanged"), ("bm25", "unchanged")]
+    assert rows[0]["metrics"]["recall@1"] == 1.0
+    board = bench("leaderboard", "--json")
+    assert [r["rung"] for r in json.loads(board.output)] == ["baseline", "bm25"]
+    assert "nDCG@10" in bench("leaderboard").output
+
+
+def test_run_selects_rungs_and_splits(tiny_goldset, bow_ladder):
+    rows = json.loads(bench("run", "-g", str(tiny_goldset), "-r", "bm25", "-s", "train", "-s", "test", "--json").output)
+    assert [(r["rung"], r["split"]) for r in rows] == [("bm25", "train"), ("bm25", "test")]
+
+
+def test_ctrl_c_keeps_finished_records_and_embeddings(tiny_goldset, tmp_path, monkeypatch, bow_ladder):
+    from bow_encoder import BagOfWordsEncoder
+
+    made = []
+
+    def crashing(model, **kw):
+        made.append(BagOfWordsEncoder(fail_after=1))  # documents encode, then Ctrl-C on the queries
+        return made[-1]
+
+    real_load = __import__("harness.registry", fromlist=["load"]).load
+    bow_ladder.reverse()  # bm25 finishes first, then the dense rung is interrupted
+    with monkeypatch.context() as patch:
+        patch.setattr("harness.registry.load", lambda kind, name: crashing if kind == "encoder" else real_load(kind, name))
+        result = bench("run", "-g", str(tiny_goldset))
+    assert result.exit_code == 130
+    assert "interrupted: finished records and cached embeddings are kept" in result.output
+    assert [p.name.split(".")[0] for p in (tmp_path / "leaderboard/records/tiny/test").glob("*.json")] == ["bm25"]
+    rows = {r["rung"]: r["action"] for r in json.loads(bench("run", "-g", str(tiny_goldset), "--json").output)}
+    assert rows == {"bm25": "unchanged", "baseline": "ran"}
+    dense = next(r for r in Leaderboard(tmp_path / "leaderboard").latest() if r.rung.name == "baseline")
+    assert (dense.counts.documents_cached, dense.counts.documents_encoded) == (6, 0)  # kept from the interrupted run
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["run", "-g", "no-such-goldset"], ["goldset 'no-such-goldset' is not a folder"]),
+        (["run", "-g", "demo", "-r", "bm52", "--no-ood"], ["unknown rung 'bm52'", "Did you mean 'bm25'"]),
+        (["run", "-g", "demo", "-s", "validation"], ["no split 'validation'", "it has: dev, test, train"]),
+        (["run", "-g", "demo", "-m", "./models/nope", "-r", "dense:nope"], ["model folder './models/nope' does not exist"]),
+        (["run", "-g", "demo", "-m", "org-that-is-not-cached/model-x"], ["model 'org-that-is-not-cached/model-x'"]),
+        (["leaderboard"], ["no records in"]),
+        (["goldset", "stats", "mteb:SciFakt"], ["is not an MTEB task", "Did you mean 'SciFact'"]),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(args, fragments):
+    assert_one_line_error(bench(*args), *fragments)
+
+
+def test_unwritable_leaderboard_is_one_line(tiny_goldset, tmp_path, bow_ladder):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    result = bench("run", "-g", str(tiny_goldset), "-r", "bm25", "--leaderboard", str(blocker / "lb"))
+    assert_one_line_error(result, "cannot write records under", "--leaderboard")
+
+
+def test_bad_goldset_names_file_and_line(tiny_goldset):
+    with open(tiny_goldset / "qrels" / "test.tsv", "a") as f:
+        f.write("q1\td1\tx\n")
+    assert_one_line_error(bench("run", "-g", str(tiny_goldset)), "test.tsv:7: relevance grade 'x' is not an integer")
+    result = bench("goldset", "validate", str(tiny_goldset))
+    assert result.exit_code == 2 and "test.tsv:7" in result.output
+
+
+def test_goldset_validate_and_stats_on_demo():
+    result = bench("goldset", "validate", "goldsets/demo")
+    assert result.exit_code == 0 and result.output.startswith("ok: demo: 312 documents")
+    stats = json.loads(bench("goldset", "stats", "demo", "--json").output)
+    assert stats["splits"]["train"]["queries"] >= 300 and stats["ood"] == ["../demo-ood"]
+
+
+def test_debug_shows_the_traceback():
+    result = bench("--debug", "run", "-g", "no-such-goldset")
+    assert result.exit_code != 0 and isinstance(result.exception, Exception)
+
+
+def test_help_does_not_import_heavy_modules():
+    code = "import sys; from harness.cli import main; print(sorted(m for m in ('torch', 'ranx', 'sentence_transformers', 'pydantic', 'numpy') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

@@ -1,0 +1,52 @@
+"""Our metrics (through ranx) on hand-checked cases and against pytrec_eval."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from harness.metrics import DEFAULT_METRICS, evaluate
+
+QRELS = {"q1": {"d1": 2, "d2": 1, "d9": 0}, "q2": {"d3": 1}}
+RUN = {"q1": {"d2": 0.9, "d5": 0.8, "d1": 0.7}, "q2": {"d4": 0.9, "d3": 0.5}}
+
+
+def test_hand_checked_values():
+    scores = evaluate(QRELS, RUN)
+    q1 = scores.per_query["q1"]
+    assert q1["recall@1"] == 0.5 and q1["recall@3"] == 1.0
+    assert q1["mrr@10"] == 1.0 and scores.per_query["q2"]["mrr@10"] == 0.5
+    dcg = 1 / math.log2(2) + 2 / math.log2(4)  # linear gain, trec_eval style
+    idcg = 2 / math.log2(2) + 1 / math.log2(3)
+    assert q1["ndcg@10"] == pytest.approx(dcg / idcg)
+    assert scores.mean["recall@10"] == 1.0
+    assert list(scores.mean) == list(DEFAULT_METRICS)
+
+
+def test_missing_query_scores_zero_and_input_untouched():
+    run = {"q1": dict(RUN["q1"])}
+    before = {q: dict(d) for q, d in run.items()}
+    scores = evaluate(QRELS, run)
+    assert scores.per_query["q2"]["recall@100"] == 0.0
+    assert scores.mean["recall@100"] == pytest.approx(0.5)
+    assert run == before
+
+
+def test_equals_pytrec_eval_on_random_graded_runs():
+    pytrec_eval = pytest.importorskip("pytrec_eval")
+    rng = np.random.default_rng(7)
+    docs = [f"d{i}" for i in range(300)]
+    qrels = {f"q{i}": {d: int(rng.integers(0, 3)) for d in rng.choice(docs, size=8, replace=False)} for i in range(40)}
+    qrels = {q: j for q, j in qrels.items() if any(g > 0 for g in j.values())}
+    run = {q: {d: float(s) for d, s in zip(rng.choice(docs, size=150, replace=False), rng.random(150))} for q in qrels}
+    ours = evaluate(qrels, run).per_query
+    ref = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.1,3,5,10,20,100", "map_cut.100", "P.10"}).evaluate(run)
+    top10 = {q: dict(sorted(h.items(), key=lambda x: -x[1])[:10]) for q, h in run.items()}
+    mrr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top10)
+    pairs = {"ndcg@10": "ndcg_cut_10", "map@100": "map_cut_100", "precision@10": "P_10"} | {f"recall@{k}": f"recall_{k}" for k in (1, 3, 5, 10, 20, 100)}
+    for q in qrels:
+        for ours_name, ref_name in pairs.items():
+            assert ours[q][ours_name] == pytest.approx(ref[q][ref_name], abs=1e-6), (q, ours_name)
+        assert ours[q]["mrr@10"] == pytest.approx(mrr[q]["recip_rank"], abs=1e-6)

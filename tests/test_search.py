@@ -1,0 +1,34 @@
+"""Exact dense search in bounded memory equals a full score matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.runner import drop_identical_ids
+from harness.search import to_run, top_k_dense
+
+
+@pytest.mark.parametrize(("query_block", "doc_block"), [(1, 7), (3, 50), (256, 65_536)])
+def test_blocked_search_equals_full_matrix(query_block, doc_block):
+    rng = np.random.default_rng(0)
+    queries = rng.normal(size=(11, 16)).astype(np.float32)
+    docs = rng.normal(size=(203, 16)).astype(np.float32)
+    idx, scores = top_k_dense(queries, docs, 10, query_block=query_block, doc_block=doc_block)
+    full = queries @ docs.T
+    expected = np.argsort(-full, axis=1)[:, :10]
+    np.testing.assert_array_equal(idx, expected)
+    np.testing.assert_allclose(scores, np.take_along_axis(full, expected, axis=1), rtol=1e-6)
+
+
+def test_k_larger_than_corpus_returns_everything_sorted():
+    docs = np.eye(3, dtype=np.float32)
+    idx, scores = top_k_dense(np.array([[0.1, 0.9, 0.5]], dtype=np.float32), docs, 100, doc_block=2)
+    assert idx.tolist() == [[1, 2, 0]]
+    assert scores.shape == (1, 3)
+
+
+def test_drop_identical_ids_keeps_top_k_others():
+    run = {"a": {"a": 0.9, "b": 0.8, "c": 0.7}, "b": {"a": 0.5, "c": 0.4}}
+    assert drop_identical_ids(run, 2) == {"a": {"b": 0.8, "c": 0.7}, "b": {"a": 0.5, "c": 0.4}}
+    assert to_run(["a"], ["x", "y"], np.array([[1, 0]]), np.array([[0.5, 0.25]])) == {"a": {"y": 0.5, "x": 0.25}}
