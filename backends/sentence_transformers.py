@@ -108,7 +108,9 @@ class SentenceTransformerEncoder:
 
     ``query_prompt`` / ``document_prompt`` are prepended to the text (e.g. E5's ``"query: "``);
     ``max_length`` overrides the model's ``max_seq_length``; ``normalize`` L2-normalises the output
-    so inner product is cosine similarity.
+    so inner product is cosine similarity. ``batch_size`` defaults to 16 on CPU and 64 on GPU: on CPU,
+    small length-sorted batches waste less work on padding and stay in cache (measured in
+    benchmarks/RESULTS.md: about 12% faster than 32, sentence-transformers' and mteb's default).
     """
 
     def __init__(
@@ -117,7 +119,7 @@ class SentenceTransformerEncoder:
         *,
         query_prompt: str = "",
         document_prompt: str = "",
-        batch_size: int = 32,
+        batch_size: int | None = None,
         max_length: int | None = None,
         normalize: bool = True,
         device: str | None = None,
@@ -150,7 +152,7 @@ class SentenceTransformerEncoder:
         return self.model.encode(
             list(texts),
             prompt=prompt or None,
-            batch_size=self.batch_size,
+            batch_size=self.batch_size or (16 if self.model.device.type == "cpu" else 64),
             normalize_embeddings=self.normalize,
             convert_to_numpy=True,
             show_progress_bar=False,

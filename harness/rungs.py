@@ -25,7 +25,7 @@ class EncoderConfig(_Strict):
     model: str = DEFAULT_MODEL
     query_prompt: str = ""
     document_prompt: str = ""
-    batch_size: int = Field(32, ge=1)
+    batch_size: int | None = Field(None, ge=1, description="default: 16 on CPU, 64 on GPU")
     max_length: int | None = Field(None, ge=1)
     normalize: bool = True
 

