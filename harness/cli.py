@@ -65,3 +65,6 @@ from harness.commands import goldset_cmd, leaderboard_cmd, run_cmd  # noqa: E402
 main.add_command(run_cmd.run)
 main.add_command(leaderboard_cmd.leaderboard)
 main.add_command(goldset_cmd.goldset)
+
+if __name__ == "__main__":
+    main()

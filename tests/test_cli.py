@@ -43,16 +43,16 @@ def test_run_prints_table_writes_records_and_skips_unchanged(tiny_goldset, tmp_p
     assert "baseline" in result.output and "bm25" in result.output and "new" in result.output
     assert len(list((tmp_path / "leaderboard/records/tiny/test").glob("*.json"))) == 2
     again = bench("run", "-g", str(tiny_goldset), "--json")
-    rows = json.loads(again.output)
+    rows = json.loads(again.stdout)
     assert [(r["rung"], r["action"]) for r in rows] == [("baseline", "unchanged"), ("bm25", "unchanged")]
     assert rows[0]["metrics"]["recall@1"] == 1.0
     board = bench("leaderboard", "--json")
-    assert [r["rung"] for r in json.loads(board.output)] == ["baseline", "bm25"]
+    assert [r["rung"] for r in json.loads(board.stdout)] == ["baseline", "bm25"]
     assert "nDCG@10" in bench("leaderboard").output
 
 
 def test_run_selects_rungs_and_splits(tiny_goldset, bow_ladder):
-    rows = json.loads(bench("run", "-g", str(tiny_goldset), "-r", "bm25", "-s", "train", "-s", "test", "--json").output)
+    rows = json.loads(bench("run", "-g", str(tiny_goldset), "-r", "bm25", "-s", "train", "-s", "test", "--json").stdout)
     assert [(r["rung"], r["split"]) for r in rows] == [("bm25", "train"), ("bm25", "test")]
 
 
@@ -73,7 +73,7 @@ def test_ctrl_c_keeps_finished_records_and_embeddings(tiny_goldset, tmp_path, mo
     assert result.exit_code == 130
     assert "interrupted: finished records and cached embeddings are kept" in result.output
     assert [p.name.split(".")[0] for p in (tmp_path / "leaderboard/records/tiny/test").glob("*.json")] == ["bm25"]
-    rows = {r["rung"]: r["action"] for r in json.loads(bench("run", "-g", str(tiny_goldset), "--json").output)}
+    rows = {r["rung"]: r["action"] for r in json.loads(bench("run", "-g", str(tiny_goldset), "--json").stdout)}
     assert rows == {"bm25": "unchanged", "baseline": "ran"}
     dense = next(r for r in Leaderboard(tmp_path / "leaderboard").latest() if r.rung.name == "baseline")
     assert (dense.counts.documents_cached, dense.counts.documents_encoded) == (6, 0)  # kept from the interrupted run
@@ -113,7 +113,7 @@ def test_bad_goldset_names_file_and_line(tiny_goldset):
 def test_goldset_validate_and_stats_on_demo():
     result = bench("goldset", "validate", "goldsets/demo")
     assert result.exit_code == 0 and result.output.startswith("ok: demo: 312 documents")
-    stats = json.loads(bench("goldset", "stats", "demo", "--json").output)
+    stats = json.loads(bench("goldset", "stats", "demo", "--json").stdout)
     assert stats["splits"]["train"]["queries"] >= 300 and stats["ood"] == ["../demo-ood"]
 
 

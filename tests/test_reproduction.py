@@ -74,7 +74,7 @@ def test_demo_run_end_to_end_with_the_real_model(tmp_path):
     """The README's main job: `bench run` on the demo goldset, offline, then an unchanged re-run."""
     result = CliRunner().invoke(main, ["run", "--json"])
     assert result.exit_code == 0, result.output
-    rows = {(r["goldset"], r["rung"]): r for r in json.loads(result.output)}
+    rows = {(r["goldset"], r["rung"]): r for r in json.loads(result.stdout)}
     assert set(rows) == {("demo", "baseline"), ("demo", "bm25"), ("demo-ood", "baseline"), ("demo-ood", "bm25")}
     baseline = rows[("demo", "baseline")]["metrics"]
     assert 0.5 <= baseline["recall@10"] <= 0.8, "the demo should leave the ladder room to climb"
