@@ -8,8 +8,8 @@ load, encoding, search and metrics all count), on the same local BEIR files and 
 - mteb 2.x: ``mteb.evaluate`` on its SciFact task with the data set to the local files
 - sentence-transformers ``InformationRetrievalEvaluator``
 
-Both peers run at their default batch size (32) and again at ours (16), so the ratio shows how much
-of the difference is the batch size.
+Both peers run at their default batch size (32); ``--batch16`` adds both at ours (16), to show how
+much of the difference is the batch size. ``--repeat N`` interleaves N rounds and reports medians.
 
 Usage: python benchmarks/baseline_scifact.py [--data ../shared/datasets/scifact] [--out benchmarks/_work]
 Writes a JSON summary and prints a Markdown table for benchmarks/RESULTS.md.
@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -99,6 +100,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "_work")
     parser.add_argument("--peer", choices=["mteb", "ir-evaluator"])
     parser.add_argument("--batch-size", type=int, default=32, help="peer batch size (32 is both peers' default)")
+    parser.add_argument("--repeat", type=int, default=2, help="interleaved rounds; medians are reported")
+    parser.add_argument("--batch16", action="store_true", help="also run both peers at batch size 16")
     args = parser.parse_args()
     if args.peer:  # child process: print the peer's scores as JSON
         print(json.dumps((peer_mteb if args.peer == "mteb" else peer_ir_evaluator)(args.data, args.batch_size)))
@@ -110,27 +113,34 @@ def main() -> None:
     results = {}
     results["help_s"] = min(timed(bench + ["--help"], env)[0] for _ in range(5))
     peer = [sys.executable, __file__, "--data", str(args.data), "--peer"]
-    for name, cmd in [
+    contenders = [
         ("tunebench_cold", run_cmd),
         ("tunebench_warm", run_cmd + ["--overwrite"]),
         ("mteb", peer + ["mteb"]),
         ("ir_evaluator", peer + ["ir-evaluator"]),
-        ("mteb_batch16", peer + ["mteb", "--batch-size", "16"]),
-        ("ir_evaluator_batch16", peer + ["ir-evaluator", "--batch-size", "16"]),
-    ]:
-        seconds, out = timed(cmd, env)
-        scores = json.loads(out)
-        metrics = scores[0]["metrics"] if isinstance(scores, list) else scores
-        results[name] = {"seconds": round(seconds, 2), "ndcg@10": round(metrics["ndcg@10"], 4), "recall@10": round(metrics["recall@10"], 4),
-                         "recall@100": round(metrics["recall@100"], 4)}
-        if isinstance(scores, list):
-            results[name]["record_timings"] = _record_timings(args.out / "lb")
-        print(name, results[name], file=sys.stderr, flush=True)
-    fastest_peer = min(results["mteb"]["seconds"], results["ir_evaluator"]["seconds"])
-    results["cold_vs_fastest_peer"] = round(results["tunebench_cold"]["seconds"] / fastest_peer, 3)
-    results["warm_vs_fastest_peer"] = round(results["tunebench_warm"]["seconds"] / fastest_peer, 3)
-    fastest_tuned = min(results["mteb_batch16"]["seconds"], results["ir_evaluator_batch16"]["seconds"])
-    results["cold_vs_fastest_peer_at_batch16"] = round(results["tunebench_cold"]["seconds"] / fastest_tuned, 3)
+    ]
+    if args.batch16:
+        contenders += [("mteb_batch16", peer + ["mteb", "--batch-size", "16"]), ("ir_evaluator_batch16", peer + ["ir-evaluator", "--batch-size", "16"])]
+    # Rounds interleave the contenders, so drift in the machine's speed hits all of them alike.
+    for round_ in range(args.repeat):
+        for folder in ("cache", "lb"):  # every round starts cold
+            shutil.rmtree(args.out / folder, ignore_errors=True)
+        for name, cmd in contenders:
+            seconds, out = timed(cmd, env)
+            scores = json.loads(out)
+            metrics = scores[0]["metrics"] if isinstance(scores, list) else scores
+            entry = results.setdefault(name, {"seconds": [], **{m: round(metrics[m], 4) for m in ("ndcg@10", "recall@10", "recall@100")}})
+            entry["seconds"].append(round(seconds, 2))
+            if isinstance(scores, list):
+                entry["record_timings"] = _record_timings(args.out / "lb")
+            print(round_, name, round(seconds, 2), file=sys.stderr, flush=True)
+    median = {name: statistics.median(results[name]["seconds"]) for name, _ in contenders}
+    fastest_peer = min(median["mteb"], median["ir_evaluator"])
+    results["median_s"] = median
+    results["cold_vs_fastest_peer"] = round(median["tunebench_cold"] / fastest_peer, 3)
+    results["warm_vs_fastest_peer"] = round(median["tunebench_warm"] / fastest_peer, 3)
+    if args.batch16:
+        results["cold_vs_fastest_peer_at_batch16"] = round(median["tunebench_cold"] / min(median["mteb_batch16"], median["ir_evaluator_batch16"]), 3)
     (args.out / "summary.json").write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
 

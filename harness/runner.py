@@ -54,20 +54,21 @@ def run_rungs(
     overwrite: bool = False,
     metrics: tuple[str, ...] = DEFAULT_METRICS,
 ) -> list[Outcome]:
-    """Evaluate every rung on every target split; return one outcome per (target, split, rung)."""
+    """Evaluate every rung on every target split; return one outcome per (target, split, rung),
+    grouped by target. A rung's retriever (and model) is built once and indexes each goldset in turn."""
     for target in targets:  # fail on a missing split before any work is done
         for split in target.splits:
             target.goldset.split_qrels(split)
-    outcomes = []
+    by_target: list[list[Outcome]] = [[] for _ in targets]
     for rung in rungs:
-        for target in targets:
-            outcomes += _run_one(target, rung, leaderboard, cache, overwrite, metrics)
-    return outcomes
+        retriever, encoder_fp = build_retriever(rung, cache)  # one model load per rung, not per goldset
+        for i, target in enumerate(targets):
+            by_target[i] += _run_one(target, rung, retriever, encoder_fp, leaderboard, overwrite, metrics)
+    return [o for outcomes in by_target for o in outcomes]  # goldset by goldset, rungs in ladder order
 
 
-def _run_one(target, rung, leaderboard, cache, overwrite, metrics) -> list[Outcome]:
+def _run_one(target, rung, retriever, encoder_fp, leaderboard, overwrite, metrics) -> list[Outcome]:
     goldset = target.goldset
-    retriever, encoder_fp = build_retriever(rung, cache)
     config = rung.model_dump(mode="json")
     keys = {s: record_key(goldset.split_fingerprint(s), config, encoder_fp) for s in target.splits}
     outcomes, todo = [], []
