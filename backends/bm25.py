@@ -27,7 +27,7 @@ class BM25Retriever:
     def _make_stemmer(language: str | None):
         if language is None:
             return None
-        stemmer_mod = require("Stemmer", extra=None)
+        stemmer_mod = require("Stemmer", package="PyStemmer")
         if language not in stemmer_mod.algorithms():
             raise ConfigError(f"unknown stemmer language '{language}' (choices: {', '.join(stemmer_mod.algorithms())})")
         return stemmer_mod.Stemmer(language)

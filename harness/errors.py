@@ -44,14 +44,15 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     return f" Did you mean '{close[0]}'?" if close else ""
 
 
-def require(module: str, extra: str | None = None):
-    """Import an optional module or raise :class:`MissingDependency` with the install line."""
+def require(module: str, extra: str | None = None, package: str | None = None):
+    """Import an optional module or raise :class:`MissingDependency` with the install line
+    (``tunebench[extra]`` when an extra provides it, else ``package`` or the module's name)."""
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        package = f"tunebench[{extra}]" if extra else module.split(".")[0]
+        package = f"tunebench[{extra}]" if extra else (package or module.split(".")[0])
         raise MissingDependency(
             f"the '{module}' package is needed here but not installed ({exc}); run: pip install '{package}'"
         ) from exc

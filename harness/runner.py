@@ -18,7 +18,7 @@ from harness.environment import environment
 from harness.goldset import Goldset
 from harness.metrics import DEFAULT_METRICS, evaluate
 from harness.protocols import Run
-from harness.records import Counts, GoldsetRef, Leaderboard, RunRecord, RungRef, Timings, now_iso, record_key
+from harness.records import Counts, GoldsetRef, Leaderboard, RungRef, RunRecord, Timings, now_iso, record_key
 from harness.retrieval import DenseRetriever, build_retriever
 from harness.rungs import BM25Rung, DenseRung
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import TINY_DOCS, TINY_QUERIES
 
 from backends import sentence_transformers as st_backend
 from backends.bm25 import BM25Retriever
-from conftest import TINY_DOCS, TINY_QUERIES
 from harness.errors import ConfigError, ModelUnavailable
 
 CORPUS = {d: f"{t} {x}" for d, (t, x) in TINY_DOCS.items()}
@@ -79,3 +79,12 @@ def test_minilm_encodes_with_prompts_length_and_normalisation():
     assert np.linalg.norm(q) == pytest.approx(1.0, abs=1e-5)
     assert not np.allclose(q, d)  # the query prompt changed the input
     assert enc.model.max_seq_length == 16
+
+
+def test_missing_optional_package_names_the_pip_line():
+    from harness.errors import MissingDependency, require
+
+    with pytest.raises(MissingDependency, match=r"pip install 'PyStemmer'"):
+        require("Stemmer_not_installed_here", package="PyStemmer")
+    with pytest.raises(MissingDependency, match=r"pip install 'tunebench\[mteb\]'"):
+        require("mteb_not_installed_here", extra="mteb")

@@ -10,8 +10,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import shared_dataset
+
 from harness.api import plan_targets
 from harness.cli import main
 from harness.embedding_cache import EmbeddingCache

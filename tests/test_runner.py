@@ -10,10 +10,10 @@ import pytest
 from harness.api import plan_targets, select_rungs
 from harness.embedding_cache import EmbeddingCache
 from harness.errors import ConfigError, GoldsetError
+from harness.goldset import load_goldset
 from harness.records import Leaderboard, RunRecord, read_record
 from harness.rungs import BM25Rung, DenseRung, EncoderConfig
 from harness.runner import Target, run_rungs
-from harness.goldset import load_goldset
 
 DATA = Path(__file__).parent / "data"
 
