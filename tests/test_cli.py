@@ -125,3 +125,9 @@ def test_debug_shows_the_traceback():
 def test_help_does_not_import_heavy_modules():
     code = "import sys; from harness.cli import main; print(sorted(m for m in ('torch', 'ranx', 'sentence_transformers', 'pydantic', 'numpy') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_progress_bars_can_be_forced_on(tiny_goldset, bow_ladder):
+    result = bench("--progress", "run", "-g", str(tiny_goldset), "--json")
+    assert result.exit_code == 0, result.output
+    assert [r["action"] for r in json.loads(result.stdout)] == ["ran", "ran"]
