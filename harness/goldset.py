@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.beir import Diagnostics, read_jsonl_records, read_qrels

@@ -92,3 +92,16 @@ def pytest_collection_modifyitems(config, items):
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected
+
+
+def pytrec_eval_reference(qrels: dict, run: dict) -> dict[str, dict[str, float]]:
+    """The independent implementation: trec_eval's measures via pytrec_eval, under our metric names.
+
+    trec_eval has no MRR@10, so reciprocal rank is computed on the run cut to its top 10.
+    """
+    pytrec_eval = pytest.importorskip("pytrec_eval")
+    names = {"ndcg_cut_10": "ndcg@10", "map_cut_100": "map@100", "P_10": "precision@10"} | {f"recall_{k}": f"recall@{k}" for k in (1, 3, 5, 10, 20, 100)}
+    ref = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.1,3,5,10,20,100", "map_cut.100", "P.10"}).evaluate(run)
+    top10 = {q: dict(sorted(hits.items(), key=lambda x: -x[1])[:10]) for q, hits in run.items()}
+    mrr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top10)
+    return {q: {ours: ref[q][theirs] for theirs, ours in names.items()} | {"mrr@10": mrr[q]["recip_rank"]} for q in ref}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import TINY_DOCS, TINY_QUERIES
 
 from backends import sentence_transformers as st_backend
 from backends.bm25 import BM25Retriever
+from conftest import TINY_DOCS, TINY_QUERIES
 from harness.errors import ConfigError, ModelUnavailable
 
 CORPUS = {d: f"{t} {x}" for d, (t, x) in TINY_DOCS.items()}

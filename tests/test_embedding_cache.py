@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bow_encoder import BagOfWordsEncoder
 
+from bow_encoder import BagOfWordsEncoder
 from harness import embedding_cache
 from harness.embedding_cache import CachedEncoder, EmbeddingCache
 

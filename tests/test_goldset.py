@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import write_goldset
 
+from conftest import write_goldset
 from harness.errors import GoldsetError
 from harness.goldset import load_goldset, resolve_goldset, scan_goldset
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import TINY_DOCS, TINY_QRELS, TINY_QUERIES
 
+from conftest import TINY_DOCS, TINY_QRELS, TINY_QUERIES
 from harness.errors import GoldsetError
 from harness.goldset import resolve_goldset
 
