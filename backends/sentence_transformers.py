@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import ModelUnavailable
+from harness.errors import ConfigError, ModelUnavailable
 from harness.protocols import InputType
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,12 @@ def resolve_model(model: str) -> Path:
     path = Path(model).expanduser()
     if path.is_dir():
         if not ((path / "modules.json").is_file() or (path / "config.json").is_file()):
-            raise ModelUnavailable(f"model folder '{model}' has no modules.json or config.json; point --model at a sentence-transformers or transformers model folder")
+            raise ConfigError(f"model folder '{model}' has no modules.json or config.json; point --model at a sentence-transformers or transformers model folder")
         return path.resolve()
     if model in _PACKAGED and packaged_minilm():
         return packaged_minilm()
     if model.startswith((".", "/", "~")) or model.count("/") > 1:
-        raise ModelUnavailable(f"model folder '{model}' does not exist; give an existing folder or a Hugging Face model id such as {DEFAULT_MODEL}")
+        raise ConfigError(f"model folder '{model}' does not exist; give an existing folder or a Hugging Face model id such as {DEFAULT_MODEL}")
     return _hub_snapshot(model)
 
 
@@ -77,7 +77,7 @@ def folder_digest(folder: Path) -> str:
     Memoised in the cache folder by (path, size, mtime) of each file, so a 1 GB model is hashed once,
     not on every run; the model folder itself is never written to.
     """
-    from harness.embedding_cache import default_cache_dir
+    from harness.cache import default_cache_dir
 
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in _SKIP_FILES)
     stamp = [[str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]

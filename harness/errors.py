@@ -24,18 +24,36 @@ class ConfigError(BenchError):
     """A rung, ladder or CLI option that is not valid."""
 
 
-class ModelUnavailable(BenchError):
+class RungUnavailable(BenchError):
+    """A rung cannot run on this machine (no network for a hub model, no API key, a missing package).
+
+    ``bench run`` records such a rung as skipped with this message as its reason and goes on.
+    """
+
+
+class ModelUnavailable(RungUnavailable):
     """A model that cannot be found locally and cannot be downloaded."""
 
 
-class MissingDependency(BenchError):
+class MissingDependency(RungUnavailable):
     """An optional package is not installed; the message carries the pip line."""
+
+
+class MissingCredentials(RungUnavailable):
+    """An API key is not set in the environment; the message names the variable (never its value)."""
 
 
 class RunFailure(BenchError):
     """Something failed while running (not the user's input). Exit code 1."""
 
     exit_code = 1
+
+
+class ApiError(RunFailure):
+    """A paid API failed for good: bad credentials (401/403), retries exhausted, or a malformed response.
+
+    Messages name the service, the status and the fix, never the key.
+    """
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

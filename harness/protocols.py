@@ -27,6 +27,29 @@ class Encoder(Protocol):
         ...
 
 
+# A paid API backend also has:
+#   price_key: str                  e.g. "cohere:embed-v4.0", looked up in the ladder's price table
+#   concurrency: int                requests in flight at once
+#   batches(texts) -> list[list[int]]    how texts are grouped into requests (size and token caps)
+#   encode_with_usage(texts, *, input_type) -> (vectors, billed units)
+#   rerank_with_usage(query, documents) -> (scores, billed units)
+# harness.cache uses them when present: one commit per request, nothing paid for twice.
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Re-scores a query's candidate documents (a cross-encoder, or a rerank API)."""
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable identity of everything that changes the scores (model weights or API model, options)."""
+        ...
+
+    def rerank(self, query: str, documents: Sequence[str]) -> Sequence[float]:
+        """Return one relevance score per document, in the order given (higher is more relevant)."""
+        ...
+
+
 @runtime_checkable
 class Retriever(Protocol):
     """Anything that ranks a corpus for queries: dense search, BM25, fusion."""

@@ -14,6 +14,13 @@ from harness.errors import ConfigError, did_you_mean
 BUILTIN: dict[str, dict[str, str]] = {
     "encoder": {
         "sentence-transformers": "backends.sentence_transformers:SentenceTransformerEncoder",
+        "cohere": "backends.cohere:CohereEncoder",
+        "voyage": "backends.voyage:VoyageEncoder",
+    },
+    "reranker": {
+        "cross-encoder": "backends.sentence_transformers:CrossEncoderReranker",
+        "cohere": "backends.cohere:CohereReranker",
+        "voyage": "backends.voyage:VoyageReranker",
     },
     "retriever": {
         "bm25s": "backends.bm25:BM25Retriever",

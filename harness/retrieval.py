@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 
 from harness import progress, registry
-from harness.embedding_cache import CachedEncoder, EmbeddingCache
+from harness.cache import CachedEncoder, Cache
 from harness.protocols import Run
 from harness.rungs import BM25Rung, DenseRung, EncoderConfig
 from harness.search import to_run, top_k_dense
@@ -25,7 +25,7 @@ def build_encoder(config: EncoderConfig):
 class DenseRetriever:
     """Exact dense retrieval over cached embeddings. Records query-encoding time separately."""
 
-    def __init__(self, encoder, cache: EmbeddingCache):
+    def __init__(self, encoder, cache: Cache):
         self.encoder = CachedEncoder(encoder, cache)
         self.encode_queries_s = 0.0
         self._doc_ids: list[str] = []
@@ -47,7 +47,7 @@ class DenseRetriever:
         return to_run(list(queries), self._doc_ids, indices, scores)
 
 
-def build_retriever(rung: DenseRung | BM25Rung, cache: EmbeddingCache):
+def build_retriever(rung: DenseRung | BM25Rung, cache: Cache):
     """A ready-to-index retriever for ``rung``, and the encoder fingerprint (None for lexical rungs)."""
     if isinstance(rung, DenseRung):
         encoder = build_encoder(rung.encoder)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from harness.embedding_cache import EmbeddingCache
+from harness.cache import Cache
 from harness.environment import environment
 from harness.goldset import Goldset
 from harness.metrics import DEFAULT_METRICS, evaluate
@@ -50,7 +50,7 @@ def run_rungs(
     rungs: list[DenseRung | BM25Rung],
     *,
     leaderboard: Leaderboard,
-    cache: EmbeddingCache,
+    cache: Cache,
     overwrite: bool = False,
     metrics: tuple[str, ...] = DEFAULT_METRICS,
 ) -> list[Outcome]:
@@ -94,8 +94,8 @@ def _run_one(target, rung, retriever, encoder_fp, leaderboard, overwrite, metric
 def _cache_counts(retriever) -> tuple[int, int]:
     if isinstance(retriever, DenseRetriever):
         stats = retriever.encoder.stats
-        counts = stats.encoded, stats.hits
-        stats.encoded = stats.hits = 0
+        counts = stats.computed, stats.hits
+        stats.computed = stats.hits = 0
         return counts
     return 0, 0
 

@@ -37,10 +37,10 @@ def test_bm25_unknown_stemmer_lists_choices():
 
 def test_resolve_model_paths_and_errors(tmp_path):
     assert st_backend.resolve_model("sentence-transformers/all-MiniLM-L6-v2") == st_backend.packaged_minilm()
-    with pytest.raises(ModelUnavailable, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist"):
         st_backend.resolve_model(str(tmp_path / "missing"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelUnavailable, match="has no modules.json or config.json"):
+    with pytest.raises(ConfigError, match="has no modules.json or config.json"):
         st_backend.resolve_model(str(tmp_path / "empty"))
 
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from conftest import pytrec_eval_reference, shared_dataset
 from harness.api import plan_targets
 from harness.cli import main
-from harness.embedding_cache import EmbeddingCache
+from harness.cache import Cache
 from harness.records import Leaderboard
 from harness.rungs import default_rungs
 from harness.runner import run_rungs
@@ -27,7 +27,7 @@ def scifact_records(tmp_path_factory):
     folder = shared_dataset("scifact")
     root = tmp_path_factory.mktemp("scifact")
     board = Leaderboard(root / "lb")
-    outcomes = run_rungs(plan_targets([str(folder)], ["test"]), default_rungs(), leaderboard=board, cache=EmbeddingCache(root / "cache"))
+    outcomes = run_rungs(plan_targets([str(folder)], ["test"]), default_rungs(), leaderboard=board, cache=Cache(root / "cache"))
     return board, {o.record.rung.name: o.record for o in outcomes}
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.api import plan_targets, select_rungs
-from harness.embedding_cache import EmbeddingCache
+from harness.cache import Cache
 from harness.errors import ConfigError, GoldsetError
 from harness.goldset import load_goldset
 from harness.records import Leaderboard, RunRecord, read_record
@@ -24,7 +24,7 @@ def rungs(backend="bow"):
 
 def run(tiny_goldset, tmp_path, **kw):
     targets = [Target(load_goldset(tiny_goldset), ("test",))]
-    return run_rungs(targets, rungs(), leaderboard=Leaderboard(tmp_path / "lb"), cache=EmbeddingCache(tmp_path / "c"), **kw)
+    return run_rungs(targets, rungs(), leaderboard=Leaderboard(tmp_path / "lb"), cache=Cache(tmp_path / "c"), **kw)
 
 
 def test_records_carry_scores_and_provenance(tiny_goldset, tmp_path, bow_backend):
@@ -72,14 +72,14 @@ def test_identical_ids_are_dropped_only_when_asked(tmp_path, bow_backend):
         folder = write_goldset(tmp_path / flag, docs=docs, queries={"q1": "oxalic acid varroa mites"}, qrels={"test": {"q1": {"d1": 1}}},
                                manifest=f"ignore_identical_ids = {flag}\n")
         record = run_rungs([Target(load_goldset(folder), ("test",))], rungs()[:1], leaderboard=Leaderboard(tmp_path / flag / "lb"),
-                           cache=EmbeddingCache(tmp_path / "c"))[0].record
+                           cache=Cache(tmp_path / "c"))[0].record
         assert record.goldset.ignore_identical_ids is (flag == "true")
         assert record.metrics["recall@1"] == (1.0 if flag == "true" else 0.0)
 
 
 def test_missing_split_fails_before_any_work(tiny_goldset, tmp_path, bow_backend):
     with pytest.raises(GoldsetError, match="no split 'dev'"):
-        run_rungs([Target(load_goldset(tiny_goldset), ("dev",))], rungs(), leaderboard=Leaderboard(tmp_path / "lb"), cache=EmbeddingCache(tmp_path))
+        run_rungs([Target(load_goldset(tiny_goldset), ("dev",))], rungs(), leaderboard=Leaderboard(tmp_path / "lb"), cache=Cache(tmp_path))
     assert not (tmp_path / "lb").exists()
 
 

@@ -22,7 +22,7 @@ from harness.commands.options import json_option, leaderboard_option
 def run(goldsets, splits, rung_names, model, ood, overwrite, cache_dir, leaderboard_dir, as_json):
     """Run the ladder (baseline embedder, BM25) on goldsets and write one record per goldset x split x rung."""
     from harness.api import plan_targets, select_rungs
-    from harness.embedding_cache import EmbeddingCache
+    from harness.cache import Cache
     from harness.records import Leaderboard
     from harness.rungs import default_rungs
     from harness.runner import run_rungs
@@ -30,7 +30,7 @@ def run(goldsets, splits, rung_names, model, ood, overwrite, cache_dir, leaderbo
 
     targets = plan_targets(goldsets or ("demo",), splits, include_ood=ood)
     rungs = select_rungs(default_rungs(model), rung_names)
-    outcomes = run_rungs(targets, rungs, leaderboard=Leaderboard(leaderboard_dir), cache=EmbeddingCache(cache_dir), overwrite=overwrite)
+    outcomes = run_rungs(targets, rungs, leaderboard=Leaderboard(leaderboard_dir), cache=Cache(cache_dir), overwrite=overwrite)
     if as_json:
         click.echo(json.dumps(outcomes_json(outcomes), indent=1))
     else:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from bow_encoder import BagOfWordsEncoder
-from harness import embedding_cache
-from harness.embedding_cache import CachedEncoder, EmbeddingCache
+from harness import cache as cache_mod
+from harness.cache import CachedEncoder, Cache
 
 TEXTS = [f"document number {i} about bees and hives" for i in range(10)]
 
@@ -18,25 +18,25 @@ def encoded(encoder):
 
 def test_second_pass_encodes_nothing_and_matches(tmp_path):
     base = BagOfWordsEncoder()
-    first = CachedEncoder(base, EmbeddingCache(tmp_path)).encode(TEXTS, input_type="document")
+    first = CachedEncoder(base, Cache(tmp_path)).encode(TEXTS, input_type="document")
     assert encoded(base) == 10
-    again = CachedEncoder(base, EmbeddingCache(tmp_path))
+    again = CachedEncoder(base, Cache(tmp_path))
     second = again.encode(TEXTS, input_type="document")
-    assert encoded(base) == 10 and again.stats.hits == 10 and again.stats.encoded == 0
+    assert encoded(base) == 10 and again.stats.hits == 10 and again.stats.computed == 0
     np.testing.assert_array_equal(first, second)
 
 
 def test_changing_one_text_encodes_one(tmp_path):
     base = BagOfWordsEncoder()
-    CachedEncoder(base, EmbeddingCache(tmp_path)).encode(TEXTS, input_type="document")
+    CachedEncoder(base, Cache(tmp_path)).encode(TEXTS, input_type="document")
     edited = TEXTS[:3] + ["an edited document"] + TEXTS[4:]
-    CachedEncoder(base, EmbeddingCache(tmp_path)).encode(edited, input_type="document")
+    CachedEncoder(base, Cache(tmp_path)).encode(edited, input_type="document")
     assert base.calls[-1] == ("document", 1)
 
 
 def test_input_type_and_fingerprint_are_part_of_the_key(tmp_path):
     base = BagOfWordsEncoder()
-    cache = EmbeddingCache(tmp_path)
+    cache = Cache(tmp_path)
     CachedEncoder(base, cache).encode(TEXTS[:2], input_type="document")
     CachedEncoder(base, cache).encode(TEXTS[:2], input_type="query")
     other = BagOfWordsEncoder(dim=64)
@@ -47,24 +47,24 @@ def test_input_type_and_fingerprint_are_part_of_the_key(tmp_path):
 def test_duplicates_are_encoded_once_and_order_is_kept(tmp_path):
     base = BagOfWordsEncoder()
     texts = ["bees", "hives", "bees"]
-    vectors = CachedEncoder(base, EmbeddingCache(tmp_path)).encode(texts, input_type="query")
+    vectors = CachedEncoder(base, Cache(tmp_path)).encode(texts, input_type="query")
     assert encoded(base) == 2
     np.testing.assert_array_equal(vectors[0], vectors[2])
     np.testing.assert_array_equal(vectors[1], base.encode(["hives"], input_type="query")[0])
 
 
 def test_interrupted_encoding_keeps_finished_blocks(tmp_path, monkeypatch):
-    monkeypatch.setattr(embedding_cache, "BLOCK", 3)
+    monkeypatch.setattr(cache_mod, "BLOCK", 3)
     crashing = BagOfWordsEncoder(fail_after=2)  # two blocks of 3 succeed, the third is "Ctrl-C"
     with pytest.raises(KeyboardInterrupt):
-        CachedEncoder(crashing, EmbeddingCache(tmp_path)).encode(TEXTS, input_type="document")
+        CachedEncoder(crashing, Cache(tmp_path)).encode(TEXTS, input_type="document")
     resumed = BagOfWordsEncoder()
-    CachedEncoder(resumed, EmbeddingCache(tmp_path)).encode(TEXTS, input_type="document")
+    CachedEncoder(resumed, Cache(tmp_path)).encode(TEXTS, input_type="document")
     assert encoded(resumed) == 4
 
 
 def test_unusable_cache_folder_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(embedding_cache.BenchError, match="cannot use embedding cache folder .*--cache-dir"):
-        EmbeddingCache(blocker / "cache")
+    with pytest.raises(cache_mod.BenchError, match="cannot use embedding cache folder .*--cache-dir"):
+        Cache(blocker / "cache")

@@ -1,0 +1,319 @@
+"""The on-disk cache of everything a run computes or pays for: embeddings and reranker scores.
+
+Vectors are keyed by (encoder fingerprint, input type, SHA-256 of the text), so a re-run encodes
+nothing, an edited document is re-encoded alone, and two goldsets sharing texts share vectors.
+Reranker scores are keyed by (reranker fingerprint, query, document). Beside each result the cache
+keeps what it cost: the seconds of a single-item call (a latency probe, one query's rerank) and the
+billed API units apportioned to it, so a re-run can report latency and cost without paying again.
+
+Storage is SQLite in WAL mode, committed after every call (a block of texts for a local model, one
+API request for a paid one): a crash, Ctrl-C or SIGKILL loses at most the calls in flight, and
+concurrent runs can read while one writes. (mteb's cached wrapper keeps a numpy file per task that is
+only complete at the end; a kill loses the whole task's vectors.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import BenchError
+from harness.protocols import Encoder, InputType, Reranker
+
+log = logging.getLogger(__name__)
+
+BLOCK = 256  # texts per local-model call between commits: small enough to lose little, large enough to batch well
+_SQL_VARS = 500  # stay under SQLite's host-parameter limit
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS vectors (fingerprint TEXT, input_type TEXT, text_hash BLOB,"
+    " vector BLOB, PRIMARY KEY (fingerprint, input_type, text_hash)) WITHOUT ROWID",
+    # kind: an encoder input type, or "rerank" (item = one query with its candidate list)
+    "CREATE TABLE IF NOT EXISTS usage (fingerprint TEXT, kind TEXT, item_hash BLOB, seconds REAL, units REAL,"
+    " PRIMARY KEY (fingerprint, kind, item_hash)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS scores (fingerprint TEXT, query_hash BLOB, doc_hash BLOB, score REAL,"
+    " PRIMARY KEY (fingerprint, query_hash, doc_hash)) WITHOUT ROWID",
+)
+
+
+def default_cache_dir() -> Path:
+    """``$TUNEBENCH_CACHE``, else ``$XDG_CACHE_HOME/tunebench``, else ``~/.cache/tunebench``."""
+    if os.environ.get("TUNEBENCH_CACHE"):
+        return Path(os.environ["TUNEBENCH_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tunebench"
+
+
+def text_hash(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()[:16]
+
+
+def apportion(units: float | None, texts: Sequence[str]) -> list[float | None]:
+    """Split a call's billed units over its texts in proportion to their UTF-8 length."""
+    if units is None:
+        return [None] * len(texts)
+    sizes = [max(len(t.encode("utf-8")), 1) for t in texts]
+    total = sum(sizes)
+    return [units * s / total for s in sizes]
+
+
+class Cache:
+    """The SQLite file ``embeddings.sqlite`` in a cache folder."""
+
+    def __init__(self, directory: Path | str | None = None):
+        self.directory = Path(directory) if directory else default_cache_dir()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.directory / "embeddings.sqlite", timeout=60)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+        except (OSError, sqlite3.Error) as exc:
+            raise BenchError(f"cannot use embedding cache folder '{self.directory}' ({exc}); pass a writable --cache-dir") from exc
+
+    def _select(self, sql: str, head: list, keys: Sequence) -> Iterable[tuple]:
+        for start in range(0, len(keys), _SQL_VARS):
+            block = list(keys[start : start + _SQL_VARS])
+            yield from self._db.execute(sql.format(marks=",".join("?" * len(block))), [*head, *block])
+
+    def get(self, fingerprint: str, input_type: str, hashes: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        sql = "SELECT text_hash, vector FROM vectors WHERE fingerprint=? AND input_type=? AND text_hash IN ({marks})"
+        return {key: np.frombuffer(blob, dtype=np.float32) for key, blob in self._select(sql, [fingerprint, input_type], hashes)}
+
+    def put(self, fingerprint: str, input_type: str, hashes: Sequence[bytes], vectors: np.ndarray, units: Sequence[float | None] = (), seconds: float | None = None) -> None:
+        """Store vectors (and, for a paid call or a timed probe, what they cost) in one transaction."""
+        rows = [(fingerprint, input_type, h, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for h, v in zip(hashes, vectors)]
+        with self._db:  # one transaction, committed on exit
+            self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)", rows)
+            self._put_usage(fingerprint, input_type, [(h, seconds, u) for h, u in zip(hashes, units or [None] * len(hashes))])
+
+    def usage(self, fingerprint: str, kind: str, hashes: Sequence[bytes]) -> dict[bytes, tuple[float | None, float | None]]:
+        """``{item_hash: (seconds, units)}`` for the items that have a cost on record."""
+        sql = "SELECT item_hash, seconds, units FROM usage WHERE fingerprint=? AND kind=? AND item_hash IN ({marks})"
+        return {key: (seconds, units) for key, seconds, units in self._select(sql, [fingerprint, kind], hashes)}
+
+    def _put_usage(self, fingerprint: str, kind: str, rows: Sequence[tuple[bytes, float | None, float | None]]) -> None:
+        rows = [(fingerprint, kind, h, s, u) for h, s, u in rows if s is not None or u is not None]
+        self._db.executemany(
+            "INSERT INTO usage VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
+            " seconds=coalesce(excluded.seconds, seconds), units=coalesce(excluded.units, units)",
+            rows,
+        )
+
+    def scores(self, fingerprint: str, query_hash: bytes, doc_hashes: Sequence[bytes]) -> dict[bytes, float]:
+        sql = "SELECT doc_hash, score FROM scores WHERE fingerprint=? AND query_hash=? AND doc_hash IN ({marks})"
+        return dict(self._select(sql, [fingerprint, query_hash], doc_hashes))
+
+    def put_scores(self, fingerprint: str, query_hash: bytes, scores: dict[bytes, float], item: tuple[bytes, float | None, float | None]) -> None:
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?)", [(fingerprint, query_hash, d, s) for d, s in scores.items()])
+            self._put_usage(fingerprint, "rerank", [item])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0  # items served from the cache
+    computed: int = 0  # items computed (texts encoded, query-document pairs scored)
+    api_calls: int = 0  # calls to a paid API made by this process
+    units: float = 0.0  # billed units of every item served, cached or not (for the cost of the whole evaluation)
+
+
+def _run_calls(calls: list, call: Callable, commit: Callable, workers: int) -> None:
+    """Run ``call(item)`` for each item with at most ``workers`` in flight; ``commit(item, result)``
+    runs in this thread as each finishes. On Ctrl-C, calls already in flight are awaited and committed
+    (they are paid for), the rest cancelled."""
+    if workers <= 1:
+        for item in calls:
+            commit(item, call(item))
+        return
+    pool = ThreadPoolExecutor(max_workers=workers)
+    pending: dict[Future, object] = {}
+    queue = iter(calls)
+    try:
+        for item in queue:
+            pending[pool.submit(call, item)] = item
+            if len(pending) >= workers:
+                _commit_done(pending, commit, FIRST_COMPLETED)
+        while pending:
+            _commit_done(pending, commit, FIRST_COMPLETED)
+    except BaseException:  # Ctrl-C, or one call failing for good: keep what the others bought
+        log.warning("stopping: saving %d call(s) in flight", len(pending))
+        _commit_done(pending, commit, "ALL_COMPLETED", quiet=True)
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _commit_done(pending: dict, commit: Callable, when: str, quiet: bool = False) -> None:
+    done, _ = wait(list(pending), return_when=when)
+    for future in done:
+        item = pending.pop(future)
+        if quiet and future.exception() is not None:
+            continue
+        commit(item, future.result())
+
+
+class CachedEncoder:
+    """An :class:`Encoder` that only calls the wrapped encoder for texts it has not seen.
+
+    Optional encoder attributes shape the calls: ``batches(texts)`` groups texts into API requests
+    (token and size caps), ``concurrency`` bounds requests in flight, ``encode_with_usage`` returns
+    billed units with the vectors.
+    """
+
+    def __init__(self, encoder: Encoder, cache: Cache, on_progress: Callable[[int, int], None] | None = None):
+        self.encoder = encoder
+        self.cache = cache
+        self.stats = CacheStats()
+        self.on_progress = on_progress
+
+    @property
+    def fingerprint(self) -> str:
+        return self.encoder.fingerprint
+
+    def _call(self, texts: list[str], input_type: InputType) -> tuple[np.ndarray, float | None]:
+        if hasattr(self.encoder, "encode_with_usage"):
+            vectors, units = self.encoder.encode_with_usage(texts, input_type=input_type)
+            self.stats.api_calls += 1
+        else:
+            vectors, units = self.encoder.encode(texts, input_type=input_type), None
+        return np.asarray(vectors, dtype=np.float32), units
+
+    def _groups(self, texts: list[str]) -> list[list[int]]:
+        if hasattr(self.encoder, "batches"):
+            return self.encoder.batches(texts)
+        return [list(range(s, min(s + BLOCK, len(texts)))) for s in range(0, len(texts), BLOCK)]
+
+    def encode(self, texts: Sequence[str], *, input_type: InputType) -> np.ndarray:
+        hashes = [text_hash(t) for t in texts]
+        unique = dict(zip(hashes, texts))
+        found = self.cache.get(self.fingerprint, input_type, list(unique))
+        self.stats.hits += len(found)
+        missing = [h for h in unique if h not in found]
+        # Longest first, so every block pads to similar lengths and the first block shows the worst case.
+        missing.sort(key=lambda h: len(unique[h]), reverse=True)
+        missing_texts = [unique[h] for h in missing]
+        done = [0]
+        if self.on_progress and missing:
+            self.on_progress(0, len(missing))
+
+        def commit(group: list[int], result: tuple[np.ndarray, float | None]) -> None:
+            vectors, units = result
+            block = [missing[i] for i in group]
+            self.cache.put(self.fingerprint, input_type, block, vectors, apportion(units, [missing_texts[i] for i in group]))
+            found.update(zip(block, vectors))
+            self.stats.computed += len(block)
+            done[0] += len(block)
+            if self.on_progress:
+                self.on_progress(done[0], len(missing))
+
+        workers = getattr(self.encoder, "concurrency", 1)
+        _run_calls(self._groups(missing_texts), lambda g: self._call([missing_texts[i] for i in g], input_type), commit, workers)
+        self.stats.units += sum(u or 0.0 for _, u in self.cache.usage(self.fingerprint, input_type, list(unique)).values())
+        if not hashes:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([found[h] for h in hashes])
+
+    def probe(self, texts: Sequence[str], *, input_type: InputType) -> list[float | None]:
+        """Seconds to encode each text alone: the single-query latency of the query path.
+
+        A text timed before reuses its time (a paid API is never called twice for the same text);
+        a new one is encoded alone, timed, and its vector kept. A local model gets one untimed
+        warm-up call first so model loading is not counted as latency.
+        """
+        hashes = [text_hash(t) for t in texts]
+        known = self.cache.usage(self.fingerprint, input_type, hashes)
+        todo = [(h, t) for h, t in zip(hashes, texts) if known.get(h, (None, None))[0] is None]
+        if todo and not hasattr(self.encoder, "encode_with_usage"):
+            self.encoder.encode([todo[0][1]], input_type=input_type)
+        for h, text in todo:
+            start = time.perf_counter()
+            vectors, units = self._call([text], input_type)
+            seconds = time.perf_counter() - start
+            self.cache.put(self.fingerprint, input_type, [h], vectors, [units], seconds=seconds)
+            known[h] = (seconds, units)
+        return [known[h][0] for h in hashes]
+
+
+class CachedReranker:
+    """A :class:`Reranker` whose scores are kept per (query, document) pair, one commit per query.
+
+    Optional reranker attributes: ``concurrency`` (queries in flight) and ``rerank_with_usage``
+    (billed units with the scores). Each query's call is timed: that is its rerank latency.
+    """
+
+    def __init__(self, reranker: Reranker, cache: Cache, on_progress: Callable[[int, int], None] | None = None):
+        self.reranker = reranker
+        self.cache = cache
+        self.stats = CacheStats()
+        self.on_progress = on_progress
+
+    @property
+    def fingerprint(self) -> str:
+        return self.reranker.fingerprint
+
+    def _call(self, query: str, documents: list[str]) -> tuple[list[float], float | None, float]:
+        start = time.perf_counter()
+        if hasattr(self.reranker, "rerank_with_usage"):
+            scores, units = self.reranker.rerank_with_usage(query, documents)
+            self.stats.api_calls += 1
+        else:
+            scores, units = self.reranker.rerank(query, documents), None
+        return [float(s) for s in scores], units, time.perf_counter() - start
+
+    def rerank(self, items: dict[str, tuple[str, list[str]]]) -> tuple[dict[str, list[float]], dict[str, float]]:
+        """Score ``{qid: (query, candidate texts)}``; return ``({qid: scores}, {qid: seconds})``
+        (seconds only for queries whose whole candidate list was scored in one timed call)."""
+        plan, scores = {}, {}
+        for qid, (query, docs) in items.items():
+            qh, dhs = text_hash(query), [text_hash(d) for d in docs]
+            cached = self.cache.scores(self.fingerprint, qh, dhs)
+            self.stats.hits += len(cached)
+            plan[qid] = (qh, dhs, _item_hash(qh, dhs), cached)
+        todo = [qid for qid, (_, dhs, _, cached) in plan.items() if len(cached) < len(set(dhs))]
+        done = [0]
+        if self.on_progress and todo:
+            self.on_progress(0, len(todo))
+
+        def call(qid: str):
+            qh, dhs, _, cached = plan[qid]
+            query, docs = items[qid]
+            missing = list(dict.fromkeys(d for d, h in zip(docs, dhs) if h not in cached))
+            return missing, self._call(query, missing)
+
+        def commit(qid: str, result) -> None:
+            missing, (new_scores, units, seconds) = result
+            qh, dhs, item, cached = plan[qid]
+            fresh = {text_hash(d): s for d, s in zip(missing, new_scores)}
+            self.cache.put_scores(self.fingerprint, qh, fresh, (item, seconds if not cached else None, units))
+            cached.update(fresh)
+            self.stats.computed += len(fresh)
+            done[0] += 1
+            if self.on_progress:
+                self.on_progress(done[0], len(todo))
+
+        _run_calls(todo, call, commit, getattr(self.reranker, "concurrency", 1))
+        usage = self.cache.usage(self.fingerprint, "rerank", [p[2] for p in plan.values()])
+        latency = {}
+        for qid, (qh, dhs, item, cached) in plan.items():
+            scores[qid] = [cached[h] for h in dhs]
+            seconds, units = usage.get(item, (None, None))
+            self.stats.units += units or 0.0
+            if seconds is not None:
+                latency[qid] = seconds
+        return scores, latency
+
+
+def _item_hash(query_hash: bytes, doc_hashes: Sequence[bytes]) -> bytes:
+    return hashlib.sha256(query_hash + b"".join(doc_hashes)).digest()[:16]
