@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 
 from harness import progress, registry
-from harness.cache import CachedEncoder, Cache
+from harness.cache import Cache, CachedEncoder
 from harness.protocols import Run
 from harness.rungs import BM25Rung, DenseRung, EncoderConfig
 from harness.search import to_run, top_k_dense

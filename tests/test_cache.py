@@ -7,7 +7,7 @@ import pytest
 
 from bow_encoder import BagOfWordsEncoder
 from harness import cache as cache_mod
-from harness.cache import CachedEncoder, Cache
+from harness.cache import Cache, CachedEncoder
 
 TEXTS = [f"document number {i} about bees and hives" for i in range(10)]
 

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from conftest import pytrec_eval_reference, shared_dataset
 from harness.api import plan_targets
-from harness.cli import main
 from harness.cache import Cache
+from harness.cli import main
 from harness.records import Leaderboard
 from harness.rungs import default_rungs
 from harness.runner import run_rungs
