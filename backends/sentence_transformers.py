@@ -22,6 +22,7 @@ from harness.protocols import InputType
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_RERANKER = "cross-encoder/ms-marco-MiniLM-L6-v2"
 _PACKAGED = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
 _SKIP_FILES = {"README.md", ".gitattributes"}
 
@@ -175,9 +176,70 @@ class SentenceTransformerEncoder:
             out[rows] = vectors
         return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
+    def token_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Character offsets of each text's tokens (no special tokens, no truncation), for chunking."""
+        tokenizer = self.model.tokenizer
+        encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False, return_token_type_ids=False, verbose=False)
+        return [[(a, b) for a, b in offsets if b > a] for offsets in encoded["offset_mapping"]]
+
     def _longest_first(self, texts: list[str]) -> np.ndarray:
         tokenizer = getattr(self.model, "tokenizer", None)
         if tokenizer is None or not callable(tokenizer):
             return np.argsort([-len(t) for t in texts], kind="stable")
         ids = tokenizer(texts, truncation=True, max_length=self.model.max_seq_length, return_attention_mask=False, return_token_type_ids=False)
         return np.argsort([-len(x) for x in ids["input_ids"]], kind="stable")
+
+
+class CrossEncoderReranker:
+    """:class:`~harness.protocols.Reranker` over ``sentence_transformers.CrossEncoder`` (hub id or folder).
+
+    Scores are the model's output for each (query, document) pair; only their order matters.
+    ``batch_size`` defaults to 32 pairs; ``max_length`` (tokens of query + document) to the model's.
+    """
+
+    def __init__(self, model: str = DEFAULT_RERANKER, *, batch_size: int | None = None, max_length: int | None = None, device: str | None = None):
+        self.model_name = model
+        self.path = resolve_model(model)
+        self.batch_size = batch_size or 32
+        self.max_length = max_length
+        self.device = device
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return "ce-" + hashlib.sha256(json.dumps([folder_digest(self.path), self.max_length]).encode()).hexdigest()[:24]
+
+    @cached_property
+    def model(self):
+        from sentence_transformers import CrossEncoder
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        log.info("loading cross-encoder %s from %s", self.model_name, self.path)
+        return CrossEncoder(str(self.path), device=self.device, max_length=self.max_length)
+
+    def rerank(self, query: str, documents: Sequence[str]) -> list[float]:
+        if not documents:
+            return []
+        scores = self.model.predict([(query, d) for d in documents], batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True)
+        return [float(s) for s in np.atleast_1d(scores)]
+
+
+class BiEncoderReranker:
+    """A bi-encoder as a second stage: candidates re-scored by the cosine similarity of another
+    embedding model (the classic "BM25 candidates, dense re-score" pipeline; runs offline with the
+    packaged MiniLM). Document vectors are kept for the process, so each document is encoded once."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int | None = None, max_length: int | None = None, query_prompt: str = "", document_prompt: str = ""):
+        self.encoder = SentenceTransformerEncoder(model, batch_size=batch_size, max_length=max_length, query_prompt=query_prompt, document_prompt=document_prompt)
+        self._vectors: dict[str, np.ndarray] = {}
+
+    @property
+    def fingerprint(self) -> str:
+        return "bi-" + self.encoder.fingerprint
+
+    def rerank(self, query: str, documents: Sequence[str]) -> list[float]:
+        missing = [d for d in dict.fromkeys(documents) if d not in self._vectors]
+        if missing:
+            self._vectors.update(zip(missing, self.encoder.encode(missing, input_type="document")))
+        q = self.encoder.encode([query], input_type="query")[0]
+        return [float(self._vectors[d] @ q) for d in documents]

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
-from harness.errors import ConfigError, did_you_mean
+from harness.cache import Cache
 from harness.goldset import resolve_goldset
-from harness.runner import Target
+from harness.ladder import Ladder
+from harness.records import Leaderboard
+from harness.runner import Outcome, Settings, Target, run_rungs
 
 
-def plan_targets(sources: Sequence[str], splits: Sequence[str] = (), *, include_ood: bool = True) -> list[Target]:
+def plan_targets(sources: Sequence[str], splits: Sequence[str] = (), *, include_ood: bool = True, base: Path | None = None) -> list[Target]:
     """Load goldsets and their out-of-domain companions.
 
     ``splits`` applies to the named goldsets (default: each one's ``eval_splits``); companions are
-    evaluated on their own ``eval_splits``. A companion reached twice is loaded once.
+    evaluated on their own ``eval_splits``. A companion reached twice is loaded once. Relative
+    folders are looked up under ``base`` (a ladder file's folder) first.
     """
     targets: list[Target] = []
     seen: set[str] = set()
     for source in sources:
-        goldset = resolve_goldset(source)
+        goldset = resolve_goldset(source, base)
         if goldset.fingerprint in seen:
             continue
         seen.add(goldset.fingerprint)
@@ -32,12 +36,24 @@ def plan_targets(sources: Sequence[str], splits: Sequence[str] = (), *, include_
     return targets
 
 
-def select_rungs(rungs: list, names: Sequence[str]) -> list:
-    """The rungs named in ``names`` (all when empty), with a did-you-mean error for unknown names."""
-    if not names:
-        return rungs
-    by_name = {r.name: r for r in rungs}
-    for name in names:
-        if name not in by_name:
-            raise ConfigError(f"unknown rung '{name}' (rungs: {', '.join(by_name)}).{did_you_mean(name, by_name)}")
-    return [by_name[n] for n in names]
+def run_ladder(
+    ladder: Ladder,
+    *,
+    leaderboard: Leaderboard,
+    cache: Cache,
+    goldsets: Sequence[str] = (),
+    splits: Sequence[str] = (),
+    rungs: Sequence[str] = (),
+    ood: bool | None = None,
+    overwrite: bool = False,
+) -> list[Outcome]:
+    """Run a ladder; each argument left empty takes the ladder's value (goldsets named here are
+    relative to the working directory, the ladder's to its file)."""
+    targets = plan_targets(
+        goldsets or ladder.goldsets,
+        splits or ladder.splits,
+        include_ood=ladder.ood if ood is None else ood,
+        base=None if goldsets else ladder.base,
+    )
+    settings = Settings(metrics=ladder.metric_order, latency_queries=ladder.latency_queries, prices=ladder.price_table())
+    return run_rungs(targets, ladder.select(rungs), leaderboard=leaderboard, cache=cache, overwrite=overwrite, settings=settings)

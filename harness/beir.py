@@ -118,6 +118,8 @@ def read_jsonl_records(path: Path, fields: tuple[str, ...], diag: Diagnostics, k
             (diag.error if kind == "query" else diag.warn)(
                 path, number, f"{kind} '{doc_id}' has empty text" + ("; it can never be matched on content" if kind == "document" else "; give it text or remove it")
             )
+        if kind == "document" and isinstance(obj.get("metadata"), dict):  # BEIR's optional per-document metadata
+            values["metadata"] = {str(k): str(v) for k, v in obj["metadata"].items() if isinstance(v, (str, int, float, bool))}
         records[doc_id] = values
         first_line[doc_id] = number
     return records

@@ -63,6 +63,7 @@ def main(ctx: click.Context, debug: bool, progress: bool | None) -> None:
 from harness.commands import goldset_cmd, leaderboard_cmd, run_cmd  # noqa: E402  (commands register on main)
 
 main.add_command(run_cmd.run)
+main.add_command(run_cmd.validate)
 main.add_command(leaderboard_cmd.leaderboard)
 main.add_command(goldset_cmd.goldset)
 

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.beir import Diagnostics, read_jsonl_records, read_qrels
 from harness.errors import GoldsetError
@@ -51,6 +50,7 @@ class Manifest(BaseModel):
 class Document:
     title: str
     text: str
+    metadata: dict[str, str] = field(default_factory=dict)  # BEIR's optional "metadata" object, scalar values as text
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,8 @@ class Goldset:
     def corpus_fingerprint(self) -> str:
         h = hashlib.sha256()
         for doc_id in sorted(self.corpus):
-            h.update(json.dumps([doc_id, self.document_text(self.corpus[doc_id])]).encode())
+            doc = self.corpus[doc_id]
+            h.update(json.dumps([doc_id, self.document_text(doc)] + ([doc.metadata] if doc.metadata else [])).encode())
         return h.hexdigest()
 
     def split_fingerprint(self, split: str) -> str:
@@ -122,20 +123,12 @@ class Goldset:
 
 
 def read_manifest(folder: Path) -> Manifest:
+    from harness.config import read_toml, validate
+
     path = folder / MANIFEST
     if not path.exists():
         return Manifest()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise GoldsetError(f"{path}: not valid TOML ({exc}); fix the syntax") from exc
-    try:
-        return Manifest.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        valid = ", ".join(Manifest.model_fields)
-        raise GoldsetError(f"{path}: key '{key}': {first['msg']} (valid keys: {valid})") from exc
+    return validate(Manifest, read_toml(path, GoldsetError), str(path), GoldsetError)
 
 
 def scan_goldset(folder: Path) -> tuple[Goldset | None, Diagnostics]:
@@ -158,7 +151,7 @@ def scan_goldset(folder: Path) -> tuple[Goldset | None, Diagnostics]:
         name=manifest.name or folder.name,
         source=str(folder.resolve()),
         manifest=manifest,
-        corpus={i: Document(r["title"], r["text"]) for i, r in corpus.items()},
+        corpus={i: Document(r["title"], r["text"], r.get("metadata", {})) for i, r in corpus.items()},
         queries={i: r["text"] for i, r in queries.items()},
         qrels=qrels,
         warnings=[str(w) for w in diag.warnings],
@@ -209,18 +202,26 @@ def load_goldset(folder: Path | str) -> Goldset:
     return goldset
 
 
-def resolve_goldset(source: str) -> Goldset:
-    """Load a goldset from a folder, a bundled or local name (``demo`` = ``goldsets/demo``) or ``mteb:Task``."""
+def resolve_goldset(source: str, base: Path | None = None) -> Goldset:
+    """Load a goldset from a folder, a bundled or local name (``demo`` = ``goldsets/demo``) or ``mteb:Task``.
+
+    ``base`` (a ladder file's folder) is searched first for relative folders.
+    """
     if source.startswith("mteb:"):
         from harness.sources import load_mteb_goldset
 
         return load_mteb_goldset(source.removeprefix("mteb:"))
-    path = Path(source)
-    if path.is_dir():
-        return load_goldset(path)
-    for root in (Path.cwd() / "goldsets", BUNDLED_DIR):
-        if (root / source).is_dir():
-            return load_goldset(root / source)
+    return load_goldset(find_goldset(source, base))
+
+
+def find_goldset(source: str, base: Path | None = None) -> Path:
+    """The folder a goldset source names, or a :class:`GoldsetError` listing the names that exist."""
+    path = Path(source).expanduser()
+    candidates = ([base / path] if base and not path.is_absolute() else []) + [path]
+    candidates += [root / source for root in (Path.cwd() / "goldsets", BUNDLED_DIR)]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
     from harness.errors import did_you_mean
 
     names = sorted({p.name for root in (Path.cwd() / "goldsets", BUNDLED_DIR) if root.is_dir() for p in root.iterdir() if p.is_dir()})

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from harness.errors import BenchError
 from harness.protocols import Run
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class _Record(BaseModel):
@@ -67,6 +67,31 @@ class Counts(_Record):
     queries_cached: int
 
 
+class Latency(_Record):
+    """Per-query latency of the query path (query encoding + search, plus fusion or reranking), in ms.
+
+    Measured on ``n`` queries timed one at a time (the ladder's ``latency_queries``); a composite rung
+    adds its stages' times for the same queries, as a sequential pipeline would.
+    """
+
+    n: int
+    p50_ms: float | None
+    p95_ms: float | None
+    per_query_ms: dict[str, float]
+
+
+class Cost(_Record):
+    """What the rung's evaluation costs at list prices, cached work included (it was paid once).
+
+    ``usage`` maps ``"<price_key> <unit>"`` to billed units; ``api_calls`` are the calls this run
+    made (0 when everything came from the cache); ``usd`` is None when a price is unknown.
+    """
+
+    api_calls: int
+    usage: dict[str, float]
+    usd: float | None
+
+
 class Environment(_Record):
     tunebench: str
     python: str
@@ -78,7 +103,7 @@ class Environment(_Record):
 class RunRecord(_Record):
     """Everything needed to trust, compare and reproduce one score. Every field is required."""
 
-    schema_version: Literal[1]
+    schema_version: Literal[2]
     key: str
     created_at: str
     status: Literal["ok", "skipped"]
@@ -91,7 +116,17 @@ class RunRecord(_Record):
     run_file: str | None
     timings: Timings
     counts: Counts
+    latency: Latency | None
+    cost: Cost
+    details: dict[str, Any]
     environment: Environment
+
+
+def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring an older record up to the current schema (v1 had no latency, cost or details)."""
+    if data.get("schema_version") == 1:
+        data = {**data, "schema_version": 2, "latency": None, "cost": {"api_calls": 0, "usage": {}, "usd": 0.0}, "details": {}}
+    return data
 
 
 def record_key(split_fingerprint: str, rung_config: dict, encoder_fingerprint: str | None) -> str:
@@ -126,7 +161,8 @@ class Leaderboard:
     def find(self, goldset: str, split: str, rung: str, key: str) -> RunRecord | None:
         stem = self._stem(goldset, split, rung, key)
         path = stem.with_name(stem.name + ".json")
-        return read_record(path) if path.is_file() else None
+        record = read_record(path) if path.is_file() else None
+        return record if record and record.status == "ok" else None  # a skipped rung is retried every run
 
     def write(self, record: RunRecord, run: Run | None) -> RunRecord:
         """Write the run (if any) then the record; return the record as written (with ``run_file``)."""
@@ -147,11 +183,15 @@ class Leaderboard:
         return [read_record(p) for p in sorted(self.records_dir.glob("*/*/*.json"))]
 
     def latest(self) -> list[RunRecord]:
-        """The newest record per (goldset, split, rung), sorted by goldset, split, then rung order of creation."""
+        """The newest record per (goldset, split, rung), sorted by goldset, split, then rung order of creation.
+
+        A rung skipped today (no network, no key) does not hide the result it had when it last ran.
+        """
         newest: dict[tuple[str, str, str], RunRecord] = {}
         for rec in self.records():
             slot = (rec.goldset.name, rec.goldset.split, rec.rung.name)
-            if slot not in newest or rec.created_at >= newest[slot].created_at:
+            rank = (rec.status == "ok", rec.created_at)
+            if slot not in newest or rank >= (newest[slot].status == "ok", newest[slot].created_at):
                 newest[slot] = rec
         return sorted(newest.values(), key=lambda r: (r.goldset.ood_of or r.goldset.name, r.goldset.ood_of is not None, r.goldset.name, r.goldset.split, r.created_at))
 
@@ -164,10 +204,12 @@ class Leaderboard:
 
 
 def read_record(path: Path) -> RunRecord:
-    """Load a record, with a one-line error naming the file if it is not a valid record."""
+    """Load a record (of any schema version), with a one-line error naming the file if it is not valid."""
     try:
-        return RunRecord.model_validate_json(path.read_bytes())
+        return RunRecord.model_validate(upgrade(json.loads(path.read_bytes())))
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
         raise BenchError(f"{path}: not a valid run record (key '{key}': {first['msg']}); delete it or re-run with --overwrite") from exc
+    except ValueError as exc:
+        raise BenchError(f"{path}: not a valid run record (not JSON: {exc}); delete it or re-run with --overwrite") from exc

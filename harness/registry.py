@@ -19,6 +19,7 @@ BUILTIN: dict[str, dict[str, str]] = {
     },
     "reranker": {
         "cross-encoder": "backends.sentence_transformers:CrossEncoderReranker",
+        "sentence-transformers": "backends.sentence_transformers:BiEncoderReranker",
         "cohere": "backends.cohere:CohereReranker",
         "voyage": "backends.voyage:VoyageReranker",
     },

@@ -1,33 +1,65 @@
-"""Rungs of the ladder as typed configuration, and how each one becomes a retriever.
+"""Rungs of the ladder as typed configuration.
 
 A rung's resolved configuration is recorded verbatim and hashed into the record key, so changing any
-option (or the model's weights, through the encoder fingerprint) makes a new record instead of
-silently reusing an old one.
+option (or the model's weights, through the encoder fingerprint, or an input rung's result) makes a
+new record instead of silently reusing an old one.
+
+Backend tables (``encoder``, ``reranker``) take the common options below plus whatever keyword
+arguments the chosen backend's constructor accepts (``concurrency``, ``base_url``, ...); those are
+checked against the backend's signature by :func:`harness.ladder.check_backends`, without loading
+a model.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_RERANKER = "cross-encoder/ms-marco-MiniLM-L6-v2"
+
+FUSION_METHODS = ("rrf", "wsum", "wmnz", "sum", "mnz", "max", "isr", "bordafuse")
+"""ranx fusion methods that need no training run: reciprocal rank fusion (Cormack et al. 2009), weighted
+sum and weighted CombMNZ of normalised scores, CombSUM/CombMNZ/CombMAX (Fox & Shaw 1994), ISR, Borda."""
+TUNABLE_METHODS = ("rrf", "wsum", "wmnz")
+"""Methods whose parameters ``ranx.optimize_fusion`` searches (``k`` for RRF, weights otherwise)."""
+NORMS = ("min-max", "zmuv", "max", "sum", "rank", "borda")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class EncoderConfig(_Strict):
-    """Which encoder backend and model a dense rung uses, with its options."""
+class EncoderConfig(BaseModel):
+    """Which encoder backend and model a dense or chunked rung uses, with its options."""
+
+    model_config = ConfigDict(extra="allow")  # backend-specific options, checked against the backend
 
     backend: str = "sentence-transformers"
     model: str = DEFAULT_MODEL
     query_prompt: str = ""
     document_prompt: str = ""
-    batch_size: int | None = Field(None, ge=1, description="default: 16 on CPU, 64 on GPU")
+    batch_size: int | None = Field(None, ge=1, description="default: the backend's (16 on CPU, 64 on GPU locally; the API's cap)")
     max_length: int | None = Field(None, ge=1)
     normalize: bool = True
+
+    def options(self) -> dict:
+        return self.model_dump(exclude={"backend", "model"})
+
+
+class RerankerConfig(BaseModel):
+    """Which reranker scores the first stage's candidates: a local cross-encoder, a bi-encoder, or an API."""
+
+    model_config = ConfigDict(extra="allow")
+
+    backend: str = "cross-encoder"
+    model: str = DEFAULT_RERANKER
+    batch_size: int | None = Field(None, ge=1)
+    max_length: int | None = Field(None, ge=1)
+
+    def options(self) -> dict:
+        return self.model_dump(exclude={"backend", "model"})
 
 
 class DenseRung(_Strict):
@@ -52,16 +84,81 @@ class BM25Rung(_Strict):
     top_k: int = Field(100, ge=1)
 
 
-Rung = Annotated[DenseRung | BM25Rung, Field(discriminator="kind")]
+class HybridRung(_Strict):
+    """Fusion of earlier rungs' runs through ``ranx.fuse``.
 
-
-def default_rungs(model: str | None = None) -> list[DenseRung | BM25Rung]:
-    """The ladder until ladder files exist: the baseline embedder and BM25.
-
-    ``model`` swaps the baseline's model; the rung is then named after it, so records of different
-    models never share a name.
+    ``tune_on`` names a split (never the evaluated one) on which ``ranx.optimize_fusion`` picks the
+    parameters (weights, or RRF's k) for ``tune_metric``; the in-domain goldset's tuned parameters
+    are reused for its out-of-domain companions, as they would be in deployment.
     """
-    baseline = DenseRung(name="baseline")
-    if model:
-        baseline = DenseRung(name=f"dense:{model.rstrip('/').split('/')[-1]}", encoder=EncoderConfig(model=model))
-    return [baseline, BM25Rung(name="bm25")]
+
+    kind: Literal["hybrid"] = "hybrid"
+    name: str
+    inputs: list[str] = Field(min_length=2)
+    method: Literal[FUSION_METHODS] = "rrf"  # type: ignore[valid-type]
+    norm: Literal[NORMS] | None = "min-max"  # type: ignore[valid-type]
+    weights: list[float] | None = None
+    rrf_k: int = Field(60, ge=1, description="RRF's k (60 in Cormack et al. 2009)")
+    tune_on: str | None = None
+    tune_metric: str | None = Field(None, description="default: the ladder's primary metric")
+    top_k: int = Field(100, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HybridRung:
+        if self.tune_on and self.method not in TUNABLE_METHODS:
+            raise ValueError(f"method '{self.method}' has nothing to tune; use one of {', '.join(TUNABLE_METHODS)} with tune_on")
+        if self.tune_on == "test":
+            raise ValueError("fusion must never be tuned on the test split; use tune_on = 'dev' (or 'train')")
+        if self.weights is not None and len(self.weights) != len(self.inputs):
+            raise ValueError(f"weights has {len(self.weights)} values for {len(self.inputs)} inputs")
+        if self.weights is not None and self.tune_on:
+            raise ValueError("give weights or tune_on, not both")
+        return self
+
+
+class RerankRung(_Strict):
+    """An earlier rung's top ``depth`` candidates re-scored by a reranker."""
+
+    kind: Literal["rerank"] = "rerank"
+    name: str
+    first_stage: str
+    depth: int = Field(100, ge=1)
+    reranker: RerankerConfig = RerankerConfig()
+    top_k: int = Field(100, ge=1)
+
+
+class ChunkedRung(_Strict):
+    """Documents split into overlapping token windows, each embedded; a document scores by its chunks.
+
+    ``aggregate``: ``max`` (MaxP), ``sum`` (SumP) or ``first`` (FirstP), after Dai & Callan 2019,
+    "Deeper Text Understanding for IR with Contextual Neural Language Modeling".
+    """
+
+    kind: Literal["chunked"] = "chunked"
+    name: str
+    encoder: EncoderConfig = EncoderConfig()
+    chunk_size: int = Field(128, ge=8, description="tokens of the encoder's tokenizer per chunk")
+    overlap: int = Field(32, ge=0)
+    prefix_title: bool = True
+    prefix_metadata: list[str] = Field(default_factory=list, description="metadata fields written as 'field: value' before each chunk")
+    aggregate: Literal["max", "sum", "first"] = "max"
+    top_k: int = Field(100, ge=1)
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> ChunkedRung:
+        if self.overlap >= self.chunk_size:
+            raise ValueError(f"overlap ({self.overlap}) must be smaller than chunk_size ({self.chunk_size})")
+        return self
+
+
+AnyRung = DenseRung | BM25Rung | HybridRung | RerankRung | ChunkedRung
+Rung = Annotated[AnyRung, Field(discriminator="kind")]
+
+
+def depends_on(rung: AnyRung) -> list[str]:
+    """Names of the rungs whose runs this rung consumes."""
+    if isinstance(rung, HybridRung):
+        return list(rung.inputs)
+    if isinstance(rung, RerankRung):
+        return [rung.first_stage]
+    return []

@@ -26,7 +26,46 @@ def top_k_dense(
 
     ``k = min(top_k, n_docs)``. Use normalised vectors for cosine similarity.
     """
-    n_queries, n_docs = len(query_vectors), len(doc_vectors)
+
+    def tile(queries: np.ndarray, d0: int, d1: int) -> np.ndarray:
+        return queries @ doc_vectors[d0:d1].T
+
+    return _top_k(query_vectors, len(doc_vectors), top_k, tile, query_block, doc_block)
+
+
+AGGREGATES = {"max": np.maximum.reduceat, "sum": np.add.reduceat}
+
+
+def top_k_chunked(
+    query_vectors: np.ndarray,
+    chunk_vectors: np.ndarray,
+    starts: np.ndarray,
+    top_k: int,
+    *,
+    aggregate: str = "max",
+    query_block: int = 256,
+    chunk_block: int = 65_536,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k documents when each document is a run of consecutive chunks (``starts[i]`` is document
+    i's first chunk) and a document scores the ``max``, ``sum`` or ``first`` of its chunks' scores.
+
+    Exact, in the same bounded tiles as :func:`top_k_dense` (blocks of whole documents).
+    """
+    bounds = np.append(np.asarray(starts, dtype=np.int64), len(chunk_vectors))
+
+    def tile(queries: np.ndarray, d0: int, d1: int) -> np.ndarray:
+        c0, c1 = bounds[d0], bounds[d1]
+        scores = queries @ chunk_vectors[c0:c1].T
+        local = bounds[d0:d1] - c0
+        return scores[:, local] if aggregate == "first" else AGGREGATES[aggregate](scores, local, axis=1)
+
+    n_docs = len(bounds) - 1
+    doc_block = max(1, chunk_block * n_docs // max(len(chunk_vectors), 1))
+    return _top_k(query_vectors, n_docs, top_k, tile, query_block, doc_block)
+
+
+def _top_k(query_vectors, n_docs, top_k, tile, query_block, doc_block) -> tuple[np.ndarray, np.ndarray]:
+    n_queries = len(query_vectors)
     k = min(top_k, n_docs)
     indices = np.empty((n_queries, k), dtype=np.int64)
     scores = np.empty((n_queries, k), dtype=np.float32)
@@ -35,11 +74,11 @@ def top_k_dense(
         best_idx = np.empty((len(queries), 0), dtype=np.int64)
         best_scores = np.empty((len(queries), 0), dtype=np.float32)
         for d0 in range(0, n_docs, doc_block):
-            tile = queries @ doc_vectors[d0 : d0 + doc_block].T
-            take = min(k, tile.shape[1])
-            part = np.argpartition(-tile, take - 1, axis=1)[:, :take]
+            block = tile(queries, d0, min(d0 + doc_block, n_docs))
+            take = min(k, block.shape[1])
+            part = np.argpartition(-block, take - 1, axis=1)[:, :take]
             cand_idx = np.concatenate([best_idx, part + d0], axis=1)
-            cand_scores = np.concatenate([best_scores, np.take_along_axis(tile, part, axis=1)], axis=1)
+            cand_scores = np.concatenate([best_scores, np.take_along_axis(block, part, axis=1)], axis=1)
             if cand_scores.shape[1] > k:
                 keep = np.argpartition(-cand_scores, k - 1, axis=1)[:, :k]
                 cand_idx = np.take_along_axis(cand_idx, keep, axis=1)

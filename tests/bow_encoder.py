@@ -38,3 +38,30 @@ class BagOfWordsEncoder:
                 out[row, self._bucket(word)] += 1.0
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-9)
+
+
+class PaidBagOfWords(BagOfWordsEncoder):
+    """The bag-of-words encoder dressed as a paid API: billed one token per word, two requests in flight."""
+
+    price_key = "test:bow"
+    concurrency = 2
+
+    def batches(self, texts):
+        return [list(range(s, min(s + 2, len(texts)))) for s in range(0, len(texts), 2)]
+
+    def encode_with_usage(self, texts, *, input_type):
+        return self.encode(texts, input_type=input_type), float(sum(len(WORD.findall(t.lower())) for t in texts))
+
+
+class OverlapReranker:
+    """Scores a document by how many of the query's words it contains (a reranker with real signal)."""
+
+    fingerprint = "overlap-1"
+
+    def __init__(self, model: str = "overlap", **_ignored):
+        self.calls = 0
+
+    def rerank(self, query, documents):
+        self.calls += 1
+        words = set(WORD.findall(query.lower()))
+        return [float(len(words & set(WORD.findall(d.lower())))) for d in documents]

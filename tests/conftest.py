@@ -68,9 +68,34 @@ def isolated_dirs(tmp_path, monkeypatch):
 
 @pytest.fixture
 def bow_backend(monkeypatch):
-    """Register the bag-of-words encoder as backend 'bow'."""
+    """Register the test backends: encoders 'bow' and 'bow-paid' (billed per word), reranker 'overlap'."""
     monkeypatch.setitem(registry.BUILTIN["encoder"], "bow", "bow_encoder:BagOfWordsEncoder")
+    monkeypatch.setitem(registry.BUILTIN["encoder"], "bow-paid", "bow_encoder:PaidBagOfWords")
+    monkeypatch.setitem(registry.BUILTIN["reranker"], "overlap", "bow_encoder:OverlapReranker")
     return "bow"
+
+
+BOW_LADDER = """
+name = "bow"
+goldsets = ["{goldset}"]
+latency_queries = 3
+
+[[rungs]]
+name = "baseline"
+kind = "dense"
+encoder = {{ backend = "bow", model = "bow" }}
+
+[[rungs]]
+name = "bm25"
+kind = "bm25"
+"""
+
+
+def write_ladder(folder: Path, goldset: Path, extra: str = "", template: str = BOW_LADDER) -> Path:
+    """A ladder file over ``goldset`` (bag-of-words baseline + BM25, then ``extra`` TOML)."""
+    path = folder / "ladder.toml"
+    path.write_text(template.format(goldset=goldset) + extra)
+    return path
 
 
 def shared_dataset(name: str) -> Path:

@@ -9,10 +9,9 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from harness import rungs as rungs_mod
+from conftest import write_ladder
 from harness.cli import main
 from harness.records import Leaderboard
-from harness.rungs import BM25Rung, DenseRung, EncoderConfig
 
 
 def bench(*args, **kw):
@@ -30,11 +29,12 @@ def assert_one_line_error(result, *fragments, code=2):
 
 
 @pytest.fixture
-def bow_ladder(monkeypatch, bow_backend):
-    """Make the default ladder the bag-of-words encoder plus BM25 (no model download, no torch)."""
-    ladder = [DenseRung(name="baseline", encoder=EncoderConfig(backend="bow", model="bow")), BM25Rung(name="bm25")]
-    monkeypatch.setattr(rungs_mod, "default_rungs", lambda model=None: ladder)
-    return ladder
+def bow_ladder(monkeypatch, bow_backend, tmp_path, tiny_goldset):
+    """Work in a folder whose ./ladder.toml is the bag-of-words encoder plus BM25 (no model, no torch)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return write_ladder(work, tiny_goldset)
 
 
 def test_run_prints_table_writes_records_and_skips_unchanged(tiny_goldset, tmp_path, bow_ladder):
@@ -66,7 +66,9 @@ def test_ctrl_c_keeps_finished_records_and_embeddings(tiny_goldset, tmp_path, mo
         return made[-1]
 
     real_load = __import__("harness.registry", fromlist=["load"]).load
-    bow_ladder.reverse()  # bm25 finishes first, then the dense rung is interrupted
+    text = bow_ladder.read_text()  # bm25 first, so it finishes before the dense rung is interrupted
+    dense, bm25 = text.index("[[rungs]]"), text.rindex("[[rungs]]")
+    bow_ladder.write_text(text[:dense] + text[bm25:] + "\n" + text[dense:bm25])
     with monkeypatch.context() as patch:
         patch.setattr("harness.registry.load", lambda kind, name: crashing if kind == "encoder" else real_load(kind, name))
         result = bench("run", "-g", str(tiny_goldset))
@@ -85,8 +87,10 @@ def test_ctrl_c_keeps_finished_records_and_embeddings(tiny_goldset, tmp_path, mo
         (["run", "-g", "no-such-goldset"], ["goldset 'no-such-goldset' is not a folder"]),
         (["run", "-g", "demo", "-r", "bm52", "--no-ood"], ["unknown rung 'bm52'", "Did you mean 'bm25'"]),
         (["run", "-g", "demo", "-s", "validation"], ["no split 'validation'", "it has: dev, test, train"]),
-        (["run", "-g", "demo", "-m", "./models/nope", "-r", "dense:nope"], ["model folder './models/nope' does not exist"]),
-        (["run", "-g", "demo", "-m", "org-that-is-not-cached/model-x"], ["model 'org-that-is-not-cached/model-x'"]),
+        (["run", "-g", "demo", "-m", "./models/nope"], ["model folder './models/nope' does not exist"]),
+        (["run", "-g", "demo", "-m", "org-that-is-not-cached/model-x"], ["rung 'dense:model-x' cannot run here", "model 'org-that-is-not-cached/model-x'"]),
+        (["run", "-l", "no-such-ladder.toml"], ["no-such-ladder.toml: file not found"]),
+        (["validate", "no-such-ladder.toml"], ["no-such-ladder.toml: file not found"]),
         (["leaderboard"], ["no records in"]),
         (["goldset", "stats", "mteb:SciFakt"], ["is not an MTEB task", "Did you mean 'SciFact'"]),
     ],

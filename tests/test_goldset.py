@@ -36,7 +36,7 @@ def test_manifest_controls_title_join_and_identical_ids(tmp_path):
 
 def test_manifest_unknown_key_is_one_clear_error(tmp_path):
     folder = write_goldset(tmp_path / "g", manifest='nmae = "x"\n')
-    with pytest.raises(GoldsetError, match=r"goldset.toml: key 'nmae'.*valid keys: name"):
+    with pytest.raises(GoldsetError, match=r"goldset.toml: unknown key 'nmae'. Did you mean 'name'\?.*valid keys here: name"):
         load_goldset(folder)
 
 

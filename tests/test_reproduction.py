@@ -16,7 +16,7 @@ from harness.api import plan_targets
 from harness.cache import Cache
 from harness.cli import main
 from harness.records import Leaderboard
-from harness.rungs import default_rungs
+from harness.rungs import BM25Rung, DenseRung, HybridRung
 from harness.runner import run_rungs
 
 pytestmark = pytest.mark.slow
@@ -27,7 +27,8 @@ def scifact_records(tmp_path_factory):
     folder = shared_dataset("scifact")
     root = tmp_path_factory.mktemp("scifact")
     board = Leaderboard(root / "lb")
-    outcomes = run_rungs(plan_targets([str(folder)], ["test"]), default_rungs(), leaderboard=board, cache=Cache(root / "cache"))
+    rungs = [DenseRung(name="baseline"), BM25Rung(name="bm25"), HybridRung(name="hybrid", inputs=["bm25", "baseline"], method="rrf")]
+    outcomes = run_rungs(plan_targets([str(folder)], ["test"]), rungs, leaderboard=board, cache=Cache(root / "cache"))
     return board, {o.record.rung.name: o.record for o in outcomes}
 
 
@@ -45,7 +46,14 @@ def test_bm25_lands_near_bm25s_published(scifact_records):
     assert records["bm25"].metrics["ndcg@10"] == pytest.approx(0.687, abs=0.03)
 
 
-@pytest.mark.parametrize("rung", ["baseline", "bm25"])
+def test_hybrid_is_not_worse_than_the_better_input(scifact_records):
+    _, records = scifact_records
+    better = max(records["baseline"].metrics["ndcg@10"], records["bm25"].metrics["ndcg@10"])
+    assert records["hybrid"].metrics["ndcg@10"] >= better - 0.005
+    assert records["hybrid"].details["method"] == "rrf" and records["hybrid"].latency.n == 50
+
+
+@pytest.mark.parametrize("rung", ["baseline", "bm25", "hybrid"])
 def test_metrics_equal_pytrec_eval_on_the_same_run(scifact_records, rung):
     board, records = scifact_records
     record = records[rung]
@@ -63,14 +71,25 @@ def _scifact_qrels():
     return qrels
 
 
-def test_demo_run_end_to_end_with_the_real_model(tmp_path):
-    """The README's main job: `bench run` on the demo goldset, offline, then an unchanged re-run."""
+def test_default_ladder_end_to_end_offline(monkeypatch):
+    """The README's main job: `bench run` (the default ladder on demo), offline: the rungs that need
+    the hub or API keys are skipped with their reasons, the rest run; then an unchanged re-run."""
+    for key in ("COHERE_API_KEY", "VOYAGE_API_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     result = CliRunner().invoke(main, ["run", "--json"])
     assert result.exit_code == 0, result.output
     rows = {(r["goldset"], r["rung"]): r for r in json.loads(result.stdout)}
-    assert set(rows) == {("demo", "baseline"), ("demo", "bm25"), ("demo-ood", "baseline"), ("demo-ood", "bm25")}
+    ran = {rung for (goldset, rung), r in rows.items() if goldset == "demo" and r["status"] == "ok"}
+    assert ran == {"baseline", "bm25", "hybrid", "hybrid-tuned", "chunked"}
+    skipped = {rung: r["reason"] for (goldset, rung), r in rows.items() if goldset == "demo" and r["status"] == "skipped"}
+    assert "COHERE_API_KEY" in skipped["cohere-embed-v4"] and "VOYAGE_API_KEY" in skipped["hybrid+voyage-rerank"]
+    assert "BAAI/bge-base-en-v1.5" in skipped["bge-base"] and "cross-encoder/ms-marco-MiniLM-L6-v2" in skipped["hybrid+ce"]
     baseline = rows[("demo", "baseline")]["metrics"]
     assert 0.5 <= baseline["recall@10"] <= 0.8, "the demo should leave the ladder room to climb"
+    assert rows[("demo", "hybrid-tuned")]["metrics"]["ndcg@10"] > baseline["ndcg@10"]
     assert rows[("demo-ood", "baseline")]["ood_of"] == "demo"
-    again = CliRunner().invoke(main, ["run"])
-    assert again.exit_code == 0 and again.output.count("unchanged") == 4
+    assert rows[("demo", "baseline")]["latency_p95_ms"] >= rows[("demo", "baseline")]["latency_p50_ms"] > 0
+    again = CliRunner().invoke(main, ["run", "--json"])
+    actions = {r["action"] for r in json.loads(again.stdout) if r["status"] == "ok"}
+    assert again.exit_code == 0 and actions == {"unchanged"}

@@ -1,4 +1,4 @@
-"""``bench run``: evaluate the ladder's rungs on goldsets and record the results."""
+"""``bench run`` and ``bench validate``: check a ladder file, evaluate its rungs and record the results."""
 
 from __future__ import annotations
 
@@ -8,30 +8,73 @@ import click
 
 from harness.commands.options import json_option, leaderboard_option
 
+ladder_option = click.option(
+    "--ladder", "-l", "ladder_path", default=None, metavar="FILE", help="Ladder file (default: ./ladder.toml, else the default ladder shipped with tunebench)."
+)
+
 
 @click.command()
-@click.option("--goldset", "-g", "goldsets", multiple=True, metavar="PATH_OR_NAME", help="Goldset folder, bundled name or mteb:<Task> (repeatable; default: demo).")
-@click.option("--split", "-s", "splits", multiple=True, help="Splits to evaluate (repeatable; default: the goldset's eval_splits, usually test).")
-@click.option("--rung", "-r", "rung_names", multiple=True, help="Only these rungs (repeatable; default: all).")
-@click.option("--model", "-m", default=None, help="Model id or folder for the dense rung (default: packaged all-MiniLM-L6-v2).")
-@click.option("--ood/--no-ood", default=True, show_default=True, help="Also evaluate each goldset's out-of-domain companions.")
+@ladder_option
+@click.option("--goldset", "-g", "goldsets", multiple=True, metavar="PATH_OR_NAME", help="Goldset folder, bundled name or mteb:<Task> (repeatable; default: the ladder's).")
+@click.option("--split", "-s", "splits", multiple=True, help="Splits to evaluate (repeatable; default: the ladder's, else each goldset's eval_splits).")
+@click.option("--rung", "-r", "rung_names", multiple=True, help="Only these rungs and the rungs they build on (repeatable; default: all).")
+@click.option("--model", "-m", default=None, help="Instead of the ladder's rungs, evaluate one dense rung with this model id or folder.")
+@click.option("--ood/--no-ood", default=None, help="Also evaluate each goldset's out-of-domain companions (default: the ladder's, on).")
 @click.option("--overwrite", is_flag=True, help="Re-run rungs whose records are up to date.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Embedding cache folder (default: $TUNEBENCH_CACHE or ~/.cache/tunebench).")
 @leaderboard_option
 @json_option
-def run(goldsets, splits, rung_names, model, ood, overwrite, cache_dir, leaderboard_dir, as_json):
-    """Run the ladder (baseline embedder, BM25) on goldsets and write one record per goldset x split x rung."""
-    from harness.api import plan_targets, select_rungs
+def run(ladder_path, goldsets, splits, rung_names, model, ood, overwrite, cache_dir, leaderboard_dir, as_json):
+    """Run the ladder's rungs on its goldsets; write one record per goldset x split x rung.
+
+    Rungs that cannot run here (a hub model offline, an API key not set) are recorded as skipped,
+    with the reason, and the others run.
+    """
+    from harness.api import run_ladder
     from harness.cache import Cache
+    from harness.ladder import resolve_ladder
     from harness.records import Leaderboard
-    from harness.rungs import default_rungs
-    from harness.runner import run_rungs
     from harness.views import outcomes_json, outcomes_table
 
-    targets = plan_targets(goldsets or ("demo",), splits, include_ood=ood)
-    rungs = select_rungs(default_rungs(model), rung_names)
-    outcomes = run_rungs(targets, rungs, leaderboard=Leaderboard(leaderboard_dir), cache=Cache(cache_dir), overwrite=overwrite)
+    ladder = resolve_ladder(ladder_path)
+    if model:
+        from harness.rungs import DenseRung, EncoderConfig
+
+        name = "dense:" + model.rstrip("/").split("/")[-1]
+        ladder = ladder.model_copy(update={"rungs": [DenseRung(name=name, encoder=EncoderConfig(model=model))]})
+        rung_names = ()
+    outcomes = run_ladder(
+        ladder, leaderboard=Leaderboard(leaderboard_dir), cache=Cache(cache_dir), goldsets=goldsets, splits=splits, rungs=rung_names, ood=ood, overwrite=overwrite
+    )
+    _fail_if_asked_for_nothing(outcomes, {r.name for r in ladder.rungs} if model else set(rung_names))
     if as_json:
         click.echo(json.dumps(outcomes_json(outcomes), indent=1))
     else:
-        outcomes_table(outcomes, title=f"records in {leaderboard_dir}/records")
+        outcomes_table(outcomes, title=f"ladder '{ladder.name}': records in {leaderboard_dir}/records")
+
+
+def _fail_if_asked_for_nothing(outcomes, asked: set[str]) -> None:
+    """A rung named on the command line that could not run at all is an error, not a quiet skip."""
+    from harness.errors import RungUnavailable
+
+    for name in asked:
+        mine = [o for o in outcomes if o.record.rung.name == name]
+        if mine and all(o.action == "skipped" for o in mine):
+            raise RungUnavailable(f"rung '{name}' cannot run here: {mine[0].record.reason}")
+
+
+@click.command()
+@click.argument("ladder_path", required=False, metavar="[FILE]")
+def validate(ladder_path):
+    """Check a ladder file (default: ./ladder.toml, else the shipped default) without loading any model."""
+    from collections import Counter
+
+    from harness.goldset import find_goldset
+    from harness.ladder import resolve_ladder
+
+    ladder = resolve_ladder(ladder_path)
+    for source in ladder.goldsets:
+        if not source.startswith("mteb:"):
+            find_goldset(source, ladder.base)
+    kinds = ", ".join(f"{n} {k}" for k, n in Counter(r.kind for r in ladder.rungs).items())
+    click.echo(f"{ladder.source}: ok: ladder '{ladder.name}', {len(ladder.rungs)} rungs ({kinds}), goldsets {', '.join(ladder.goldsets)}")

@@ -1,0 +1,203 @@
+"""Cohere's embed and rerank APIs (v2) through the official ``cohere`` SDK.
+
+The key comes only from ``COHERE_API_KEY``; ``base_url`` (or ``COHERE_BASE_URL``) points the SDK
+elsewhere, e.g. at a proxy or the test server. The SDK's own retries are off: one loop in
+:mod:`backends.http_retry` retries, so a request is never retried 3 × 7 times. Every request's result
+is committed by :mod:`harness.cache` as it arrives, so nothing is paid for twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from backends.http_retry import (
+    Failure,
+    RetryPolicy,
+    api_key,
+    check_options,
+    estimate_tokens,
+    group,
+    in_parts,
+    malformed,
+    scores_in_order,
+    to_matrix,
+)
+from harness.errors import require
+from harness.protocols import InputType
+
+KEY_ENV = "COHERE_API_KEY"
+URL_ENV = "COHERE_BASE_URL"
+MAX_TEXTS = 96  # texts per embed request (API reference, v2/embed)
+MAX_TOKENS = 128_000  # estimated tokens per embed request
+MAX_DOCUMENTS = 1000  # documents per rerank request; Cohere advises no more (API reference, v2/rerank)
+_INPUT_TYPES = {"query": "search_query", "document": "search_document"}
+
+
+def _failure(exc: Exception) -> Failure | None:
+    """Map the SDK's exceptions: ``ApiError`` / ``ParsingError`` carry the status; httpx errors mean no response."""
+    import httpx
+
+    if hasattr(exc, "status_code") and hasattr(exc, "body"):
+        return Failure(exc.status_code, _server_message(exc.body), getattr(exc, "headers", None) or {})
+    if isinstance(exc, httpx.TimeoutException):
+        return Failure(None, f"timed out ({type(exc).__name__})")
+    if isinstance(exc, httpx.TransportError):
+        return Failure(None, f"{type(exc).__name__}: {str(exc)[:200]}")
+    return None
+
+
+def _server_message(body: object) -> str:
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return body["message"][:300]
+    return str(body)[:300] if body else ""
+
+
+def _attr(obj: object, *names: str) -> object:
+    for name in names:
+        obj = getattr(obj, name, None)
+    return obj
+
+
+def _client(key: str, base_url: str | None, timeout: float):
+    cohere = require("cohere")
+    url = base_url or os.environ.get(URL_ENV)
+    # max_retries=0: our RetryPolicy is the only retry loop.
+    return cohere.ClientV2(api_key=key, timeout=timeout, max_retries=0, **({"base_url": url} if url else {}))
+
+
+class CohereEncoder:
+    """An :class:`~harness.protocols.Encoder` over Cohere's ``v2/embed`` (``embed-v4.0`` by default).
+
+    Queries are embedded as ``search_query``, documents as ``search_document``; prompts are prepended
+    to the texts. ``max_length`` becomes the API's ``max_tokens`` (inputs are truncated at the end),
+    ``output_dimension`` picks a Matryoshka size on embed-v4. ``batch_size`` lowers the 96-texts cap.
+    """
+
+    def __init__(
+        self,
+        model: str = "embed-v4.0",
+        *,
+        query_prompt: str = "",
+        document_prompt: str = "",
+        batch_size: int | None = None,
+        max_length: int | None = None,
+        normalize: bool = True,
+        base_url: str | None = None,
+        concurrency: int = 4,
+        max_retries: int = 6,
+        timeout: float = 60.0,
+        output_dimension: int | None = None,
+    ):
+        check_options(batch_size=batch_size, max_length=max_length, concurrency=concurrency, max_retries=max_retries, timeout=timeout, output_dimension=output_dimension)
+        self.model = model
+        self.prompts = {"query": query_prompt, "document": document_prompt}
+        self.batch_size = min(batch_size or MAX_TEXTS, MAX_TEXTS)
+        self.max_length = max_length
+        self.normalize = normalize
+        self.output_dimension = output_dimension
+        self.concurrency = concurrency
+        self.price_key = f"cohere:{model}"
+        key = api_key(KEY_ENV, "Cohere")
+        self.client = _client(key, base_url, timeout)
+        self._retry = RetryPolicy("Cohere", KEY_ENV, _failure, max_retries, secret=key)
+
+    def __repr__(self) -> str:
+        return f"CohereEncoder(model={self.model!r})"
+
+    @property
+    def fingerprint(self) -> str:
+        settings = json.dumps([self.model, self.output_dimension, self.max_length, "END", self.prompts, self.normalize])
+        return "cohere-" + hashlib.sha256(settings.encode()).hexdigest()[:24]
+
+    def batches(self, texts: Sequence[str]) -> list[list[int]]:
+        """Groups of at most 96 texts (or ``batch_size``) and 128,000 estimated tokens: one request each."""
+        prompt = max(self.prompts.values(), key=len)
+        cap = self.max_length
+
+        def tokens(text: str) -> int:
+            return min(estimate_tokens(prompt + text), cap) if cap else estimate_tokens(prompt + text)
+
+        return group(texts, self.batch_size, MAX_TOKENS, tokens)
+
+    def encode(self, texts: Sequence[str], *, input_type: InputType) -> np.ndarray:
+        return self.encode_with_usage(texts, input_type=input_type)[0]
+
+    def encode_with_usage(self, texts: Sequence[str], *, input_type: InputType) -> tuple[np.ndarray, float | None]:
+        """One ``v2/embed`` request (retried as needed): the vectors and the billed input tokens."""
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32), 0.0
+        inputs = [self.prompts[input_type] + t for t in texts]
+        options = {k: v for k, v in {"max_tokens": self.max_length, "output_dimension": self.output_dimension}.items() if v}
+        response = self._retry.call(
+            lambda: self.client.embed(
+                model=self.model, input_type=_INPUT_TYPES[input_type], texts=inputs, embedding_types=["float"], truncate="END", **options
+            ),
+            operation="embed",
+            model=self.model,
+        )
+        rows = _attr(response, "embeddings", "float_")
+        if rows is None:
+            raise malformed("Cohere embed", "no float embeddings in the body")
+        return to_matrix(rows, len(texts), "Cohere embed", self.normalize), _attr(response, "meta", "billed_units", "input_tokens")
+
+
+class CohereReranker:
+    """A :class:`~harness.protocols.Reranker` over Cohere's ``v2/rerank`` (``rerank-v3.5`` by default).
+
+    ``max_length`` becomes ``max_tokens_per_doc``; ``batch_size`` caps documents per request (1000 at
+    most; a longer list is split). Billed units are search units (one per query and 100 documents).
+    """
+
+    def __init__(
+        self,
+        model: str = "rerank-v3.5",
+        *,
+        base_url: str | None = None,
+        concurrency: int = 4,
+        max_retries: int = 6,
+        timeout: float = 60.0,
+        batch_size: int | None = None,
+        max_length: int | None = None,
+    ):
+        check_options(batch_size=batch_size, max_length=max_length, concurrency=concurrency, max_retries=max_retries, timeout=timeout)
+        self.model = model
+        self.max_length = max_length
+        self.batch_size = min(batch_size or MAX_DOCUMENTS, MAX_DOCUMENTS)
+        self.concurrency = concurrency
+        self.price_key = f"cohere:{model}"
+        key = api_key(KEY_ENV, "Cohere")
+        self.client = _client(key, base_url, timeout)
+        self._retry = RetryPolicy("Cohere", KEY_ENV, _failure, max_retries, secret=key)
+
+    def __repr__(self) -> str:
+        return f"CohereReranker(model={self.model!r})"
+
+    @property
+    def fingerprint(self) -> str:
+        settings = json.dumps([self.model, self.max_length])
+        return "cohere-rerank-" + hashlib.sha256(settings.encode()).hexdigest()[:24]
+
+    def rerank(self, query: str, documents: Sequence[str]) -> list[float]:
+        return self.rerank_with_usage(query, documents)[0]
+
+    def rerank_with_usage(self, query: str, documents: Sequence[str]) -> tuple[list[float], float | None]:
+        """Scores in the order given and the billed search units (one request per ``batch_size`` documents)."""
+        return in_parts(lambda part: self._rerank(query, part), documents, self.batch_size)
+
+    def _rerank(self, query: str, documents: list[str]) -> tuple[list[float], float | None]:
+        options = {"max_tokens_per_doc": self.max_length} if self.max_length else {}
+        response = self._retry.call(
+            lambda: self.client.rerank(model=self.model, query=query, documents=documents, **options),
+            operation="rerank",
+            model=self.model,
+        )
+        results = _attr(response, "results")
+        if not isinstance(results, list):
+            raise malformed("Cohere rerank", "no results in the body")
+        pairs = [(_attr(r, "index"), _attr(r, "relevance_score")) for r in results]
+        return scores_in_order(pairs, len(documents), "Cohere rerank"), _attr(response, "meta", "billed_units", "search_units")

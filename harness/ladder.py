@@ -1,0 +1,164 @@
+"""The ladder file: goldsets, metrics and rungs, cheapest first, as one TOML file a team keeps in its repo.
+
+::
+
+    name = "my-search"
+    goldsets = ["goldsets/support"]        # folders (relative to this file), bundled names, mteb:<Task>
+    primary_metric = "ndcg@10"
+
+    [[rungs]]
+    name = "baseline"
+    kind = "dense"
+    encoder = { model = "sentence-transformers/all-MiniLM-L6-v2" }
+
+    [[rungs]]
+    name = "bm25"
+    kind = "bm25"
+
+    [[rungs]]
+    name = "hybrid"
+    kind = "hybrid"
+    inputs = ["bm25", "baseline"]
+
+:func:`load_ladder` parses and checks it (unknown keys, rung references, metric names, backend names
+and options) without loading a model or a goldset; ``bench validate`` is that check.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from harness.config import read_toml, validate
+from harness.errors import ConfigError, did_you_mean
+from harness.metrics import DEFAULT_METRICS
+from harness.prices import DEFAULT_PRICES, Price
+from harness.rungs import AnyRung, ChunkedRung, DenseRung, RerankRung, Rung, depends_on
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_LADDER = ROOT / "ladder.toml"
+LADDER_FILE = "ladder.toml"
+
+# ranx's metric names (ranx.metrics); "@k" where the metric takes a cut-off.
+_METRIC = re.compile(r"^(ndcg|ndcg_burges|dcg|dcg_burges|recall|precision|mrr|map|hits|hit_rate|f1)(@\d+)?$|^(r-precision|bpref)$")
+
+
+class Ladder(BaseModel):
+    """A parsed ladder file. ``source`` is the file it came from (goldset paths are relative to it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "ladder"
+    description: str = ""
+    goldsets: list[str] = Field(default_factory=lambda: ["demo"])
+    splits: list[str] = Field(default_factory=list, description="default: each goldset's eval_splits")
+    ood: bool = True
+    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    primary_metric: str = "ndcg@10"
+    latency_queries: int = Field(50, ge=0, description="queries timed one at a time on the query path (0: none)")
+    prices: dict[str, Price] = Field(default_factory=dict)
+    rungs: list[Rung] = Field(min_length=1)
+    source: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Ladder:
+        for metric in self.metrics:
+            if not _METRIC.match(metric):
+                raise ValueError(f"unknown metric '{metric}' (ranx names such as ndcg@10, recall@100, mrr@10, map@100, precision@10)")
+        if self.primary_metric not in self.metrics:
+            raise ValueError(f"primary_metric '{self.primary_metric}' is not in metrics")
+        seen: set[str] = set()
+        for rung in self.rungs:
+            if rung.name in seen:
+                raise ValueError(f"two rungs are named '{rung.name}'; rung names must be unique")
+            for needed in depends_on(rung):
+                if needed not in seen:
+                    where = "is defined later; list it first" if any(r.name == needed for r in self.rungs) else f"does not exist.{did_you_mean(needed, [r.name for r in self.rungs])}"
+                    raise ValueError(f"rung '{rung.name}' uses rung '{needed}', which {where}")
+            seen.add(rung.name)
+        return self
+
+    @property
+    def metric_order(self) -> tuple[str, ...]:
+        """Metrics with the primary one first (records and tables put it first)."""
+        return (self.primary_metric, *(m for m in self.metrics if m != self.primary_metric))
+
+    @property
+    def base(self) -> Path:
+        return self.source.parent if self.source else Path.cwd()
+
+    def price_table(self) -> dict[str, Price]:
+        return {**DEFAULT_PRICES, **self.prices}
+
+    def rung(self, name: str) -> AnyRung:
+        for rung in self.rungs:
+            if rung.name == name:
+                return rung
+        names = [r.name for r in self.rungs]
+        raise ConfigError(f"unknown rung '{name}' (rungs: {', '.join(names)}).{did_you_mean(name, names)}")
+
+    def select(self, names: list[str] | tuple[str, ...]) -> list[AnyRung]:
+        """The named rungs and every rung they consume, in ladder order (all rungs when ``names`` is empty)."""
+        if not names:
+            return list(self.rungs)
+        wanted: set[str] = set()
+        stack = [self.rung(n).name for n in names]
+        while stack:
+            name = stack.pop()
+            if name not in wanted:
+                wanted.add(name)
+                stack += depends_on(self.rung(name))
+        return [r for r in self.rungs if r.name in wanted]
+
+
+def load_ladder(path: Path | str) -> Ladder:
+    """Parse and check a ladder file; one :class:`ConfigError` line naming the file and key on any problem."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / LADDER_FILE
+    ladder = validate(Ladder, read_toml(path), str(path))
+    ladder.source = path.resolve()
+    check_backends(ladder, str(path))
+    return ladder
+
+
+def resolve_ladder(path: str | None) -> Ladder:
+    """``path``, else ``./ladder.toml``, else the default ladder shipped with tunebench."""
+    if path:
+        return load_ladder(path)
+    local = Path.cwd() / LADDER_FILE
+    return load_ladder(local if local.is_file() else DEFAULT_LADDER)
+
+
+def check_backends(ladder: Ladder, where: str) -> None:
+    """Every backend named exists, and every extra option is a keyword its constructor takes.
+
+    Imports the backend module (cheap: SDKs and models load lazily), never a model or an API client.
+    """
+    from harness import registry
+
+    for i, rung in enumerate(ladder.rungs):
+        tables = []
+        if isinstance(rung, (DenseRung, ChunkedRung)):
+            tables.append(("encoder", "encoder", rung.encoder))
+        if isinstance(rung, RerankRung):
+            tables.append(("reranker", "reranker", rung.reranker))
+        for key, kind, config in tables:
+            try:
+                cls = registry.load(kind, config.backend)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: rungs[{i}] ('{rung.name}').{key}.backend: {exc}") from exc
+            _check_options(cls, config.model_extra or {}, f"{where}: rungs[{i}] ('{rung.name}').{key}")
+
+
+def _check_options(cls: type, extra: dict, where: str) -> None:
+    params = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY or n != "model"]
+    for key in extra:
+        if key not in params:
+            raise ConfigError(f"{where}: unknown key '{key}' for backend {cls.__name__}.{did_you_mean(key, accepted)} (valid keys here: {', '.join(accepted)})")

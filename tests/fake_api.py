@@ -1,0 +1,244 @@
+"""A fake Cohere (v2) and Voyage (v1) API on 127.0.0.1, for testing the API backends through the real SDKs.
+
+It answers ``POST /v2/embed``, ``/v2/rerank``, ``/v1/embeddings`` and ``/v1/rerank`` with bodies shaped
+as the SDKs parse them (``cohere.types.EmbedByTypeResponse``, ``V2RerankResponse``; voyageai's
+``EmbeddingsObject``, ``RerankingObject``, including the base64 embeddings the Voyage SDK asks for),
+and errors as each service sends them (Cohere ``{"message"}``, Voyage ``{"detail"}``). It enforces
+the key and the per-request limits, so a batching bug fails as it would for real.
+
+Vectors are a hashed bag of words and scores a word overlap, so a test can check what came back.
+Faults are scripted per request (:meth:`FakeApi.script`, :meth:`FakeApi.fault_at`); every request is
+logged (:attr:`FakeApi.requests`) with its texts, and the most requests in flight at once is kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import re
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+
+KEY = "test-key-SECRET123"
+DIM = 32
+WORD = re.compile(r"[a-z0-9]+")
+COHERE_MAX_TEXTS = 96
+VOYAGE_MAX_TEXTS = 1000
+
+
+def words(text: str) -> list[str]:
+    return WORD.findall(text.lower())
+
+
+def fake_vector(text: str, dim: int = DIM) -> list[float]:
+    """Unit-length hashed bag of words, plus one bucket for the whole text so no text maps to zero."""
+    out = np.zeros(dim, dtype=np.float32)
+    for token in [*words(text), "\x00" + text]:
+        out[int.from_bytes(hashlib.md5(token.encode()).digest()[:4], "little") % dim] += 1.0
+    return (out / np.linalg.norm(out)).tolist()
+
+
+def fake_score(query: str, document: str) -> float:
+    """Share of the query's words found in the document, damped by the document's length."""
+    q, d = set(words(query)), words(document)
+    return round(len(q & set(d)) / (len(q) or 1) + 1.0 / (len(d) + 2), 6)
+
+
+def fake_tokens(text: str) -> int:
+    return len(words(text)) + 1
+
+
+@dataclass
+class Fault:
+    """How to answer one request instead of normally. ``body`` None means the normal answer for a
+    2xx status, else the service's usual error body carrying ``message``; bytes are sent verbatim."""
+
+    status: int = 200
+    body: object = None
+    message: str = "fake failure"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds to wait before answering (a slow server, or one past the client's timeout)
+    hang: bool = False  # never answer while the server runs
+
+    @classmethod
+    def error(cls, status: int, message: str = "fake failure", retry_after: str | None = None) -> Fault:
+        return cls(status=status, message=message, headers={"Retry-After": retry_after} if retry_after else {})
+
+
+@dataclass
+class Request:
+    """One request as received."""
+
+    number: int  # from 1, in arrival order
+    path: str
+    headers: dict[str, str]  # names lower-cased
+    body: dict
+
+    @property
+    def texts(self) -> list[str]:
+        """The texts the request paid for: embed inputs, or rerank documents."""
+        return list(self.body.get("texts") or self.body.get("input") or self.body.get("documents") or [])
+
+
+class FakeApi:
+    """The server; use as a context manager. ``url`` is the Cohere base URL, ``url + "/v1"`` Voyage's."""
+
+    def __init__(self, key: str = KEY, delay: float = 0.0):
+        self.key = key
+        self.delay = delay  # every request waits this long (to make concurrency observable)
+        self.requests: list[Request] = []
+        self.max_in_flight = 0
+        self._in_flight = 0
+        self._faults: deque[Fault | None] = deque()
+        self._faults_at: dict[int, Fault] = {}
+        self._lock = threading.Condition()
+        self._stopped = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server.daemon_threads = True  # a hung handler must not block shutdown
+        self._server.api = self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> FakeApi:
+        # A short poll interval: shutdown() waits up to one interval, and tests start many servers.
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stopped.set()  # releases hung and delayed handlers
+        self._server.shutdown()
+        self._server.server_close()
+
+    def script(self, *faults: Fault | None) -> None:
+        """Answer the next requests with these faults, in order (None: answer normally)."""
+        self._faults.extend(faults)
+
+    def fault_at(self, number: int, fault: Fault) -> None:
+        """Answer request ``number`` (counting from 1 over the server's life) with ``fault``."""
+        self._faults_at[number] = fault
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        """Block until ``count`` requests have arrived; False on timeout."""
+        with self._lock:
+            return self._lock.wait_for(lambda: len(self.requests) >= count, timeout)
+
+    def _receive(self, path: str, headers: dict[str, str], body: dict) -> tuple[Request, Fault | None]:
+        with self._lock:
+            request = Request(len(self.requests) + 1, path, headers, body)
+            self.requests.append(request)
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            self._lock.notify_all()
+            fault = self._faults_at.pop(request.number, None) or (self._faults.popleft() if self._faults else None)
+        return request, fault
+
+    def _done(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def answer(self, request: Request, fault: Fault | None) -> tuple[int, object, dict[str, str]] | None:
+        """Status, body and headers for ``request``; None to send nothing."""
+        if fault and fault.hang:
+            self._stopped.wait()
+            return None
+        wait = self.delay + (fault.delay if fault else 0.0)
+        if wait:
+            self._stopped.wait(wait)
+        voyage = request.path.startswith("/v1/")
+        if request.headers.get("authorization") != f"Bearer {self.key}":
+            return 401, _error(voyage, "invalid api token"), {}
+        if fault and fault.status != 200 and fault.body is None:
+            return fault.status, _error(voyage, fault.message), fault.headers
+        if fault and fault.body is not None:
+            return fault.status, fault.body, fault.headers
+        route = ROUTES.get(request.path)
+        if route is None:
+            return 404, _error(voyage, f"no route {request.path}"), {}
+        status, body = route(request.body)
+        return status, body, fault.headers if fault else {}
+
+
+def _error(voyage: bool, message: str) -> dict:
+    return {"detail": message} if voyage else {"id": str(uuid.uuid4()), "message": message}
+
+
+def cohere_embed(body: dict) -> tuple[int, dict]:
+    texts = body.get("texts") or []
+    if len(texts) > COHERE_MAX_TEXTS:
+        return 400, _error(False, f"invalid request: total number of texts must be at most {COHERE_MAX_TEXTS} - received {len(texts)}")
+    dim = body.get("output_dimension") or DIM
+    kinds = body.get("embedding_types") or ["float"]
+    embeddings = {"float": [fake_vector(t, dim) for t in texts]} if "float" in kinds else {}
+    meta = {"api_version": {"version": "2"}, "billed_units": {"input_tokens": sum(fake_tokens(t) for t in texts)}}
+    return 200, {"id": str(uuid.uuid4()), "embeddings": embeddings, "texts": texts, "meta": meta, "response_type": "embeddings_by_type"}
+
+
+def cohere_rerank(body: dict) -> tuple[int, dict]:
+    docs = body.get("documents") or []
+    results = sorted(({"index": i, "relevance_score": fake_score(body["query"], d)} for i, d in enumerate(docs)), key=lambda r: -r["relevance_score"])
+    meta = {"api_version": {"version": "2"}, "billed_units": {"search_units": math.ceil(len(docs) / 100)}}
+    return 200, {"id": str(uuid.uuid4()), "results": results[: body.get("top_n") or None], "meta": meta}
+
+
+def voyage_embeddings(body: dict) -> tuple[int, dict]:
+    texts = body.get("input") or []
+    if len(texts) > VOYAGE_MAX_TEXTS:
+        return 400, _error(True, f"The batch size limit is {VOYAGE_MAX_TEXTS}. Your batch size is {len(texts)}.")
+    dim = body.get("output_dimension") or DIM
+    vectors = [fake_vector(t, dim) for t in texts]
+    if body.get("encoding_format") == "base64":  # what the SDK asks for unless told otherwise
+        vectors = [base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode() for v in vectors]
+    data = [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(vectors)]
+    usage = {"total_tokens": sum(fake_tokens(t) for t in texts)}
+    return 200, {"object": "list", "data": data, "model": body.get("model"), "usage": usage}
+
+
+def voyage_rerank(body: dict) -> tuple[int, dict]:
+    docs = body.get("documents") or []
+    data = sorted(({"relevance_score": fake_score(body["query"], d), "index": i} for i, d in enumerate(docs)), key=lambda r: -r["relevance_score"])
+    tokens = len(docs) * fake_tokens(body["query"]) + sum(fake_tokens(d) for d in docs)
+    return 200, {"object": "list", "data": data[: body.get("top_k") or None], "model": body.get("model"), "usage": {"total_tokens": tokens}}
+
+
+ROUTES = {"/v2/embed": cohere_embed, "/v2/rerank": cohere_rerank, "/v1/embeddings": voyage_embeddings, "/v1/rerank": voyage_rerank}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        api: FakeApi = self.server.api
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {}
+        request, fault = api._receive(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        try:
+            answer = api.answer(request, fault)
+            if answer is not None:
+                self._send(*answer)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (its timeout) before the answer came
+        finally:
+            api._done()
+
+    def _send(self, status: int, body: object, headers: dict[str, str]) -> None:
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args) -> None:
+        pass  # keep pytest output clean; FakeApi.requests is the log
