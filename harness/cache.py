@@ -182,6 +182,11 @@ class CachedEncoder:
     def fingerprint(self) -> str:
         return self.encoder.fingerprint
 
+    @property
+    def price_key(self) -> str | None:
+        """The wrapped encoder's price-table key; None for a local model."""
+        return getattr(self.encoder, "price_key", None)
+
     def _call(self, texts: list[str], input_type: InputType) -> tuple[np.ndarray, float | None]:
         if hasattr(self.encoder, "encode_with_usage"):
             vectors, units = self.encoder.encode_with_usage(texts, input_type=input_type)
@@ -267,6 +272,10 @@ class CachedReranker:
     @property
     def fingerprint(self) -> str:
         return self.reranker.fingerprint
+
+    @property
+    def price_key(self) -> str | None:
+        return getattr(self.reranker, "price_key", None)
 
     def _call(self, query: str, documents: list[str]) -> tuple[list[float], float | None, float]:
         start = time.perf_counter()

@@ -151,14 +151,14 @@ def check_backends(ladder: Ladder, where: str) -> None:
                 cls = registry.load(kind, config.backend)
             except ConfigError as exc:
                 raise ConfigError(f"{where}: rungs[{i}] ('{rung.name}').{key}.backend: {exc}") from exc
-            _check_options(cls, config.model_extra or {}, f"{where}: rungs[{i}] ('{rung.name}').{key}")
+            _check_options(cls, config, f"{where}: rungs[{i}] ('{rung.name}').{key}")
 
 
-def _check_options(cls: type, extra: dict, where: str) -> None:
+def _check_options(cls: type, config, where: str) -> None:
     params = inspect.signature(cls).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
-    accepted = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY or n != "model"]
-    for key in extra:
+    accepted = list(dict.fromkeys([*type(config).model_fields, *params]))
+    for key in config.model_extra or {}:
         if key not in params:
-            raise ConfigError(f"{where}: unknown key '{key}' for backend {cls.__name__}.{did_you_mean(key, accepted)} (valid keys here: {', '.join(accepted)})")
+            raise ConfigError(f"{where}: unknown key '{key}' for backend '{config.backend}'.{did_you_mean(key, accepted)} (valid keys here: {', '.join(accepted)})")

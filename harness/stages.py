@@ -96,7 +96,7 @@ class RetrieverStage:
         result = SplitResult(run, latency, index_s=index_s, encode_queries_s=encode_q_s, search_s=search_s - encode_q_s)
         result.counts = Counts(documents_encoded=docs["computed"], documents_cached=docs["hits"], queries_encoded=q["computed"], queries_cached=q["hits"])
         result.api_calls = q["api_calls"] + (docs["api_calls"] if first else 0)
-        price_key = getattr(getattr(self.retriever, "encoder", None), "price_key", None)
+        price_key = self.retriever.encoder.price_key if isinstance(self.retriever, DenseRetriever) else None
         if price_key:
             result.usage = {price_key: docs["units"] + q["units"]}
         if isinstance(self.retriever, ChunkedRetriever):
@@ -215,7 +215,7 @@ class RerankStage:
         latency = {q: s for q, s in _add_latencies(inputs, seconds).items() if q in sampled}
         details = {"depth": self.rung.depth, "reranker_fingerprint": self.reranker.fingerprint, "pairs_scored": stats.computed, "pairs_cached": stats.hits}
         result = SplitResult(run, latency, search_s=rerank_s, api_calls=stats.api_calls, inherited=inputs, details=details)
-        price_key = getattr(self.reranker.reranker, "price_key", None)
+        price_key = self.reranker.price_key
         if price_key:
             result.usage = {price_key: stats.units}
         stats.computed = stats.hits = stats.api_calls = 0

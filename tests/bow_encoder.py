@@ -46,6 +46,10 @@ class PaidBagOfWords(BagOfWordsEncoder):
     price_key = "test:bow"
     concurrency = 2
 
+    @property
+    def fingerprint(self) -> str:
+        return f"paid-bow-{self.dim}"
+
     def batches(self, texts):
         return [list(range(s, min(s + 2, len(texts)))) for s in range(0, len(texts), 2)]
 

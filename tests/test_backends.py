@@ -81,6 +81,44 @@ def test_minilm_encodes_with_prompts_length_and_normalisation():
     assert enc.model.max_seq_length == 16
 
 
+@pytest.mark.slow
+def test_minilm_token_spans_slice_the_original_text():
+    enc = st_backend.SentenceTransformerEncoder()
+    text = "Oxalic acid kills varroa mites in broodless colonies."
+    spans = enc.token_spans([text])[0]
+    assert len(spans) >= 9 and spans == sorted(spans)
+    assert "".join(text[a:b] for a, b in spans).lower() == text.replace(" ", "").lower()
+
+
+@pytest.mark.slow
+def test_bi_encoder_reranker_scores_are_the_encoder_cosine():
+    reranker = st_backend.BiEncoderReranker()
+    docs = [CORPUS["d2"], CORPUS["d1"], CORPUS["d3"]]
+    scores = reranker.rerank(TINY_QUERIES["q1"], docs)
+    q = reranker.encoder.encode([TINY_QUERIES["q1"]], input_type="query")[0]
+    expected = reranker.encoder.encode(docs, input_type="document") @ q
+    assert scores == pytest.approx(expected.tolist(), abs=1e-5) and int(np.argmax(scores)) == 1
+    assert reranker.fingerprint.startswith("bi-st-")
+
+
+@pytest.mark.slow
+def test_cross_encoder_reranker_scores_each_pair_in_order():
+    """Offline there is no trained cross-encoder: a MiniLM folder gets a fresh (untrained) head,
+    which still exercises loading, batching and order."""
+    reranker = st_backend.CrossEncoderReranker(str(st_backend.packaged_minilm()), batch_size=2)
+    docs = [CORPUS[d] for d in ("d1", "d2", "d3")]
+    scores = reranker.rerank(TINY_QUERIES["q1"], docs)
+    assert len(scores) == 3 and all(isinstance(s, float) for s in scores)
+    assert reranker.rerank(TINY_QUERIES["q1"], docs[::-1]) == pytest.approx(scores[::-1], abs=1e-5)
+    assert reranker.rerank("q", []) == [] and reranker.fingerprint.startswith("ce-")
+
+
+def test_offline_cross_encoder_hub_id_is_unavailable_not_a_crash(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelUnavailable, match="cross-encoder/ms-marco-MiniLM-L6-v2"):
+        st_backend.CrossEncoderReranker()
+
+
 def test_missing_optional_package_names_the_pip_line():
     from harness.errors import MissingDependency, require
 

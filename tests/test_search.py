@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harness.runner import drop_identical_ids
-from harness.search import to_run, top_k_dense
+from harness.search import to_run, top_k_chunked, top_k_dense
 
 
 @pytest.mark.parametrize(("query_block", "doc_block"), [(1, 7), (3, 50), (256, 65_536)])
@@ -32,3 +32,20 @@ def test_drop_identical_ids_keeps_top_k_others():
     run = {"a": {"a": 0.9, "b": 0.8, "c": 0.7}, "b": {"a": 0.5, "c": 0.4}}
     assert drop_identical_ids(run, 2) == {"a": {"b": 0.8, "c": 0.7}, "b": {"a": 0.5, "c": 0.4}}
     assert to_run(["a"], ["x", "y"], np.array([[1, 0]]), np.array([[0.5, 0.25]])) == {"a": {"y": 0.5, "x": 0.25}}
+
+
+@pytest.mark.parametrize("aggregate", ["max", "sum", "first"])
+@pytest.mark.parametrize("chunk_block", [5, 64, 65_536])
+def test_chunked_search_equals_per_document_aggregate(aggregate, chunk_block):
+    rng = np.random.default_rng(1)
+    sizes = rng.integers(1, 6, size=40)  # chunks per document
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    chunks = rng.normal(size=(int(sizes.sum()), 8)).astype(np.float32)
+    queries = rng.normal(size=(7, 8)).astype(np.float32)
+    idx, scores = top_k_chunked(queries, chunks, starts, 10, aggregate=aggregate, query_block=3, chunk_block=chunk_block)
+    full = queries @ chunks.T
+    reduce = {"max": np.max, "sum": np.sum, "first": lambda a, axis: a[:, 0]}[aggregate]
+    per_doc = np.stack([reduce(full[:, s : s + n], axis=1) for s, n in zip(starts, sizes)], axis=1)
+    expected = np.argsort(-per_doc, axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(idx, expected)
+    np.testing.assert_allclose(scores, np.take_along_axis(per_doc, expected, axis=1), rtol=1e-5)
