@@ -8,25 +8,13 @@ is committed by :mod:`harness.cache` as it arrives, so nothing is paid for twice
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Sequence
 
 import numpy as np
 
-from backends.http_retry import (
-    Failure,
-    RetryPolicy,
-    api_key,
-    check_options,
-    estimate_tokens,
-    group,
-    in_parts,
-    malformed,
-    scores_in_order,
-    to_matrix,
-)
+from backends.api_base import ApiEncoder, ApiReranker, ApiService
+from backends.http_retry import Failure, estimate_tokens, group, malformed, scores_in_order, to_matrix
 from harness.errors import require
 from harness.protocols import InputType
 
@@ -70,7 +58,10 @@ def _client(key: str, base_url: str | None, timeout: float):
     return cohere.ClientV2(api_key=key, timeout=timeout, max_retries=0, **({"base_url": url} if url else {}))
 
 
-class CohereEncoder:
+SERVICE = ApiService("Cohere", "cohere", KEY_ENV, _client, _failure)
+
+
+class CohereEncoder(ApiEncoder):
     """An :class:`~harness.protocols.Encoder` over Cohere's ``v2/embed`` (``embed-v4.0`` by default).
 
     Queries are embedded as ``search_query``, documents as ``search_document``; prompts are prepended
@@ -78,41 +69,10 @@ class CohereEncoder:
     ``output_dimension`` picks a Matryoshka size on embed-v4. ``batch_size`` lowers the 96-texts cap.
     """
 
-    def __init__(
-        self,
-        model: str = "embed-v4.0",
-        *,
-        query_prompt: str = "",
-        document_prompt: str = "",
-        batch_size: int | None = None,
-        max_length: int | None = None,
-        normalize: bool = True,
-        base_url: str | None = None,
-        concurrency: int = 4,
-        max_retries: int = 6,
-        timeout: float = 60.0,
-        output_dimension: int | None = None,
-    ):
-        check_options(batch_size=batch_size, max_length=max_length, concurrency=concurrency, max_retries=max_retries, timeout=timeout, output_dimension=output_dimension)
-        self.model = model
-        self.prompts = {"query": query_prompt, "document": document_prompt}
-        self.batch_size = min(batch_size or MAX_TEXTS, MAX_TEXTS)
-        self.max_length = max_length
-        self.normalize = normalize
-        self.output_dimension = output_dimension
-        self.concurrency = concurrency
-        self.price_key = f"cohere:{model}"
-        key = api_key(KEY_ENV, "Cohere")
-        self.client = _client(key, base_url, timeout)
-        self._retry = RetryPolicy("Cohere", KEY_ENV, _failure, max_retries, secret=key)
-
-    def __repr__(self) -> str:
-        return f"CohereEncoder(model={self.model!r})"
-
-    @property
-    def fingerprint(self) -> str:
-        settings = json.dumps([self.model, self.output_dimension, self.max_length, "END", self.prompts, self.normalize])
-        return "cohere-" + hashlib.sha256(settings.encode()).hexdigest()[:24]
+    service = SERVICE
+    default_model = "embed-v4.0"
+    max_texts = default_texts = MAX_TEXTS
+    max_length_option = "max_tokens"
 
     def batches(self, texts: Sequence[str]) -> list[list[int]]:
         """Groups of at most 96 texts (or ``batch_size``) and 128,000 estimated tokens: one request each."""
@@ -124,21 +84,15 @@ class CohereEncoder:
 
         return group(texts, self.batch_size, MAX_TOKENS, tokens)
 
-    def encode(self, texts: Sequence[str], *, input_type: InputType) -> np.ndarray:
-        return self.encode_with_usage(texts, input_type=input_type)[0]
-
     def encode_with_usage(self, texts: Sequence[str], *, input_type: InputType) -> tuple[np.ndarray, float | None]:
         """One ``v2/embed`` request (retried as needed): the vectors and the billed input tokens."""
         if not texts:
             return np.zeros((0, 0), dtype=np.float32), 0.0
         inputs = [self.prompts[input_type] + t for t in texts]
         options = {k: v for k, v in {"max_tokens": self.max_length, "output_dimension": self.output_dimension}.items() if v}
-        response = self._retry.call(
-            lambda: self.client.embed(
-                model=self.model, input_type=_INPUT_TYPES[input_type], texts=inputs, embedding_types=["float"], truncate="END", **options
-            ),
-            operation="embed",
-            model=self.model,
+        response = self._call(
+            lambda: self.client.embed(model=self.model, input_type=_INPUT_TYPES[input_type], texts=inputs, embedding_types=["float"], truncate="END", **options),
+            "embed",
         )
         rows = _attr(response, "embeddings", "float_")
         if rows is None:
@@ -146,56 +100,21 @@ class CohereEncoder:
         return to_matrix(rows, len(texts), "Cohere embed", self.normalize), _attr(response, "meta", "billed_units", "input_tokens")
 
 
-class CohereReranker:
+class CohereReranker(ApiReranker):
     """A :class:`~harness.protocols.Reranker` over Cohere's ``v2/rerank`` (``rerank-v3.5`` by default).
 
     ``max_length`` becomes ``max_tokens_per_doc``; ``batch_size`` caps documents per request (1000 at
     most; a longer list is split). Billed units are search units (one per query and 100 documents).
     """
 
-    def __init__(
-        self,
-        model: str = "rerank-v3.5",
-        *,
-        base_url: str | None = None,
-        concurrency: int = 4,
-        max_retries: int = 6,
-        timeout: float = 60.0,
-        batch_size: int | None = None,
-        max_length: int | None = None,
-    ):
-        check_options(batch_size=batch_size, max_length=max_length, concurrency=concurrency, max_retries=max_retries, timeout=timeout)
-        self.model = model
-        self.max_length = max_length
-        self.batch_size = min(batch_size or MAX_DOCUMENTS, MAX_DOCUMENTS)
-        self.concurrency = concurrency
-        self.price_key = f"cohere:{model}"
-        key = api_key(KEY_ENV, "Cohere")
-        self.client = _client(key, base_url, timeout)
-        self._retry = RetryPolicy("Cohere", KEY_ENV, _failure, max_retries, secret=key)
-
-    def __repr__(self) -> str:
-        return f"CohereReranker(model={self.model!r})"
-
-    @property
-    def fingerprint(self) -> str:
-        settings = json.dumps([self.model, self.max_length])
-        return "cohere-rerank-" + hashlib.sha256(settings.encode()).hexdigest()[:24]
-
-    def rerank(self, query: str, documents: Sequence[str]) -> list[float]:
-        return self.rerank_with_usage(query, documents)[0]
-
-    def rerank_with_usage(self, query: str, documents: Sequence[str]) -> tuple[list[float], float | None]:
-        """Scores in the order given and the billed search units (one request per ``batch_size`` documents)."""
-        return in_parts(lambda part: self._rerank(query, part), documents, self.batch_size)
+    service = SERVICE
+    default_model = "rerank-v3.5"
+    max_documents = MAX_DOCUMENTS
+    max_length_option = "max_tokens_per_doc"
 
     def _rerank(self, query: str, documents: list[str]) -> tuple[list[float], float | None]:
         options = {"max_tokens_per_doc": self.max_length} if self.max_length else {}
-        response = self._retry.call(
-            lambda: self.client.rerank(model=self.model, query=query, documents=documents, **options),
-            operation="rerank",
-            model=self.model,
-        )
+        response = self._call(lambda: self.client.rerank(model=self.model, query=query, documents=documents, **options), "rerank")
         results = _attr(response, "results")
         if not isinstance(results, list):
             raise malformed("Cohere rerank", "no results in the body")

@@ -8,15 +8,14 @@ rejects a request over its model's token limit and its tokenizer would need a do
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Sequence
 
 import numpy as np
 
-from backends.http_retry import Failure, RetryPolicy, api_key, check_options, group, in_parts, scores_in_order, to_matrix
-from harness.errors import ConfigError, require
+from backends.api_base import ApiEncoder, ApiReranker, ApiService
+from backends.http_retry import Failure, group, scores_in_order, to_matrix
+from harness.errors import require
 from harness.protocols import InputType
 
 KEY_ENV = "VOYAGE_API_KEY"
@@ -62,7 +61,10 @@ def _client(key: str, base_url: str | None, timeout: float):
     return voyageai.Client(api_key=key, max_retries=0, timeout=timeout, base_url=url)
 
 
-class VoyageEncoder:
+SERVICE = ApiService("Voyage", "voyage", KEY_ENV, _client, _failure)
+
+
+class VoyageEncoder(ApiEncoder):
     """An :class:`~harness.protocols.Encoder` over Voyage's ``/v1/embeddings`` (``voyage-3-large`` by default).
 
     ``input_type`` is sent as ``query`` / ``document`` (Voyage then adds its own retrieval prompt);
@@ -70,113 +72,37 @@ class VoyageEncoder:
     at the model's context length: Voyage has no per-request max length, so ``max_length`` is refused.
     """
 
-    def __init__(
-        self,
-        model: str = "voyage-3-large",
-        *,
-        query_prompt: str = "",
-        document_prompt: str = "",
-        batch_size: int | None = None,
-        max_length: int | None = None,
-        normalize: bool = True,
-        base_url: str | None = None,
-        concurrency: int = 4,
-        max_retries: int = 6,
-        timeout: float = 60.0,
-        output_dimension: int | None = None,
-    ):
-        check_options(batch_size=batch_size, concurrency=concurrency, max_retries=max_retries, timeout=timeout, output_dimension=output_dimension)
-        if max_length is not None:
-            raise ConfigError("the voyage encoder has no max_length option (the API truncates at the model's context length); remove it")
-        self.model = model
-        self.prompts = {"query": query_prompt, "document": document_prompt}
-        self.batch_size = min(batch_size or DEFAULT_TEXTS, MAX_TEXTS)
-        self.max_tokens = TOKEN_CAPS.get(model, DEFAULT_TOKEN_CAP)
-        self.normalize = normalize
-        self.output_dimension = output_dimension
-        self.concurrency = concurrency
-        self.price_key = f"voyage:{model}"
-        key = api_key(KEY_ENV, "Voyage")
-        self.client = _client(key, base_url, timeout)
-        self._retry = RetryPolicy("Voyage", KEY_ENV, _failure, max_retries, secret=key)
-
-    def __repr__(self) -> str:
-        return f"VoyageEncoder(model={self.model!r})"
-
-    @property
-    def fingerprint(self) -> str:
-        settings = json.dumps([self.model, self.output_dimension, "truncation", self.prompts, self.normalize])
-        return "voyage-" + hashlib.sha256(settings.encode()).hexdigest()[:24]
+    service = SERVICE
+    default_model = "voyage-3-large"
+    max_texts = MAX_TEXTS
+    default_texts = DEFAULT_TEXTS
 
     def batches(self, texts: Sequence[str]) -> list[list[int]]:
         """Groups within ``batch_size`` texts (128 by default) and the model's token cap: one request each."""
         prompt = max(self.prompts.values(), key=len)
-        return group([prompt + t for t in texts], self.batch_size, self.max_tokens)
-
-    def encode(self, texts: Sequence[str], *, input_type: InputType) -> np.ndarray:
-        return self.encode_with_usage(texts, input_type=input_type)[0]
+        return group([prompt + t for t in texts], self.batch_size, TOKEN_CAPS.get(self.model, DEFAULT_TOKEN_CAP))
 
     def encode_with_usage(self, texts: Sequence[str], *, input_type: InputType) -> tuple[np.ndarray, float | None]:
         """One ``/v1/embeddings`` request (retried as needed): the vectors and the billed tokens."""
         if not texts:
             return np.zeros((0, 0), dtype=np.float32), 0.0
         inputs = [self.prompts[input_type] + t for t in texts]
-        result = self._retry.call(
-            lambda: self.client.embed(inputs, model=self.model, input_type=input_type, truncation=True, output_dimension=self.output_dimension),
-            operation="embed",
-            model=self.model,
-        )
+        result = self._call(lambda: self.client.embed(inputs, model=self.model, input_type=input_type, truncation=True, output_dimension=self.output_dimension), "embed")
         return to_matrix(result.embeddings, len(texts), "Voyage embed", self.normalize), _units(result.total_tokens)
 
 
-class VoyageReranker:
+class VoyageReranker(ApiReranker):
     """A :class:`~harness.protocols.Reranker` over Voyage's ``/v1/rerank`` (``rerank-2.5`` by default).
 
     The API truncates long documents itself (``truncation=True``), so ``max_length`` is refused;
     ``batch_size`` caps documents per request (1000 at most; a longer list is split). Billed units are tokens.
     """
 
-    def __init__(
-        self,
-        model: str = "rerank-2.5",
-        *,
-        base_url: str | None = None,
-        concurrency: int = 4,
-        max_retries: int = 6,
-        timeout: float = 60.0,
-        batch_size: int | None = None,
-        max_length: int | None = None,
-    ):
-        check_options(batch_size=batch_size, concurrency=concurrency, max_retries=max_retries, timeout=timeout)
-        if max_length is not None:
-            raise ConfigError("the voyage reranker has no max_length option (the API truncates documents itself); remove it")
-        self.model = model
-        self.batch_size = min(batch_size or MAX_DOCUMENTS, MAX_DOCUMENTS)
-        self.concurrency = concurrency
-        self.price_key = f"voyage:{model}"
-        key = api_key(KEY_ENV, "Voyage")
-        self.client = _client(key, base_url, timeout)
-        self._retry = RetryPolicy("Voyage", KEY_ENV, _failure, max_retries, secret=key)
-
-    def __repr__(self) -> str:
-        return f"VoyageReranker(model={self.model!r})"
-
-    @property
-    def fingerprint(self) -> str:
-        return "voyage-rerank-" + hashlib.sha256(json.dumps([self.model, "truncation"]).encode()).hexdigest()[:24]
-
-    def rerank(self, query: str, documents: Sequence[str]) -> list[float]:
-        return self.rerank_with_usage(query, documents)[0]
-
-    def rerank_with_usage(self, query: str, documents: Sequence[str]) -> tuple[list[float], float | None]:
-        """Scores in the order given and the billed tokens (one request per ``batch_size`` documents)."""
-        return in_parts(lambda part: self._rerank(query, part), documents, self.batch_size)
+    service = SERVICE
+    default_model = "rerank-2.5"
+    max_documents = MAX_DOCUMENTS
 
     def _rerank(self, query: str, documents: list[str]) -> tuple[list[float], float | None]:
-        result = self._retry.call(
-            lambda: self.client.rerank(query, documents, model=self.model, truncation=True),
-            operation="rerank",
-            model=self.model,
-        )
+        result = self._call(lambda: self.client.rerank(query, documents, model=self.model, truncation=True), "rerank")
         pairs = [(r.index, r.relevance_score) for r in result.results]
         return scores_in_order(pairs, len(documents), "Voyage rerank"), _units(result.total_tokens)

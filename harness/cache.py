@@ -164,7 +164,31 @@ def _commit_done(pending: dict, commit: Callable, when: str, quiet: bool = False
         commit(item, future.result())
 
 
-class CachedEncoder:
+class _Cached:
+    """What both cached wrappers share: the wrapped backend, the cache, counters and a progress hook."""
+
+    def __init__(self, inner, cache: Cache, on_progress: Callable[[int, int], None] | None = None):
+        self.inner = inner
+        self.cache = cache
+        self.stats = CacheStats()
+        self.on_progress = on_progress
+
+    @property
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint
+
+    @property
+    def price_key(self) -> str | None:
+        """The wrapped backend's price-table key; None for a local model."""
+        return getattr(self.inner, "price_key", None)
+
+    def take_stats(self) -> CacheStats:
+        """The counters since the last call, which start again from zero."""
+        stats, self.stats = self.stats, CacheStats()
+        return stats
+
+
+class CachedEncoder(_Cached):
     """An :class:`Encoder` that only calls the wrapped encoder for texts it has not seen.
 
     Optional encoder attributes shape the calls: ``batches(texts)`` groups texts into API requests
@@ -172,20 +196,9 @@ class CachedEncoder:
     billed units with the vectors.
     """
 
-    def __init__(self, encoder: Encoder, cache: Cache, on_progress: Callable[[int, int], None] | None = None):
-        self.encoder = encoder
-        self.cache = cache
-        self.stats = CacheStats()
-        self.on_progress = on_progress
-
     @property
-    def fingerprint(self) -> str:
-        return self.encoder.fingerprint
-
-    @property
-    def price_key(self) -> str | None:
-        """The wrapped encoder's price-table key; None for a local model."""
-        return getattr(self.encoder, "price_key", None)
+    def encoder(self) -> Encoder:
+        return self.inner
 
     def _call(self, texts: list[str], input_type: InputType) -> tuple[np.ndarray, float | None]:
         if hasattr(self.encoder, "encode_with_usage"):
@@ -256,26 +269,16 @@ class CachedEncoder:
         return [known.get(h, (None, None))[0] for h in hashes]
 
 
-class CachedReranker:
+class CachedReranker(_Cached):
     """A :class:`Reranker` whose scores are kept per (query, document) pair, one commit per query.
 
     Optional reranker attributes: ``concurrency`` (queries in flight) and ``rerank_with_usage``
     (billed units with the scores). Each query's call is timed: that is its rerank latency.
     """
 
-    def __init__(self, reranker: Reranker, cache: Cache, on_progress: Callable[[int, int], None] | None = None):
-        self.reranker = reranker
-        self.cache = cache
-        self.stats = CacheStats()
-        self.on_progress = on_progress
-
     @property
-    def fingerprint(self) -> str:
-        return self.reranker.fingerprint
-
-    @property
-    def price_key(self) -> str | None:
-        return getattr(self.reranker, "price_key", None)
+    def reranker(self) -> Reranker:
+        return self.inner
 
     def _call(self, query: str, documents: list[str]) -> tuple[list[float], float | None, float]:
         start = time.perf_counter()

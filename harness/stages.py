@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from harness import fusion, progress
-from harness.cache import Cache, CachedReranker
+from harness.cache import Cache, CachedReranker, CacheStats
 from harness.goldset import Goldset
 from harness.protocols import Run
 from harness.records import Counts, RunRecord
@@ -114,13 +114,8 @@ class RetrieverStage:
         return out
 
     def _take_counts(self) -> dict:
-        if not isinstance(self.retriever, DenseRetriever):
-            return {"computed": 0, "hits": 0, "api_calls": 0, "units": 0.0}
-        stats = self.retriever.encoder.stats
-        counts = {"computed": stats.computed, "hits": stats.hits, "api_calls": stats.api_calls, "units": stats.units}
-        stats.computed = stats.hits = stats.api_calls = 0
-        stats.units = 0.0
-        return counts
+        stats = self.retriever.encoder.take_stats() if isinstance(self.retriever, DenseRetriever) else CacheStats()
+        return vars(stats)
 
 
 class HybridStage:
@@ -210,7 +205,7 @@ class RerankStage:
 
     def _result(self, ctx, target, split, run, seconds, rerank_s) -> SplitResult:
         inputs = [ctx.input_record(target, split, self.rung.first_stage)]
-        stats = self.reranker.stats
+        stats = self.reranker.take_stats()
         sampled = set(latency_sample(run, ctx.latency_queries))
         latency = {q: s for q, s in _add_latencies(inputs, seconds).items() if q in sampled}
         details = {"depth": self.rung.depth, "reranker_fingerprint": self.reranker.fingerprint, "pairs_scored": stats.computed, "pairs_cached": stats.hits}
@@ -218,8 +213,6 @@ class RerankStage:
         price_key = self.reranker.price_key
         if price_key:
             result.usage = {price_key: stats.units}
-        stats.computed = stats.hits = stats.api_calls = 0
-        stats.units = 0.0
         return result
 
 
