@@ -243,23 +243,22 @@ class CachedEncoder(_Cached):
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([found[h] for h in hashes])
 
-    def probe(self, texts: Sequence[str], *, input_type: InputType) -> list[float | None]:
-        """Seconds to encode each text alone: the single-query latency of the query path.
+    @property
+    def paid(self) -> bool:
+        return hasattr(self.inner, "encode_with_usage")
 
-        A text timed before reuses its time (a paid API is never called twice for the same text);
-        a new one is encoded alone, timed, and its vector kept. A local model gets one untimed
-        warm-up call first so model loading is not counted as latency.
+    def probe(self, texts: Sequence[str], *, input_type: InputType) -> list[float | None]:
+        """Seconds a paid API takes to encode each text alone, timed once, when the vector is bought.
+
+        A text timed before reuses its time; a vector already bought is never bought again just to
+        time it (its latency is then unknown, None). Local models are timed afresh instead, by the
+        retriever (:meth:`harness.retrieval.DenseRetriever.latency`).
         """
         hashes = [text_hash(t) for t in texts]
         known = self.cache.usage(self.fingerprint, input_type, hashes)
         todo = [(h, t) for h, t in zip(hashes, texts) if known.get(h, (None, None))[0] is None]
-        paid = hasattr(self.encoder, "encode_with_usage")
-        if paid:  # a vector already bought is never bought again just to time it
-            bought = self.cache.get(self.fingerprint, input_type, [h for h, _ in todo])
-            todo = [(h, t) for h, t in todo if h not in bought]
-        if todo and not paid:
-            self.encoder.encode([todo[0][1]], input_type=input_type)
-        for h, text in todo:
+        bought = self.cache.get(self.fingerprint, input_type, [h for h, _ in todo])
+        for h, text in [(h, t) for h, t in todo if h not in bought]:
             start = time.perf_counter()
             vectors, units = self._call([text], input_type)
             seconds = time.perf_counter() - start
@@ -267,6 +266,18 @@ class CachedEncoder(_Cached):
             known[h] = (seconds, units)
             self.stats.computed += 1
         return [known.get(h, (None, None))[0] for h in hashes]
+
+
+def timed(call: Callable[[object], object], items: Sequence) -> list[float]:
+    """Seconds of ``call(item)`` for each item, after one untimed warm-up call."""
+    if items:
+        call(items[0])
+    out = []
+    for item in items:
+        start = time.perf_counter()
+        call(item)
+        out.append(time.perf_counter() - start)
+    return out
 
 
 class CachedReranker(_Cached):
@@ -289,9 +300,18 @@ class CachedReranker(_Cached):
             scores, units = self.reranker.rerank(query, documents), None
         return [float(s) for s in scores], units, time.perf_counter() - start
 
-    def rerank(self, items: dict[str, tuple[str, list[str]]]) -> tuple[dict[str, list[float]], dict[str, float]]:
-        """Score ``{qid: (query, candidate texts)}``; return ``({qid: scores}, {qid: seconds})``
-        (seconds only for queries whose whole candidate list was scored in one timed call)."""
+    def probe(self, items: dict[str, tuple[str, list[str]]]) -> dict[str, float]:
+        """Seconds to rerank each query's candidates alone: timed afresh for a local model, and for
+        a paid API the time of the call that bought the scores (never a second call just to time it)."""
+        if not hasattr(self.inner, "rerank_with_usage"):
+            return dict(zip(items, timed(lambda item: self.inner.rerank(*item), list(items.values()))))
+        keys = {qid: _item_hash(text_hash(q), [text_hash(d) for d in docs]) for qid, (q, docs) in items.items()}
+        usage = self.cache.usage(self.fingerprint, "rerank", list(keys.values()))
+        return {qid: usage[k][0] for qid, k in keys.items() if k in usage and usage[k][0] is not None}
+
+    def rerank(self, items: dict[str, tuple[str, list[str]]]) -> dict[str, list[float]]:
+        """Score ``{qid: (query, candidate texts)}``: ``{qid: scores}`` in the candidates' order. A query
+        whose whole list is scored in one call keeps that call's seconds (see :meth:`probe`)."""
         plan, scores = {}, {}
         for qid, (query, docs) in items.items():
             qh, dhs = text_hash(query), [text_hash(d) for d in docs]
@@ -322,14 +342,10 @@ class CachedReranker(_Cached):
 
         _run_calls(todo, call, commit, getattr(self.reranker, "concurrency", 1))
         usage = self.cache.usage(self.fingerprint, "rerank", [p[2] for p in plan.values()])
-        latency = {}
         for qid, (qh, dhs, item, cached) in plan.items():
             scores[qid] = [cached[h] for h in dhs]
-            seconds, units = usage.get(item, (None, None))
-            self.stats.units += units or 0.0
-            if seconds is not None:
-                latency[qid] = seconds
-        return scores, latency
+            self.stats.units += usage.get(item, (None, 0.0))[1] or 0.0
+        return scores
 
 
 def _item_hash(query_hash: bytes, doc_hashes: Sequence[bytes]) -> bytes:

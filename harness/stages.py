@@ -198,16 +198,16 @@ class RerankStage:
             start = time.perf_counter()
             with progress.bar("reranking") as update:
                 self.reranker.on_progress = update
-                scores, seconds = self.reranker.rerank(items)
+                scores = self.reranker.rerank(items)
             rerank_s = time.perf_counter() - start
+            seconds = self.reranker.probe({q: items[q] for q in latency_sample(queries, ctx.latency_queries)})
             run = {q: dict(sorted(zip(candidates[q], scores[q]), key=lambda x: -x[1])[: self.rung.top_k]) for q in queries}
             yield split, self._result(ctx, target, split, run, seconds, rerank_s)
 
     def _result(self, ctx, target, split, run, seconds, rerank_s) -> SplitResult:
         inputs = [ctx.input_record(target, split, self.rung.first_stage)]
         stats = self.reranker.take_stats()
-        sampled = set(latency_sample(run, ctx.latency_queries))
-        latency = {q: s for q, s in _add_latencies(inputs, seconds).items() if q in sampled}
+        latency = _add_latencies(inputs, seconds)
         details = {"depth": self.rung.depth, "reranker_fingerprint": self.reranker.fingerprint, "pairs_scored": stats.computed, "pairs_cached": stats.hits}
         result = SplitResult(run, latency, search_s=rerank_s, api_calls=stats.api_calls, inherited=inputs, details=details)
         price_key = self.reranker.price_key

@@ -334,10 +334,10 @@ def test_cache_makes_no_second_request_and_bounds_concurrency(service, api, tmp_
 def test_cached_reranker_pays_once(service, api, tmp_path):
     items = {f"q{i}": (f"queen bees {i}", DOCS) for i in range(4)}
     api.delay = 0.05
-    scores, _ = CachedReranker(reranker(service, api, concurrency=3), Cache(tmp_path)).rerank(items)
+    scores = CachedReranker(reranker(service, api, concurrency=3), Cache(tmp_path)).rerank(items)
     assert scores["q0"] == [fake_score("queen bees 0", d) for d in DOCS]
     assert len(api.requests) == 4 and api.max_in_flight <= 3
-    again, _ = CachedReranker(reranker(service, api, concurrency=3), Cache(tmp_path)).rerank(items)
+    again = CachedReranker(reranker(service, api, concurrency=3), Cache(tmp_path)).rerank(items)
     assert again == scores and len(api.requests) == 4
 
 
