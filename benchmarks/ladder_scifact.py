@@ -95,7 +95,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     ladder = args.out / "ladder.toml"
     ladder.write_text(LADDER.format(data=args.data.resolve(), mpnet=mpnet_path()))
-    command = [sys.executable, "-m", "harness.cli", "run", "-l", str(ladder), "--leaderboard", str(args.out / "leaderboard"), "--json"]
+    # --overwrite: re-measure every rung now (embeddings and reranker scores come from the cache)
+    command = [sys.executable, "-m", "harness.cli", "run", "-l", str(ladder), "--leaderboard", str(args.out / "leaderboard"), "--json", "--overwrite"]
     rows = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
     table = markdown(rows)
     (args.out / "table.md").write_text(table)
