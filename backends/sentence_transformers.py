@@ -222,24 +222,3 @@ class CrossEncoderReranker:
             return []
         scores = self.model.predict([(query, d) for d in documents], batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True)
         return [float(s) for s in np.atleast_1d(scores)]
-
-
-class BiEncoderReranker:
-    """A bi-encoder as a second stage: candidates re-scored by the cosine similarity of another
-    embedding model (the classic "BM25 candidates, dense re-score" pipeline; runs offline with the
-    packaged MiniLM). Document vectors are kept for the process, so each document is encoded once."""
-
-    def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int | None = None, max_length: int | None = None, query_prompt: str = "", document_prompt: str = ""):
-        self.encoder = SentenceTransformerEncoder(model, batch_size=batch_size, max_length=max_length, query_prompt=query_prompt, document_prompt=document_prompt)
-        self._vectors: dict[str, np.ndarray] = {}
-
-    @property
-    def fingerprint(self) -> str:
-        return "bi-" + self.encoder.fingerprint
-
-    def rerank(self, query: str, documents: Sequence[str]) -> list[float]:
-        missing = [d for d in dict.fromkeys(documents) if d not in self._vectors]
-        if missing:
-            self._vectors.update(zip(missing, self.encoder.encode(missing, input_type="document")))
-        q = self.encoder.encode([query], input_type="query")[0]
-        return [float(self._vectors[d] @ q) for d in documents]

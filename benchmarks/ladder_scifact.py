@@ -57,7 +57,7 @@ tune_on = "train"
 name = "bm25>minilm"
 kind = "rerank"
 first_stage = "bm25"
-reranker = {{ backend = "sentence-transformers", model = "sentence-transformers/all-MiniLM-L6-v2" }}
+reranker = {{ backend = "bi-encoder", model = "sentence-transformers/all-MiniLM-L6-v2" }}
 
 [[rungs]]
 name = "chunked"

@@ -19,7 +19,7 @@ BUILTIN: dict[str, dict[str, str]] = {
     },
     "reranker": {
         "cross-encoder": "backends.sentence_transformers:CrossEncoderReranker",
-        "sentence-transformers": "backends.sentence_transformers:BiEncoderReranker",
+        "bi-encoder": "harness.retrieval:EncoderReranker",
         "cohere": "backends.cohere:CohereReranker",
         "voyage": "backends.voyage:VoyageReranker",
     },

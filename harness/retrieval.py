@@ -6,6 +6,7 @@ Backends come from the registry by name; the dense retriever itself is core (exa
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Mapping
 
@@ -24,9 +25,36 @@ def build_encoder(config: EncoderConfig):
     return registry.load("encoder", config.backend)(config.model, **config.options())
 
 
-def build_reranker(config: RerankerConfig):
-    """Instantiate the reranker backend named in ``config`` (does not load the model)."""
-    return registry.load("reranker", config.backend)(config.model, **config.options())
+def build_reranker(config: RerankerConfig, cache: Cache):
+    """Instantiate the reranker backend named in ``config`` (does not load the model); a backend
+    that takes a ``cache`` argument gets the run's cache."""
+    cls = registry.load("reranker", config.backend)
+    options = config.options()
+    if "cache" in inspect.signature(cls).parameters:
+        options["cache"] = cache
+    return cls(config.model, **options)
+
+
+class EncoderReranker:
+    """Any encoder backend as a second stage: candidates re-scored by the inner product of the
+    query's and each document's vectors (the classic "BM25 candidates, dense re-score" pipeline).
+    Document vectors go through the cache, as a deployed index would hold them precomputed (and a
+    rung that embedded them already pays for them once); the query is encoded on every call, as it
+    would be on the query path, so its time is part of the rerank latency."""
+
+    def __init__(self, model: str, *, cache: Cache, encoder_backend: str = "sentence-transformers", batch_size: int | None = None, max_length: int | None = None, **options):
+        config = EncoderConfig(backend=encoder_backend, model=model, batch_size=batch_size, max_length=max_length, **options)
+        self.encoder = CachedEncoder(build_encoder(config), cache)
+
+    @property
+    def fingerprint(self) -> str:
+        return "bi-" + self.encoder.fingerprint
+
+    def rerank(self, query: str, documents: list[str]) -> list[float]:
+        if not documents:
+            return []
+        vectors = self.encoder.encode(documents, input_type="document")
+        return (vectors @ self.encoder.inner.encode([query], input_type="query")[0]).tolist()
 
 
 class DenseRetriever:

@@ -183,7 +183,7 @@ class RerankStage:
 
     def __init__(self, rung: RerankRung, cache: Cache):
         self.rung = rung
-        self.reranker = CachedReranker(build_reranker(rung.reranker), cache)
+        self.reranker = CachedReranker(build_reranker(rung.reranker, cache), cache)
 
     def dependency(self, ctx: Context, target: int, split: str) -> str:
         return "rerank-" + _digest([ctx.input_record(target, split, self.rung.first_stage).key, self.reranker.fingerprint])

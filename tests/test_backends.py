@@ -91,17 +91,6 @@ def test_minilm_token_spans_slice_the_original_text():
 
 
 @pytest.mark.slow
-def test_bi_encoder_reranker_scores_are_the_encoder_cosine():
-    reranker = st_backend.BiEncoderReranker()
-    docs = [CORPUS["d2"], CORPUS["d1"], CORPUS["d3"]]
-    scores = reranker.rerank(TINY_QUERIES["q1"], docs)
-    q = reranker.encoder.encode([TINY_QUERIES["q1"]], input_type="query")[0]
-    expected = reranker.encoder.encode(docs, input_type="document") @ q
-    assert scores == pytest.approx(expected.tolist(), abs=1e-5) and int(np.argmax(scores)) == 1
-    assert reranker.fingerprint.startswith("bi-st-")
-
-
-@pytest.mark.slow
 def test_cross_encoder_reranker_scores_each_pair_in_order():
     """Offline there is no trained cross-encoder: a MiniLM folder gets a fresh (untrained) head,
     which still exercises loading, batching and order."""

@@ -182,3 +182,20 @@ def test_paid_rung_records_tokens_and_dollars_and_never_pays_twice(tmp_path, tin
     again = run(tmp_path, tiny_goldset, PAID, overwrite=True)[("tiny", "paid")].record
     assert again.cost.api_calls == 0 and again.cost.usd == pytest.approx(record.cost.usd)
     assert again.latency.per_query_ms.keys() == record.latency.per_query_ms.keys()  # probes timed when paid, reused
+
+
+def test_bi_encoder_reranker_scores_are_cosines_over_cached_document_vectors(tmp_path, bow_backend):
+    from bow_encoder import BagOfWordsEncoder
+    from conftest import TINY_DOCS, TINY_QUERIES
+    from harness.retrieval import EncoderReranker
+
+    cache = Cache(tmp_path)
+    reranker = EncoderReranker("bow", cache=cache, encoder_backend="bow")
+    docs = [f"{t} {x}" for t, x in TINY_DOCS.values()]
+    scores = reranker.rerank(TINY_QUERIES["q3"], docs)
+    bow = BagOfWordsEncoder()
+    expected = bow.encode(docs, input_type="document") @ bow.encode([TINY_QUERIES["q3"]], input_type="query")[0]
+    assert scores == pytest.approx(expected.tolist()) and max(range(6), key=scores.__getitem__) == 2
+    reranker.rerank(TINY_QUERIES["q1"], docs)
+    assert reranker.encoder.stats.computed == 6 and reranker.encoder.stats.hits == 6  # documents embedded once
+    assert reranker.fingerprint == "bi-bow-512"
