@@ -138,20 +138,26 @@ class _LadderRun:
 
     # -- running -----------------------------------------------------------------------------------
     def run(self) -> list[Outcome]:
+        # Build every stage first (no model is loaded yet): a configuration error stops the run before
+        # any work, and a rung that cannot run here is known before the others spend time.
+        stages: dict[str, object] = {}
+        for rung in self.rungs:
+            try:
+                stages[rung.name] = build_stage(rung, self.cache)
+            except RungUnavailable as exc:
+                stages[rung.name] = exc
         by_target: list[list[Outcome]] = [[] for _ in self.targets]
         for rung in self.rungs:
-            for i, outcomes in enumerate(self._run_rung(rung)):
+            for i, outcomes in enumerate(self._run_rung(rung, stages[rung.name])):
                 by_target[i] += [o for o in outcomes if o.record.goldset.split in self.targets[i].splits]
         return [o for outcomes in by_target for o in outcomes]
 
-    def _run_rung(self, rung: AnyRung) -> list[list[Outcome]]:
+    def _run_rung(self, rung: AnyRung, stage) -> list[list[Outcome]]:
         blocked = [d for d in depends_on(rung) if d in self.down]
         if blocked:
             return self._skip_everywhere(rung, f"needs rung '{blocked[0]}', which {self.down[blocked[0]]}")
-        try:
-            stage = build_stage(rung, self.cache)
-        except RungUnavailable as exc:
-            return self._skip_everywhere(rung, str(exc))
+        if isinstance(stage, RungUnavailable):
+            return self._skip_everywhere(rung, str(stage))
         results = []
         try:
             for i in range(len(self.targets)):

@@ -199,3 +199,12 @@ def test_bi_encoder_reranker_scores_are_cosines_over_cached_document_vectors(tmp
     reranker.rerank(TINY_QUERIES["q1"], docs)
     assert reranker.encoder.stats.computed == 6 and reranker.encoder.stats.hits == 6  # documents embedded once
     assert reranker.fingerprint == "bi-bow-512"
+
+
+def test_a_bad_backend_option_stops_the_run_before_any_work(tmp_path, tiny_goldset, bow_backend):
+    from harness.errors import ConfigError
+
+    extra = '[[rungs]]\nname = "voyage"\nkind = "dense"\nencoder = { backend = "voyage", max_length = 512 }\n'
+    with pytest.raises(ConfigError, match="the voyage encoder has no max_length option"):
+        run(tmp_path, tiny_goldset, extra)
+    assert not (tmp_path / "lb").exists()
