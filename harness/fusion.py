@@ -1,7 +1,8 @@
 """Rank fusion and its tuning, through ranx (the one place that calls ``ranx.fuse``/``optimize_fusion``).
 
 ranx asserts that every run has the same query ids, so runs are aligned first (a query with no hit
-in one run gets an empty ranking there); its progress bars are switched off (they would break
+in one run gets an empty ranking there); tied fused scores are broken by document id
+(:func:`harness.search.break_ties`); its progress bars are switched off (they would break
 ``--json`` output) and its numba type warnings silenced, as in :mod:`harness.metrics`.
 """
 
@@ -11,6 +12,7 @@ import warnings
 from contextlib import contextmanager
 
 from harness.protocols import Run
+from harness.search import break_ties
 
 
 @contextmanager
@@ -44,7 +46,7 @@ def fuse(runs: list[Run], *, method: str, norm: str | None, params: dict, top_k:
     query_ids = sorted(set().union(*runs))
     with _quiet():
         fused = ranx_fuse(_ranx_runs(runs, query_ids), norm=norm, method=method, params=params).to_dict()
-    return {q: dict(sorted(fused.get(q, {}).items(), key=lambda x: -x[1])[:top_k]) for q in query_ids}
+    return {q: dict(list(break_ties(fused.get(q, {})).items())[:top_k]) for q in query_ids}
 
 
 def optimize(qrels: dict[str, dict[str, int]], runs: list[Run], *, method: str, norm: str | None, metric: str) -> tuple[dict, float]:

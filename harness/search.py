@@ -93,3 +93,28 @@ def _top_k(query_vectors, n_docs, top_k, tile, query_block, doc_block) -> tuple[
 def to_run(query_ids: Sequence[str], doc_ids: Sequence[str], indices: np.ndarray, scores: np.ndarray) -> Run:
     """Turn search results into a ranx-shaped run ``{query_id: {doc_id: score}}``."""
     return {qid: {doc_ids[i]: float(s) for i, s in zip(indices[row], scores[row])} for row, qid in enumerate(query_ids)}
+
+
+def break_ties(hits: dict[str, float]) -> dict[str, float]:
+    """The same ranking with no tied scores: tied documents ordered by id, scores nudged apart.
+
+    Evaluators order tied documents differently (trec_eval by document id, descending; ranx by its
+    sort), so a run with ties can score differently in each. Fused scores tie often (RRF gives a
+    document ranked first by one input the same score as one ranked first by the other), so fusion
+    and reranking break ties here, within the gap to the next lower score, and every evaluator then
+    sees one ranking.
+    """
+    ranked = sorted(hits.items(), key=lambda x: (-x[1], x[0]))
+    out: dict[str, float] = {}
+    i = 0
+    while i < len(ranked):
+        j = i
+        while j + 1 < len(ranked) and ranked[j + 1][1] == ranked[i][1]:
+            j += 1
+        score = ranked[i][1]
+        below = ranked[j + 1][1] if j + 1 < len(ranked) else score - 1.0
+        step = (score - below) / (j - i + 2)
+        for n, (doc_id, _) in enumerate(ranked[i : j + 1]):
+            out[doc_id] = score - n * step
+        i = j + 1
+    return out

@@ -23,6 +23,7 @@ from harness.protocols import Run
 from harness.records import Counts, RunRecord
 from harness.retrieval import ChunkedRetriever, DenseRetriever, build_reranker, build_retriever
 from harness.rungs import AnyRung, HybridRung, RerankRung
+from harness.search import break_ties
 
 
 @dataclass
@@ -201,7 +202,7 @@ class RerankStage:
                 scores = self.reranker.rerank(items)
             rerank_s = time.perf_counter() - start
             seconds = self.reranker.probe({q: items[q] for q in latency_sample(queries, ctx.latency_queries)})
-            run = {q: dict(sorted(zip(candidates[q], scores[q]), key=lambda x: -x[1])[: self.rung.top_k]) for q in queries}
+            run = {q: dict(list(break_ties(dict(zip(candidates[q], scores[q]))).items())[: self.rung.top_k]) for q in queries}
             yield split, self._result(ctx, target, split, run, seconds, rerank_s)
 
     def _result(self, ctx, target, split, run, seconds, rerank_s) -> SplitResult:

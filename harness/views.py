@@ -26,6 +26,8 @@ def records_json(records: list[RunRecord]) -> list[dict]:
             "latency_p95_ms": r.latency.p95_ms if r.latency else None,
             "cost_usd": r.cost.usd,
             "api_calls": r.cost.api_calls,
+            "encode_s": round(r.timings.index_s + r.timings.encode_queries_s, 4),
+            "search_s": r.timings.search_s,
             "total_s": r.timings.total_s,
             "created_at": r.created_at,
             "key": r.key,
@@ -54,7 +56,7 @@ def _table(records: list[RunRecord], title: str, actions: list[str] | None = Non
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    headers = ("goldset", "split", "rung", *(label for _, label in COLUMNS), "queries", "p50 ms", "p95 ms", "cost $", "time s")
+    headers = ("goldset", "split", "rung", *(label for _, label in COLUMNS), "queries", "p50 ms", "p95 ms", "cost $", "encode s", "search s")
     for header in headers:
         table.add_column(header, justify="left" if header in ("goldset", "split", "rung") else "right")
     if actions:
@@ -64,7 +66,8 @@ def _table(records: list[RunRecord], title: str, actions: list[str] | None = Non
         cells += [f"{r.metrics[m]:.3f}" if m in r.metrics else "-" for m, _ in COLUMNS]
         latency = r.latency
         cells += [str(r.goldset.n_queries), _ms(latency.p50_ms if latency else None), _ms(latency.p95_ms if latency else None), _cost(r)]
-        cells += [f"{r.timings.total_s:.1f}" if r.status == "ok" else ""]
+        t = r.timings
+        cells += [f"{t.index_s + t.encode_queries_s:.1f}", f"{t.search_s:.1f}"] if r.status == "ok" else ["", ""]
         table.add_row(*cells, *([actions[i]] if actions else []))
     return table
 

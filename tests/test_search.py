@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harness.runner import drop_identical_ids
-from harness.search import to_run, top_k_chunked, top_k_dense
+from harness.search import break_ties, to_run, top_k_chunked, top_k_dense
 
 
 @pytest.mark.parametrize(("query_block", "doc_block"), [(1, 7), (3, 50), (256, 65_536)])
@@ -49,3 +49,13 @@ def test_chunked_search_equals_per_document_aggregate(aggregate, chunk_block):
     expected = np.argsort(-per_doc, axis=1, kind="stable")[:, :10]
     np.testing.assert_array_equal(idx, expected)
     np.testing.assert_allclose(scores, np.take_along_axis(per_doc, expected, axis=1), rtol=1e-5)
+
+
+def test_break_ties_keeps_the_ranking_and_orders_ties_by_id():
+    hits = {"c": 0.5, "a": 0.5, "b": 0.5, "z": 0.9, "d": 0.1, "e": 0.1}
+    broken = break_ties(hits)
+    assert list(broken) == ["z", "a", "b", "c", "d", "e"]
+    assert len(set(broken.values())) == len(hits)
+    assert all(x > y for x, y in zip(broken.values(), list(broken.values())[1:]))
+    assert broken["z"] == 0.9 and 0.1 < broken["c"] < broken["a"] == 0.5 and broken["d"] == 0.1
+    assert break_ties({}) == {}
