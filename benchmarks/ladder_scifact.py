@@ -104,12 +104,12 @@ def main() -> None:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| rung | nDCG@10 | R@10 | R@100 | MRR@10 | p50 ms | p95 ms | cost $ | time s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| rung | nDCG@10 | R@10 | R@100 | MRR@10 | p50 ms | p95 ms | cost $ |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         m = r["metrics"]
         lines.append(
             f"| {r['rung']} | {m['ndcg@10']:.3f} | {m['recall@10']:.3f} | {m['recall@100']:.3f} | {m['mrr@10']:.3f} "
-            f"| {r['latency_p50_ms']:.1f} | {r['latency_p95_ms']:.1f} | {r['cost_usd']:.2f} | {r['total_s']:.1f} |"
+            f"| {r['latency_p50_ms']:.1f} | {r['latency_p95_ms']:.1f} | {r['cost_usd']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
