@@ -66,7 +66,7 @@ def _hub_snapshot(model_id: str) -> Path:
     except LocalEntryNotFoundError as exc:
         raise ModelUnavailable(
             f"model '{model_id}' is not in the local Hugging Face cache and the hub cannot be reached (offline?); "
-            "download it once with network access, or pass a local folder with --model"
+            "download it once with network access, or give a local model folder instead"
         ) from exc
     except (HfHubHTTPError, OSError) as exc:
         raise ModelUnavailable(f"model '{model_id}' could not be downloaded ({type(exc).__name__}: {str(exc).splitlines()[0]}); retry or pass a local folder") from exc

@@ -81,20 +81,20 @@ def _skips(records: list[RunRecord]) -> list[str]:
     return [f"skipped {name}: {reason}" for name, reason in reasons.items()]
 
 
-def _print(renderable) -> None:
+def _print(renderable, soft_wrap: bool = False) -> None:
     from rich.console import Console
 
     console = Console()
     if not console.is_terminal:  # piped or captured: never truncate columns to a guessed 80
         console = Console(width=200)
-    console.print(renderable)
+    console.print(renderable, soft_wrap=soft_wrap)
 
 
 def _print_skips(records: list[RunRecord]) -> None:
     from rich.text import Text
 
     for line in _skips(records):
-        _print(Text(line))  # plain text: a reason may contain [brackets]
+        _print(Text(line), soft_wrap=True)  # plain text (a reason may contain [brackets]), one line each
 
 
 def records_table(records: list[RunRecord], title: str) -> None:
