@@ -23,6 +23,9 @@ BUILTIN: dict[str, dict[str, str]] = {
         "cohere": "backends.cohere:CohereReranker",
         "voyage": "backends.voyage:VoyageReranker",
     },
+    "trainer": {
+        "sentence-transformers": "backends.st_train:Trainer",
+    },
     "retriever": {
         "bm25s": "backends.bm25:BM25Retriever",
     },

@@ -130,3 +130,26 @@ def pytrec_eval_reference(qrels: dict, run: dict) -> dict[str, dict[str, float]]
     top10 = {q: dict(sorted(hits.items(), key=lambda x: -x[1])[:10]) for q, hits in run.items()}
     mrr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top10)
     return {q: {ours: ref[q][theirs] for theirs, ours in names.items()} | {"mrr@10": mrr[q]["recip_rank"]} for q in ref}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BERT sentence-transformer with MiniLM's tokenizer, built from a config
+    (no download, random weights, trains in seconds)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules as models
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from backends.sentence_transformers import packaged_minilm
+
+    folder = tmp_path_factory.mktemp("tiny-model")
+    tokenizer = AutoTokenizer.from_pretrained(str(packaged_minilm()))
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128))
+    bert.save_pretrained(folder / "hf")
+    tokenizer.save_pretrained(folder / "hf")
+    transformer = models.Transformer(str(folder / "hf"), max_seq_length=64)
+    model = SentenceTransformer(modules=[transformer, models.Pooling(32, "mean"), models.Normalize()], device="cpu")
+    model.save(str(folder / "st"))
+    return folder / "st"

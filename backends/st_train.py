@@ -1,0 +1,178 @@
+"""Fine-tuning sentence-transformers models with their own trainer, losses and batch samplers.
+
+tunebench adds the recipe around it: pairs from goldsets or files, the loss named in the config with
+InfoNCE's temperature given directly, batches without duplicate texts (a duplicate is a false in-batch
+negative), evaluation on the goldset's dev split after each epoch with tunebench's own metrics (so the
+best epoch is chosen on the same numbers the leaderboard shows), the best checkpoint kept, resumable
+checkpoints, and a model card written from the resolved configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.training import Pair, TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def build_loss(model, config: TrainConfig):
+    from sentence_transformers.sentence_transformer import losses
+
+    spec = config.loss
+    scale = 1.0 / spec.temperature
+    if spec.kind == "infonce":
+        return losses.MultipleNegativesRankingLoss(model, scale=scale)
+    if spec.kind == "infonce-symmetric":
+        return losses.MultipleNegativesSymmetricRankingLoss(model, scale=scale)
+    if spec.kind == "cached-infonce":
+        return losses.CachedMultipleNegativesRankingLoss(model, scale=scale, mini_batch_size=spec.mini_batch_size)
+    if spec.kind == "triplet":
+        return losses.TripletLoss(model, distance_metric=losses.TripletDistanceMetric.COSINE, triplet_margin=spec.margin)
+    return losses.CosineSimilarityLoss(model)
+
+
+def to_dataset(pairs: list[Pair], config: TrainConfig):
+    """A ``datasets.Dataset`` (anchor, positive[, negative_1..k]) with prompts applied; pairs of one
+    source share a column layout, so negatives are cut to the fewest any pair has."""
+    from datasets import Dataset
+
+    k = min((len(p.negatives) for p in pairs), default=0)
+    if config.loss.kind == "triplet" and k == 0:
+        from harness.errors import ConfigError
+
+        raise ConfigError("the triplet loss needs a negative for every pair: give negatives in the pair files or use mining rounds")
+    columns = {"anchor": [config.query_prompt + p.query for p in pairs], "positive": [config.document_prompt + p.positive for p in pairs]}
+    for i in range(k):
+        columns[f"negative_{i + 1}"] = [config.document_prompt + p.negatives[i] for p in pairs]
+    return Dataset.from_dict(columns)
+
+
+def _evaluator_class():
+    from sentence_transformers.evaluation import SentenceEvaluator
+
+    class GoldsetEvaluator(SentenceEvaluator):
+        """A sentence-transformers evaluator that scores a goldset split with tunebench's metrics."""
+
+        def __init__(self, evaluate_model: Callable[[object], dict[str, float]], name: str, primary: str):
+            super().__init__()
+            self.evaluate_model = evaluate_model
+            self.name = name
+            self.primary_metric = f"{name}_{primary}"
+            self.greater_is_better = True
+
+        def __call__(self, model, output_path=None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
+            scores = self.evaluate_model(model)
+            log.info("epoch %s: %s", epoch, {k: round(v, 4) for k, v in scores.items()})
+            return {f"{self.name}_{k}": v for k, v in scores.items()}
+
+    return GoldsetEvaluator
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    steps: int
+    history: list[dict]
+    best_metric: float | None
+
+
+def train(
+    config: TrainConfig,
+    datasets: dict[str, list[Pair]],
+    *,
+    start_model: Path,
+    out_dir: Path,
+    evaluate_model: Callable[[object], dict[str, float]] | None = None,
+) -> TrainResult:
+    """Train ``start_model`` on ``datasets`` (one per source: several make multi-task training) and
+    save the best model to ``out_dir / "model"``. Re-running with the same ``out_dir`` resumes from
+    its last checkpoint."""
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers, MultiDatasetBatchSamplers
+    from transformers.trainer_callback import PrinterCallback
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    model = SentenceTransformer(str(start_model), device="cpu" if not _cuda() else None)
+    if config.max_length:
+        model.max_seq_length = config.max_length
+    model.model_card_data.generate_widget_examples = False  # its progress bar would break --json output
+    train_sets = {name: to_dataset(pairs, config) for name, pairs in datasets.items()}
+    train_data = train_sets if len(train_sets) > 1 else next(iter(train_sets.values()))
+    n_pairs = sum(len(d) for d in train_sets.values())
+    steps = math.ceil(n_pairs / config.batch_size) * config.epochs
+    evaluator = _evaluator_class()(evaluate_model, "dev", config.primary_metric) if evaluate_model else None
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(out_dir / "checkpoints"),
+        per_device_train_batch_size=config.batch_size,
+        num_train_epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        warmup_steps=math.ceil(config.warmup_ratio * steps),
+        weight_decay=config.weight_decay,
+        seed=config.seed,
+        data_seed=config.seed,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL if config.sampling == "proportional" else MultiDatasetBatchSamplers.ROUND_ROBIN,
+        eval_strategy="epoch" if evaluator else "no",
+        save_strategy="epoch",
+        save_total_limit=2,
+        load_best_model_at_end=evaluator is not None,
+        metric_for_best_model=f"eval_{evaluator.primary_metric}" if evaluator else None,
+        greater_is_better=True,
+        logging_steps=max(1, steps // 20),
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_pin_memory=_cuda(),
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_data, loss=build_loss(model, config), evaluator=evaluator)
+    trainer.remove_callback(PrinterCallback)  # logs go to the logger (and the model card), never to stdout
+    trainer.train(resume_from_checkpoint=_last_checkpoint(out_dir / "checkpoints"))
+    model.save(str(out_dir / "model"))
+    history = [row for row in trainer.state.log_history if "loss" in row or any(k.startswith("eval_") for k in row)]
+    return TrainResult(out_dir / "model", trainer.state.global_step, history, trainer.state.best_metric)
+
+
+def _last_checkpoint(folder: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def write_card(model_dir: Path, card: dict) -> None:
+    """``tunebench.json`` (machine-readable) and a README.md section, beside the model's own files."""
+    (model_dir / "tunebench.json").write_text(json.dumps(card, indent=1, sort_keys=True))
+    lines = [f"# {card['name']}", "", f"Fine-tuned by tunebench from `{card['base_model']}`.", "", "## Training", ""]
+    lines += [f"- {k}: `{json.dumps(v)}`" for k, v in sorted(card["config"].items())]
+    lines += ["", f"- pairs: {card['pairs']} (data fingerprint `{card['data_fingerprint']}`)", f"- steps: {card['steps']}", f"- leakage found: {card['leakage']}"]
+    if card.get("metrics"):
+        lines += ["", "## Metrics (before -> after)", "", "| goldset | split | metric | base | fine-tuned |", "|---|---|---|---:|---:|"]
+        for row in card["metrics"]:
+            lines.append(f"| {row['goldset']} | {row['split']} | {row['metric']} | {row['base']:.4f} | {row['tuned']:.4f} |")
+    readme = model_dir / "README.md"
+    previous = readme.read_text() if readme.exists() else ""
+    readme.write_text("\n".join(lines) + "\n\n" + previous)
+
+
+class Trainer:
+    """The registry's face of this module (``harness`` reaches backends only through the registry)."""
+
+    @staticmethod
+    def resolve_model(model: str) -> Path:
+        from backends.sentence_transformers import resolve_model
+
+        return resolve_model(model)
+
+    train = staticmethod(train)
+    write_card = staticmethod(write_card)

@@ -1,0 +1,74 @@
+"""``bench train``: fine-tune a model from a training file, then record every round as a rung."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from harness.commands.options import json_option, leaderboard_option
+
+
+@click.command()
+@click.argument("config_path", metavar="CONFIG.toml")
+@click.option("--goldset", "-g", default=None, help="Goldset whose train split becomes pairs (overrides the file).")
+@click.option("--base-model", default=None, help="Model to start from (overrides the file).")
+@click.option("--epochs", type=int, default=None)
+@click.option("--batch-size", type=int, default=None)
+@click.option("--learning-rate", "--lr", "learning_rate", type=float, default=None)
+@click.option("--rounds", type=int, default=None, help="Hard-negative mining rounds after round 0.")
+@click.option("--seed", type=int, default=None)
+@click.option("--on-leakage", type=click.Choice(["stop", "drop", "allow"]), default=None, help="When training data overlaps the evaluation: stop (default), drop those pairs, or allow (counted).")
+@click.option("--models-dir", type=click.Path(file_okay=False), default=None, help="Where models are written (default: <leaderboard>/../models).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+@leaderboard_option
+@json_option
+def train(config_path, goldset, base_model, epochs, batch_size, learning_rate, rounds, seed, on_leakage, models_dir, cache_dir, leaderboard_dir, as_json):
+    """Fine-tune (round 0, then mining rounds), then evaluate the base model and every round on the
+    goldset's eval splits and its out-of-domain companions, one record per round."""
+    from pathlib import Path
+
+    from harness.cache import Cache
+    from harness.config import read_toml, validate
+    from harness.finetune import plan_job, run_job
+    from harness.records import Leaderboard
+    from harness.rungs import DenseRung, EncoderConfig
+    from harness.runner import run_rungs
+    from harness.training import TrainConfig
+    from harness.views import outcomes_json, outcomes_table
+
+    path = Path(config_path)
+    data = read_toml(path)
+    flags = {"goldset": goldset, "base_model": base_model, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed, "on_leakage": on_leakage}
+    data.update({k: v for k, v in flags.items() if v is not None})
+    if rounds is not None:
+        data["mining"] = {**data.get("mining", {}), "rounds": rounds}
+    config = validate(TrainConfig, data, str(path))
+    models_root = Path(models_dir) if models_dir else Path(leaderboard_dir).resolve().parent / "models"
+    job = plan_job(config, models_root=models_root, base=path.resolve().parent)
+    cache = Cache(cache_dir)
+    model_dirs = run_job(job, cache)
+    encoder = {"query_prompt": config.query_prompt, "document_prompt": config.document_prompt, "max_length": config.max_length}
+    rungs = [DenseRung(name="baseline", encoder=EncoderConfig(model=config.base_model, **encoder))]
+    rungs += [DenseRung(name=f"{config.name}-r{i}", encoder=EncoderConfig(model=str(d), **encoder)) for i, d in enumerate(model_dirs)]
+    outcomes = run_rungs(_targets(config, path.resolve().parent), rungs, leaderboard=Leaderboard(leaderboard_dir), cache=cache) if config.goldset else []
+    if as_json:
+        click.echo(json.dumps({"models": [str(d) for d in model_dirs], "leakage": job.leakage.count, "records": outcomes_json(outcomes)}, indent=1))
+    else:
+        click.echo(f"models: {', '.join(str(d) for d in model_dirs)}")
+        if outcomes:
+            outcomes_table(outcomes, title=f"{config.name}: base model and every round")
+
+
+def _targets(config, base):
+    """The goldset's eval splits, its own out-of-domain companions, and the config's ``ood`` goldsets."""
+    from harness.api import plan_targets
+    from harness.goldset import resolve_goldset
+    from harness.runner import Target
+
+    targets = plan_targets([config.goldset], base=base)
+    for source in config.ood:
+        extra = resolve_goldset(source, base)
+        if all(t.goldset.fingerprint != extra.fingerprint for t in targets):
+            targets.append(Target(extra, tuple(s for s in extra.manifest.eval_splits if s in extra.qrels), ood_of=targets[0].goldset.name))
+    return targets

@@ -1,0 +1,143 @@
+"""Running a fine-tuning job: pairs, the leakage check, round 0, then hard-negative mining rounds.
+
+Each round's model is a folder ``<models>/<name>-<fingerprint>/r<i>/model`` that
+``SentenceTransformer(path)`` loads, with a model card. The fingerprint covers the configuration and
+the training data, so an unchanged job is never trained twice, and a killed job resumes from its last
+checkpoint. Mining uses the round's model through the embedding cache, so the corpus vectors it
+computes are the ones its evaluation reuses.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import registry
+from harness.cache import Cache, CachedEncoder
+from harness.goldset import Goldset, resolve_goldset
+from harness.metrics import DEFAULT_METRICS, evaluate
+from harness.search import to_run, top_k_dense
+from harness.training import Leakage, Pair, TrainConfig, check_leakage, data_fingerprint, goldset_pairs, read_pair_file, without_leaks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    """A resolved training job: its data, where it writes, and what the leakage check found."""
+
+    config: TrainConfig
+    goldset: Goldset | None
+    datasets: dict[str, list[Pair]]
+    leakage: Leakage
+    folder: Path
+    fingerprint: str
+    rounds: list[Path] = field(default_factory=list)
+
+    def model_dir(self, round_index: int) -> Path:
+        return self.folder / f"r{round_index}" / "model"
+
+
+def plan_job(config: TrainConfig, *, models_root: Path, base: Path | None = None) -> Job:
+    """Load the data, check it for leakage (raising unless allowed) and fix the output folder."""
+    goldset = resolve_goldset(config.goldset, base) if config.goldset else None
+    datasets: dict[str, list[Pair]] = {}
+    if goldset:
+        datasets[f"{goldset.name}/{config.train_split}"] = goldset_pairs(goldset, config.train_split)
+    for pair_file in config.pair_files:
+        path = Path(pair_file.path)
+        datasets[pair_file.path] = read_pair_file(path if path.is_absolute() or base is None else base / path)
+    pairs = [p for ps in datasets.values() for p in ps]
+    eval_splits = [s for s in {config.eval_split, *(goldset.manifest.eval_splits if goldset else [])} if s]
+    found = check_leakage(pairs, goldset, eval_splits, config.on_leakage) if goldset else Leakage()
+    if found.count and config.on_leakage == "drop":
+        datasets = {name: without_leaks(ps, goldset, found) for name, ps in datasets.items()}
+        pairs = [p for ps in datasets.values() for p in ps]
+        log.warning("dropped leaking pairs: %s", found.describe())
+    fingerprint = config.fingerprint(data_fingerprint(pairs))
+    folder = Path(config.output_dir) if config.output_dir else models_root / f"{config.name}-{fingerprint}"
+    return Job(config, goldset, datasets, found, folder, fingerprint)
+
+
+def run_job(job: Job, cache: Cache, up_to_round: int | None = None) -> list[Path]:
+    """Train every round not trained yet (up to ``up_to_round``); return each round's model folder."""
+    trainer = registry.load("trainer", "sentence-transformers")
+    config = job.config
+    last = config.mining.rounds if up_to_round is None else min(up_to_round, config.mining.rounds)
+    base = trainer.resolve_model(config.base_model)
+    for r in range(last + 1):
+        done = job.model_dir(r)
+        if (done / "tunebench.json").is_file():
+            continue
+        start = base if r == 0 or config.mining.start_from == "base" else job.model_dir(r - 1)
+        data = job.datasets if r == 0 else mine(job, job.model_dir(r - 1), cache)
+        log.info("training %s round %d on %d pairs", config.name, r, sum(len(p) for p in data.values()))
+        result = trainer.train(config, data, start_model=start, out_dir=done.parent, evaluate_model=_dev_evaluator(job))
+        trainer.write_card(result.model_dir, _card(job, r, result, data))
+    return [job.model_dir(r) for r in range(last + 1)]
+
+
+def _dev_evaluator(job: Job):
+    goldset, split = job.goldset, job.config.eval_split
+    if not goldset or not split or split not in goldset.qrels:
+        return None
+    doc_ids = list(goldset.corpus)
+    docs = [job.config.document_prompt + goldset.document_text(goldset.corpus[d]) for d in doc_ids]
+    queries = goldset.split_queries(split)
+    qrels = {q: goldset.qrels[split][q] for q in queries}
+
+    def evaluate_model(model) -> dict[str, float]:
+        d = model.encode(docs, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        q = model.encode([job.config.query_prompt + t for t in queries.values()], batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        run = to_run(list(queries), doc_ids, *top_k_dense(q, d, 100))
+        return evaluate(qrels, run, DEFAULT_METRICS).mean
+
+    return evaluate_model
+
+
+def mine(job: Job, model_dir: Path, cache: Cache) -> dict[str, list[Pair]]:
+    """Pairs with ``negatives`` hard negatives each, mined with the model in ``model_dir`` over the
+    goldset's corpus: the top ``depth`` documents for each query, positives dropped, candidates scoring
+    above ``max_relative`` x the positive's score dropped as likely false negatives, then
+    ``negatives`` taken after skipping ``rank_from``."""
+    goldset, spec = job.goldset, job.config.mining
+    if goldset is None:
+        return job.datasets
+    encoder = CachedEncoder(registry.load("encoder", "sentence-transformers")(str(model_dir), query_prompt=job.config.query_prompt, document_prompt=job.config.document_prompt), cache)
+    doc_ids = list(goldset.corpus)
+    doc_vectors = encoder.encode([goldset.document_text(goldset.corpus[d]) for d in doc_ids], input_type="document")
+    positives_of: dict[str, set[str]] = {}
+    for pairs in job.datasets.values():
+        for p in pairs:
+            positives_of.setdefault(p.query, set()).add(p.positive)
+    mined: dict[str, list[Pair]] = {}
+    for source, pairs in job.datasets.items():
+        query_vectors = encoder.encode([p.query for p in pairs], input_type="query")
+        positive_vectors = encoder.encode([p.positive for p in pairs], input_type="document")
+        indices, scores = top_k_dense(query_vectors, doc_vectors, spec.depth)
+        mined[source] = []
+        for i, p in enumerate(pairs):
+            ceiling = spec.max_relative * float(query_vectors[i] @ positive_vectors[i])
+            texts = [goldset.document_text(goldset.corpus[doc_ids[j]]) for j, s in zip(indices[i], scores[i]) if s < ceiling]
+            texts = [t for t in texts if t not in positives_of[p.query]][spec.rank_from : spec.rank_from + spec.negatives]
+            if len(texts) == spec.negatives:
+                mined[source].append(Pair(p.query, p.positive, texts, p.source, p.query_id, p.positive_id))
+    return mined
+
+
+def _card(job: Job, round_index: int, result, data) -> dict:
+    config = job.config
+    return {
+        "name": f"{config.name}-r{round_index}",
+        "base_model": config.base_model,
+        "round": round_index,
+        "config": config.model_dump(mode="json", exclude={"output_dir"}),
+        "fingerprint": job.fingerprint,
+        "data_fingerprint": data_fingerprint([p for ps in job.datasets.values() for p in ps]),
+        "pairs": sum(len(p) for p in data.values()),
+        "steps": result.steps,
+        "best_dev_metric": result.best_metric,
+        "leakage": job.leakage.count,
+        "history": result.history,
+    }

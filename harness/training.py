@@ -1,0 +1,235 @@
+"""Fine-tuning as configuration: what to train on, how, and the checks that come before any training.
+
+A training job is one TOML file (``bench train FILE``) or a ``finetune`` rung's table in a ladder,
+parsed into :class:`TrainConfig`. Pairs come from a goldset's train split (each judged-relevant
+document of a query is a positive) or from pair files. Before training, :func:`leakage` looks for
+training data that would make the evaluation optimistic; it stops the run unless allowed.
+
+Defaults follow current practice for contrastive fine-tuning of small encoders (sentence-transformers'
+training guide; Wang et al. 2022, "Text Embeddings by Weakly-Supervised Contrastive Pre-training"):
+InfoNCE with in-batch negatives at temperature 0.05, batch 32, learning rate 5e-5, 10% warmup,
+3 epochs, no text twice in a batch. The resolved values are written into the model card and record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from harness.errors import ConfigError, GoldsetError
+from harness.goldset import Goldset
+from harness.rungs import DEFAULT_MODEL
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LossConfig(_Strict):
+    """``infonce``: MultipleNegativesRankingLoss (in-batch negatives, plus mined ones); ``infonce-symmetric``
+    adds the document-to-query direction; ``cached-infonce`` is GradCache (Gao et al. 2021): the same
+    loss for large batches in the memory of ``mini_batch_size``; ``triplet`` and ``cosine`` need
+    negatives or scores in the pair files."""
+
+    kind: Literal["infonce", "infonce-symmetric", "cached-infonce", "triplet", "cosine"] = "infonce"
+    temperature: float = Field(0.05, gt=0, description="InfoNCE's tau; the loss's scale is 1 / tau")
+    mini_batch_size: int = Field(32, ge=1, description="cached-infonce only")
+    margin: float = Field(0.25, ge=0, description="triplet only (cosine distance)")
+
+
+class MiningConfig(_Strict):
+    """Hard-negative mining rounds (round 0 uses in-batch negatives only; each later round mines with
+    the previous round's model). False negatives are filtered as NV-Retriever's TopK-PercPos (Moreira
+    et al. 2024): a candidate scoring above ``max_relative`` x its positive's score is dropped."""
+
+    rounds: int = Field(1, ge=0, description="mining rounds after round 0 (0: in-batch negatives only)")
+    negatives: int = Field(5, ge=1)
+    depth: int = Field(100, ge=1, description="documents retrieved per training query")
+    rank_from: int = Field(0, ge=0, description="skip this many top candidates (after positives are dropped)")
+    max_relative: float = Field(0.95, gt=0, le=1)
+    start_from: Literal["previous", "base"] = "previous"
+
+
+class PairFile(_Strict):
+    path: str
+    weight: float = Field(1.0, gt=0, description="share of training batches under proportional sampling")
+
+
+class TrainConfig(_Strict):
+    """One fine-tuning job. ``goldset``'s ``train_split`` gives pairs; ``eval_split`` picks the best epoch."""
+
+    name: str = "finetune"
+    base_model: str = DEFAULT_MODEL
+    goldset: str | None = "demo"
+    train_split: str = "train"
+    eval_split: str | None = Field("dev", description='split that picks the best epoch; "" for none (keep the last)')
+    ood: list[str] = Field(default_factory=list, description="out-of-domain goldsets to evaluate besides the goldset's own companions")
+    pair_files: list[PairFile] = Field(default_factory=list)
+    sampling: Literal["proportional", "round-robin"] = "proportional"
+    loss: LossConfig = LossConfig()
+    mining: MiningConfig = MiningConfig()
+    batch_size: int = Field(32, ge=2)
+    learning_rate: float = Field(5e-5, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    epochs: int = Field(3, ge=1)
+    max_length: int | None = Field(None, ge=8)
+    query_prompt: str = ""
+    document_prompt: str = ""
+    seed: int = 42
+    primary_metric: str = "ndcg@10"
+    on_leakage: Literal["stop", "drop", "allow"] = Field("stop", description="stop the run; drop the leaking pairs; or train anyway (counted)")
+    output_dir: str | None = Field(None, description="default: models/<name>-<fingerprint> beside the leaderboard")
+
+    @model_validator(mode="after")
+    def _has_data(self) -> TrainConfig:
+        if self.eval_split == "":
+            self.eval_split = None
+        if not self.goldset and not self.pair_files:
+            raise ValueError("give a goldset (its train split becomes pairs) or pair_files")
+        if self.eval_split and self.eval_split == "test":
+            raise ValueError("the best epoch must not be chosen on the test split; use eval_split = 'dev' (or none)")
+        return self
+
+    def fingerprint(self, data_fingerprint: str) -> str:
+        """Everything that changes the trained weights (not where they are written)."""
+        blob = json.dumps([self.model_dump(mode="json", exclude={"output_dir", "name", "ood"}), data_fingerprint], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Pair:
+    query: str
+    positive: str
+    negatives: list[str] = field(default_factory=list)
+    source: str = ""  # which goldset split or file it came from (multi-task sampling)
+    query_id: str | None = None  # goldset pairs: for the leakage check and mining
+    positive_id: str | None = None
+
+
+def goldset_pairs(goldset: Goldset, split: str) -> list[Pair]:
+    """One pair per (query, judged-relevant document) of ``split``."""
+    judged = goldset.split_qrels(split)
+    return [
+        Pair(goldset.queries[q], goldset.document_text(goldset.corpus[d]), source=f"{goldset.name}/{split}", query_id=q, positive_id=d)
+        for q, docs in judged.items()
+        for d, grade in docs.items()
+        if grade > 0
+    ]
+
+
+def read_pair_file(path: Path) -> list[Pair]:
+    """JSONL (``{"query", "positive", "negatives"?}``; also ``anchor``/``text``) or CSV with a header
+    (``query,positive[,negative...]``). Errors name the file and line."""
+    if not path.is_file():
+        raise ConfigError(f"pair file '{path}' does not exist")
+    if path.suffix.lower() == ".csv":
+        return _read_csv_pairs(path)
+    pairs = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{number}: not JSON ({exc.msg}); each line is {{\"query\": ..., \"positive\": ...}}") from exc
+        query, positive = row.get("query", row.get("anchor")), row.get("positive", row.get("text"))
+        if not isinstance(query, str) or not isinstance(positive, str) or not query.strip() or not positive.strip():
+            raise ConfigError(f"{path}:{number}: needs non-empty string fields \"query\" and \"positive\"")
+        negatives = row.get("negatives", [])
+        if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
+            raise ConfigError(f"{path}:{number}: \"negatives\" must be a list of strings")
+        pairs.append(Pair(query, positive, negatives, source=str(path)))
+    return pairs
+
+
+def _read_csv_pairs(path: Path) -> list[Pair]:
+    import csv
+
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or [c.strip().lower() for c in rows[0][:2]] != ["query", "positive"]:
+        raise ConfigError(f"{path}:1: the header must start with query,positive (then optional negative columns)")
+    pairs = []
+    for number, row in enumerate(rows[1:], 2):
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            raise ConfigError(f"{path}:{number}: needs a query and a positive")
+        pairs.append(Pair(row[0], row[1], [c for c in row[2:] if c.strip()], source=str(path)))
+    return pairs
+
+
+def normalise(text: str) -> str:
+    """Case-, accent- and punctuation-insensitive form of a query, for the leakage check."""
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return " ".join(re.findall(r"[a-z0-9]+", text))
+
+
+@dataclass
+class Leakage:
+    """Training data that overlaps the evaluation: counts go into the record; ids are listed."""
+
+    same_queries: list[str] = field(default_factory=list)  # eval query ids whose text a train query repeats
+    judged_positives: list[str] = field(default_factory=list)  # eval-judged doc ids used as train positives
+
+    @property
+    def count(self) -> int:
+        return len(self.same_queries) + len(self.judged_positives)
+
+    def describe(self) -> str:
+        parts = []
+        if self.same_queries:
+            parts.append(f"{len(self.same_queries)} evaluation queries repeated in training (e.g. {', '.join(self.same_queries[:3])})")
+        if self.judged_positives:
+            parts.append(f"{len(self.judged_positives)} documents judged for evaluation queries used as training positives (e.g. {', '.join(self.judged_positives[:3])})")
+        return "; ".join(parts)
+
+
+def leakage(pairs: list[Pair], goldset: Goldset, eval_splits: list[str]) -> Leakage:
+    """Train queries equal (after :func:`normalise`) to an eval query, and train positives that are
+    judged-relevant documents of an eval query."""
+    train_queries = {normalise(p.query) for p in pairs}
+    train_positive_ids = {p.positive_id for p in pairs if p.positive_id}
+    train_positive_texts = {p.positive for p in pairs if not p.positive_id}
+    found = Leakage()
+    for split in eval_splits:
+        for qid, docs in goldset.split_qrels(split).items():
+            if normalise(goldset.queries[qid]) in train_queries:
+                found.same_queries.append(qid)
+            for d, grade in docs.items():
+                if grade > 0 and (d in train_positive_ids or goldset.document_text(goldset.corpus[d]) in train_positive_texts):
+                    found.judged_positives.append(d)
+    found.judged_positives = sorted(set(found.judged_positives))
+    return found
+
+
+def check_leakage(pairs: list[Pair], goldset: Goldset, eval_splits: list[str], policy: str) -> Leakage:
+    """:func:`leakage`, raising a :class:`GoldsetError` when any is found and ``policy`` is "stop"."""
+    found = leakage(pairs, goldset, [s for s in eval_splits if s in goldset.qrels])
+    if found.count and policy == "stop":
+        raise GoldsetError(
+            f"training data leaks into evaluation on '{goldset.name}': {found.describe()}; remove them, "
+            "or set on_leakage = \"drop\" (train without those pairs) or \"allow\" (train anyway; the count is recorded)"
+        )
+    return found
+
+
+def without_leaks(pairs: list[Pair], goldset: Goldset, found: Leakage) -> list[Pair]:
+    """The pairs that neither repeat an eval query nor use an eval-judged document as their positive."""
+    bad_queries = {normalise(goldset.queries[q]) for q in found.same_queries}
+    bad_docs = set(found.judged_positives)
+    bad_texts = {goldset.document_text(goldset.corpus[d]) for d in bad_docs}
+    return [p for p in pairs if normalise(p.query) not in bad_queries and p.positive_id not in bad_docs and p.positive not in bad_texts]
+
+
+def data_fingerprint(pairs: list[Pair]) -> str:
+    h = hashlib.sha256()
+    for p in pairs:
+        h.update(json.dumps([p.query, p.positive, p.negatives, p.source]).encode())
+    return h.hexdigest()[:16]

@@ -1,0 +1,133 @@
+"""Fine-tuning: the training file, pair files, the leakage guard, and `bench train` end to end on a
+tiny model (round 0, a mining round, model folders with cards, records per round, same seed = same model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import TINY_QUERIES, write_goldset
+from harness.cli import main
+from harness.config import validate
+from harness.errors import ConfigError, GoldsetError
+from harness.goldset import load_goldset
+from harness.training import TrainConfig, check_leakage, goldset_pairs, leakage, read_pair_file, without_leaks
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ({"eval_split": "test"}, "must not be chosen on the test split"),
+        ({"goldset": ""}, "give a goldset"),
+        ({"lerning_rate": 1e-4}, "Did you mean 'learning_rate'"),
+        ({"loss": {"kind": "infonse"}}, "loss.kind"),
+        ({"mining": {"max_relative": 1.5}}, "mining.max_relative"),
+    ],
+)
+def test_training_file_mistakes_are_one_line(data, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")):
+        validate(TrainConfig, data, "train.toml")
+
+
+def test_defaults_follow_current_practice():
+    config = TrainConfig()
+    assert (config.loss.kind, config.loss.temperature, config.batch_size, config.learning_rate, config.warmup_ratio, config.epochs) == ("infonce", 0.05, 32, 5e-5, 0.1, 3)
+    assert (config.mining.rounds, config.mining.negatives, config.mining.max_relative) == (1, 5, 0.95)
+
+
+def test_pair_files_jsonl_and_csv(tmp_path):
+    jsonl = tmp_path / "pairs.jsonl"
+    jsonl.write_text('{"query": "q1", "positive": "p1", "negatives": ["n1"]}\n\n{"anchor": "q2", "text": "p2"}\n')
+    assert [(p.query, p.positive, p.negatives) for p in read_pair_file(jsonl)] == [("q1", "p1", ["n1"]), ("q2", "p2", [])]
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("query,positive,negative\nq1,p1,n1\n")
+    assert read_pair_file(csv)[0].negatives == ["n1"]
+    jsonl.write_text('{"query": "q1"}\n')
+    with pytest.raises(ConfigError, match=r"pairs.jsonl:1: needs non-empty string fields"):
+        read_pair_file(jsonl)
+    csv.write_text("a,b\n")
+    with pytest.raises(ConfigError, match=r"pairs.csv:1: the header must start with query,positive"):
+        read_pair_file(csv)
+
+
+def test_leakage_guard_finds_repeated_queries_and_judged_positives(tmp_path):
+    queries = {**TINY_QUERIES, "q7": "Oxalic acid, varroa MITES!"}  # q1 again, after normalisation
+    qrels = {"test": {"q1": {"d1": 2}, "q2": {"d2": 2}}, "train": {"q7": {"d3": 1}, "q5": {"d2": 1}, "q6": {"d6": 2}}}
+    goldset = load_goldset(write_goldset(tmp_path / "g", queries=queries, qrels=qrels))
+    pairs = goldset_pairs(goldset, "train")
+    found = leakage(pairs, goldset, ["test"])
+    assert found.same_queries == ["q1"] and found.judged_positives == ["d2"] and found.count == 2
+    with pytest.raises(GoldsetError, match="1 evaluation queries repeated in training.*on_leakage"):
+        check_leakage(pairs, goldset, ["test"], "stop")
+    assert check_leakage(pairs, goldset, ["test"], "allow").count == 2
+    assert [p.query_id for p in without_leaks(pairs, goldset, found)] == ["q6"]
+
+
+TRAIN = """
+name = "ft"
+base_model = "{model}"
+goldset = "{goldset}"
+eval_split = ""
+epochs = 2
+batch_size = 4
+learning_rate = 1e-3
+seed = 7
+
+[mining]
+rounds = 1
+negatives = 1
+depth = 6
+"""
+
+
+def write_train(tmp_path, tiny_model, tiny_goldset, name="train.toml"):
+    path = tmp_path / name
+    path.write_text(TRAIN.format(model=tiny_model, goldset=tiny_goldset))
+    return path
+
+
+def test_bench_train_rounds_models_cards_and_records(tmp_path, tiny_model, tiny_goldset):
+    from sentence_transformers import SentenceTransformer
+
+    config = write_train(tmp_path, tiny_model, tiny_goldset)
+    result = CliRunner().invoke(main, ["train", str(config), "--models-dir", str(tmp_path / "models"), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert len(out["models"]) == 2 and out["leakage"] == 0
+    rows = {(r["rung"], r["split"]): r for r in out["records"]}
+    assert set(rows) == {("baseline", "test"), ("ft-r0", "test"), ("ft-r1", "test")}
+    for folder in out["models"]:
+        card = json.loads((Path(folder) / "tunebench.json").read_text())
+        assert card["config"]["loss"]["temperature"] == 0.05 and card["steps"] > 0
+        assert "Fine-tuned by tunebench" in (Path(folder) / "README.md").read_text()
+        assert SentenceTransformer(folder, device="cpu").encode(["hive"]).shape == (1, 32)
+    r1 = json.loads((Path(out["models"][1]) / "tunebench.json").read_text())
+    assert r1["round"] == 1 and r1["pairs"] > 0  # mined pairs carry a hard negative each
+    again = CliRunner().invoke(main, ["train", str(config), "--models-dir", str(tmp_path / "models"), "--json"])
+    assert {r["action"] for r in json.loads(again.stdout)["records"]} == {"unchanged"}  # nothing retrained
+
+
+def test_same_seed_trains_the_same_model(tmp_path, tiny_model, tiny_goldset):
+    config = write_train(tmp_path, tiny_model, tiny_goldset)
+    losses = []
+    for run in ("a", "b"):
+        result = CliRunner().invoke(main, ["train", str(config), "--rounds", "0", "--models-dir", str(tmp_path / run), "--leaderboard", str(tmp_path / run / "lb"), "--json"])
+        assert result.exit_code == 0, result.output
+        folder = json.loads(result.stdout)["models"][0]
+        card = json.loads((Path(folder) / "tunebench.json").read_text())
+        losses.append([row["loss"] for row in card["history"] if "loss" in row])
+        metrics = {r["rung"]: r["metrics"] for r in json.loads(result.stdout)["records"]}
+        losses[-1].append(metrics["ft-r0"])
+    assert losses[0] == losses[1]
+
+
+def test_leaking_training_data_stops_bench_train(tmp_path, tiny_model):
+    queries = {**TINY_QUERIES, "q7": TINY_QUERIES["q1"]}
+    goldset = write_goldset(tmp_path / "g", queries=queries, qrels={"test": {"q1": {"d1": 2}}, "train": {"q7": {"d1": 1}, "q5": {"d5": 1}}})
+    config = write_train(tmp_path, tiny_model, goldset)
+    result = CliRunner().invoke(main, ["train", str(config), "--models-dir", str(tmp_path / "models")])
+    assert result.exit_code == 2 and "training data leaks into evaluation" in result.output
+    assert not (tmp_path / "models").exists()
