@@ -30,13 +30,13 @@ import inspect
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.config import read_toml, validate
 from harness.errors import ConfigError, did_you_mean
 from harness.metrics import DEFAULT_METRICS
 from harness.prices import DEFAULT_PRICES, Price
-from harness.rungs import AnyRung, ChunkedRung, DenseRung, RerankRung, Rung, depends_on
+from harness.rungs import AnyRung, ChunkedRung, DenseRung, FinetuneRung, RerankRung, Rung, depends_on
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LADDER = ROOT / "ladder.toml"
@@ -62,6 +62,25 @@ class Ladder(BaseModel):
     prices: dict[str, Price] = Field(default_factory=dict)
     rungs: list[Rung] = Field(min_length=1)
     source: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _rounds(self) -> Ladder:
+        """A finetune rung becomes one rung per round (its train table checked as a TrainConfig)."""
+        from harness.config import describe
+        from harness.training import TrainConfig
+
+        expanded = []
+        for rung in self.rungs:
+            if isinstance(rung, FinetuneRung) and rung.round is None:
+                try:
+                    config = TrainConfig.model_validate({"name": rung.name, **rung.train})
+                except ValidationError as exc:
+                    raise ValueError(f"rung '{rung.name}' train table: {describe(exc, TrainConfig)}") from None
+                expanded += [rung.model_copy(update={"name": f"{rung.name}-r{i}", "round": i}) for i in range(config.mining.rounds + 1)]
+            else:
+                expanded.append(rung)
+        self.rungs = expanded
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> Ladder:

@@ -151,7 +151,20 @@ class ChunkedRung(_Strict):
         return self
 
 
-AnyRung = DenseRung | BM25Rung | HybridRung | RerankRung | ChunkedRung
+class FinetuneRung(_Strict):
+    """A model fine-tuned on the goldset's train split (``train`` is a training table, see
+    :class:`harness.training.TrainConfig`), evaluated like a dense rung. A ladder lists it once;
+    it becomes one rung per round, ``<name>-r0``, ``<name>-r1``, ... (round 0, then mining rounds).
+    Out-of-domain companions are scored with the model trained on their in-domain goldset."""
+
+    kind: Literal["finetune"] = "finetune"
+    name: str
+    train: dict = Field(default_factory=dict)
+    round: int | None = Field(None, ge=0, description="set by the ladder when it expands the rounds")
+    top_k: int = Field(100, ge=1)
+
+
+AnyRung = DenseRung | BM25Rung | HybridRung | RerankRung | ChunkedRung | FinetuneRung
 Rung = Annotated[AnyRung, Field(discriminator="kind")]
 
 

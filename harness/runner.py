@@ -85,6 +85,7 @@ class _LadderRun:
         self.targets, self.rungs, self.leaderboard, self.cache = targets, rungs, leaderboard, cache
         self.overwrite, self.settings = overwrite, settings
         self.latency_queries = settings.latency_queries
+        self.models_root = leaderboard.root.resolve().parent / "models"  # fine-tuned models, beside the leaderboard
         self.records: dict[tuple[int, str, str], RunRecord] = {}
         self.runs: dict[tuple[int, str, str], Run] = {}
         self.down: dict[str, str] = {}  # rung -> why it produced nothing

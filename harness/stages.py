@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from harness import fusion, progress
@@ -23,7 +24,7 @@ from harness.goldset import Goldset
 from harness.protocols import Run
 from harness.records import Counts, RunRecord
 from harness.retrieval import ChunkedRetriever, DenseRetriever, build_reranker, build_retriever
-from harness.rungs import AnyRung, HybridRung, RerankRung
+from harness.rungs import AnyRung, FinetuneRung, HybridRung, RerankRung
 from harness.search import break_ties
 
 
@@ -45,6 +46,7 @@ class Context(Protocol):
     """What a stage may ask of the runner."""
 
     latency_queries: int
+    models_root: Path
 
     def input_record(self, target: int, split: str, rung: str) -> RunRecord: ...
     def input_run(self, target: int, split: str, rung: str) -> Run: ...
@@ -245,8 +247,51 @@ def _add_latencies(inputs: list[RunRecord], own: dict[str, float]) -> dict[str, 
     return {q: sum(p[q] for p in per_input) + own[q] for q in sorted(common)}
 
 
+class FinetuneStage:
+    """One round of a fine-tuning job, trained on the in-domain goldset's train split (once, then
+    found on disk by its fingerprint) and evaluated like a dense rung."""
+
+    def __init__(self, rung: FinetuneRung, cache: Cache):
+        from harness.training import TrainConfig
+
+        self.rung = rung
+        self.cache = cache
+        self.config = TrainConfig.model_validate({**rung.train, "name": rung.name.rsplit("-r", 1)[0]})
+        self.fingerprint = None
+        self._jobs: dict[int, object] = {}
+
+    def _job(self, ctx: Context, target: int):
+        from harness.finetune import plan_job
+
+        tuner = ctx.tuning_target(target)
+        if tuner not in self._jobs:
+            goldset = ctx.goldset(tuner)
+            config = self.config.model_copy(update={"goldset": goldset.source})
+            self._jobs[tuner] = plan_job(config, models_root=ctx.models_root)
+        return self._jobs[tuner]
+
+    def dependency(self, ctx: Context, target: int, split: str) -> str:
+        return f"finetune-{self._job(ctx, target).fingerprint}-r{self.rung.round}"
+
+    def run(self, ctx: Context, target: int, splits: list[str]) -> Iterator[tuple[str, SplitResult | SkipSplit]]:
+        from harness.finetune import run_job
+        from harness.rungs import DenseRung, EncoderConfig
+
+        job = self._job(ctx, target)
+        model_dir = run_job(job, self.cache, up_to_round=self.rung.round)[-1]
+        encoder = EncoderConfig(model=str(model_dir), query_prompt=self.config.query_prompt, document_prompt=self.config.document_prompt, max_length=self.config.max_length)
+        inner = RetrieverStage(DenseRung(name=self.rung.name, encoder=encoder, top_k=self.rung.top_k), self.cache)
+        self.fingerprint = inner.fingerprint
+        details = {"round": self.rung.round, "model": str(model_dir), "trained_on": f"{job.goldset.name}/{job.config.train_split}", "pairs": sum(len(p) for p in job.datasets.values()), "leakage": job.leakage.count}
+        for split, result in inner.run(ctx, target, splits):
+            result.details = details
+            yield split, result
+
+
 def build_stage(rung: AnyRung, cache: Cache):
     """The stage for ``rung``; raises :class:`~harness.errors.RungUnavailable` if it cannot run here."""
+    if isinstance(rung, FinetuneRung):
+        return FinetuneStage(rung, cache)
     if isinstance(rung, HybridRung):
         return HybridStage(rung)
     if isinstance(rung, RerankRung):

@@ -81,13 +81,15 @@ def test_default_ladder_end_to_end_offline(monkeypatch):
     assert result.exit_code == 0, result.output
     rows = {(r["goldset"], r["rung"]): r for r in json.loads(result.stdout)}
     ran = {rung for (goldset, rung), r in rows.items() if goldset == "demo" and r["status"] == "ok"}
-    assert ran == {"baseline", "bm25", "hybrid", "hybrid-tuned", "chunked"}
+    assert ran == {"baseline", "bm25", "hybrid", "hybrid-tuned", "chunked", "finetune-r0", "finetune-r1"}
     skipped = {rung: r["reason"] for (goldset, rung), r in rows.items() if goldset == "demo" and r["status"] == "skipped"}
     assert "COHERE_API_KEY" in skipped["cohere-embed-v4"] and "VOYAGE_API_KEY" in skipped["hybrid+voyage-rerank"]
     assert "BAAI/bge-base-en-v1.5" in skipped["bge-base"] and "cross-encoder/ms-marco-MiniLM-L6-v2" in skipped["hybrid+ce"]
     baseline = rows[("demo", "baseline")]["metrics"]
     assert 0.5 <= baseline["recall@10"] <= 0.8, "the demo should leave the ladder room to climb"
     assert rows[("demo", "hybrid-tuned")]["metrics"]["ndcg@10"] > baseline["ndcg@10"]
+    assert rows[("demo", "finetune-r0")]["metrics"]["ndcg@10"] > baseline["ndcg@10"]  # the default recipe pays on demo
+    assert rows[("demo-ood", "finetune-r0")]["metrics"]["ndcg@10"] >= rows[("demo-ood", "baseline")]["metrics"]["ndcg@10"] - 0.02
     assert rows[("demo-ood", "baseline")]["ood_of"] == "demo"
     assert rows[("demo", "baseline")]["latency_p95_ms"] >= rows[("demo", "baseline")]["latency_p50_ms"] > 0
     again = CliRunner().invoke(main, ["run", "--json"])

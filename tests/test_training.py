@@ -131,3 +131,24 @@ def test_leaking_training_data_stops_bench_train(tmp_path, tiny_model):
     result = CliRunner().invoke(main, ["train", str(config), "--models-dir", str(tmp_path / "models")])
     assert result.exit_code == 2 and "training data leaks into evaluation" in result.output
     assert not (tmp_path / "models").exists()
+
+
+def test_finetune_rung_in_a_ladder_records_every_round(tmp_path, tiny_model, bow_backend):
+    from conftest import TINY_DOCS, write_ladder
+    from harness.api import run_ladder
+    from harness.cache import Cache
+    from harness.ladder import load_ladder
+    from harness.records import Leaderboard
+
+    write_goldset(tmp_path / "other", docs={**TINY_DOCS, "d7": ("Mice", "Mouse guards keep mice out in winter.")})
+    main_goldset = write_goldset(tmp_path / "main", manifest='ood = ["../other"]\n')
+    extra = f'\n[[rungs]]\nname = "ft"\nkind = "finetune"\ntrain = {{ base_model = "{tiny_model}", eval_split = "", epochs = 1, batch_size = 4, mining = {{ rounds = 1, negatives = 1, depth = 6 }} }}\n'
+    ladder = load_ladder(write_ladder(tmp_path, main_goldset, extra))
+    assert [r.name for r in ladder.rungs][-2:] == ["ft-r0", "ft-r1"]
+    outcomes = run_ladder(ladder, leaderboard=Leaderboard(tmp_path / "lb"), cache=Cache(tmp_path / "cache"))
+    records = {(o.record.goldset.name, o.record.rung.name): o.record for o in outcomes}
+    assert records[("main", "ft-r1")].details["round"] == 1 and records[("main", "ft-r1")].details["trained_on"] == "main/train"
+    assert records[("other", "ft-r0")].details["model"] == records[("main", "ft-r0")].details["model"]  # OOD uses the in-domain model
+    assert (tmp_path / "models").is_dir() and records[("main", "ft-r0")].latency is not None
+    with pytest.raises(ConfigError, match="rung 'ft' train table: unknown key 'epoch'"):
+        load_ladder(write_ladder(tmp_path, main_goldset, extra.replace("epochs = 1", "epoch = 1")))
