@@ -89,6 +89,7 @@ def train(
     start_model: Path,
     out_dir: Path,
     evaluate_model: Callable[[object], dict[str, float]] | None = None,
+    callbacks: list | None = None,
 ) -> TrainResult:
     """Train ``start_model`` on ``datasets`` (one per source: several make multi-task training) and
     save the best model to ``out_dir / "model"``. Re-running with the same ``out_dir`` resumes from
@@ -130,7 +131,7 @@ def train(
         disable_tqdm=True,
         dataloader_pin_memory=_cuda(),
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_data, loss=build_loss(model, config), evaluator=evaluator)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_data, loss=build_loss(model, config), evaluator=evaluator, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # logs go to the logger (and the model card), never to stdout
     trainer.train(resume_from_checkpoint=_last_checkpoint(out_dir / "checkpoints"))
     model.save(str(out_dir / "model"))

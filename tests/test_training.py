@@ -152,3 +152,28 @@ def test_finetune_rung_in_a_ladder_records_every_round(tmp_path, tiny_model, bow
     assert (tmp_path / "models").is_dir() and records[("main", "ft-r0")].latency is not None
     with pytest.raises(ConfigError, match="rung 'ft' train table: unknown key 'epoch'"):
         load_ladder(write_ladder(tmp_path, main_goldset, extra.replace("epochs = 1", "epoch = 1")))
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(tmp_path, tiny_model, tiny_goldset):
+    from transformers import TrainerCallback
+
+    from backends.st_train import train
+
+    class CrashAfterFirstSave(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            raise KeyboardInterrupt
+
+    config = TrainConfig(base_model=str(tiny_model), goldset=str(tiny_goldset), eval_split=None, epochs=3, batch_size=2)
+    data = {"tiny/train": goldset_pairs(load_goldset(tiny_goldset), "train") * 2}
+    with pytest.raises(KeyboardInterrupt):
+        train(config, data, start_model=tiny_model, out_dir=tmp_path / "job", callbacks=[CrashAfterFirstSave()])
+    assert [p.name for p in (tmp_path / "job" / "checkpoints").iterdir()] == ["checkpoint-2"]  # epoch 1 of 3
+    class CountSteps(TrainerCallback):
+        steps = 0
+
+        def on_step_end(self, args, state, control, **kwargs):
+            CountSteps.steps += 1
+
+    result = train(config, data, start_model=tiny_model, out_dir=tmp_path / "job", callbacks=[CountSteps()])
+    assert result.steps == 6 and (result.model_dir / "model.safetensors").is_file()
+    assert CountSteps.steps == 4  # resumed after epoch 1's 2 steps, not started over
