@@ -94,13 +94,15 @@ def train(
     """Train ``start_model`` on ``datasets`` (one per source: several make multi-task training) and
     save the best model to ``out_dir / "model"``. Re-running with the same ``out_dir`` resumes from
     its last checkpoint."""
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers, MultiDatasetBatchSamplers
     from transformers.trainer_callback import PrinterCallback
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    model = SentenceTransformer(str(start_model), device="cpu" if not _cuda() else None)
+    model = load_model(start_model, config)
+    if config.lora:
+        _add_lora(model, config)
     if config.max_length:
         model.max_seq_length = config.max_length
     model.model_card_data.generate_widget_examples = False  # its progress bar would break --json output
@@ -134,9 +136,50 @@ def train(
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_data, loss=build_loss(model, config), evaluator=evaluator, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # logs go to the logger (and the model card), never to stdout
     trainer.train(resume_from_checkpoint=_last_checkpoint(out_dir / "checkpoints"))
+    if config.lora:
+        _merge_lora(model, out_dir, config)
     model.save(str(out_dir / "model"))
     history = [row for row in trainer.state.log_history if "loss" in row or any(k.startswith("eval_") for k in row)]
     return TrainResult(out_dir / "model", trainer.state.global_step, history, trainer.state.best_metric)
+
+
+def load_model(path: Path, config: TrainConfig):
+    """The model to train: a sentence-transformers folder as it is, or (``pooling`` set) a plain
+    transformers model with that pooling and normalisation on top (decoders: ``lasttoken``)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules
+
+    device = None if _cuda() else "cpu"
+    if config.pooling == "model":
+        return SentenceTransformer(str(path), device=device)
+    transformer = modules.Transformer(str(path), max_seq_length=config.max_length)
+    tokenizer = transformer.tokenizer
+    if tokenizer.pad_token is None:  # decoders often ship without one
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    pooling = modules.Pooling(transformer.get_embedding_dimension(), pooling_mode=config.pooling)
+    return SentenceTransformer(modules=[transformer, pooling, modules.Normalize()], device=device)
+
+
+def _add_lora(model, config: TrainConfig) -> None:
+    """Wrap the transformer inside the sentence-transformers model with peft (sentence-transformers'
+    own ``add_adapter`` needs a newer peft than the registries serve)."""
+    from peft import LoraConfig, get_peft_model
+
+    from harness.errors import require
+
+    require("peft")
+    spec = config.lora
+    module = model[0]
+    module.model = get_peft_model(module.model, LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=spec.target_modules))
+    trainable, total = module.model.get_nb_trainable_parameters()
+    log.info("LoRA: %d of %d parameters trainable (%.2f%%)", trainable, total, 100 * trainable / total)
+
+
+def _merge_lora(model, out_dir: Path, config: TrainConfig) -> None:
+    module = model[0]
+    if config.lora.save_adapter:
+        module.model.save_pretrained(str(out_dir / "adapter"))
+    module.model = module.model.merge_and_unload()
 
 
 def _last_checkpoint(folder: Path) -> str | None:

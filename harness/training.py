@@ -57,6 +57,18 @@ class MiningConfig(_Strict):
     start_from: Literal["previous", "base"] = "previous"
 
 
+class LoraSettings(_Strict):
+    """LoRA through peft (Hu et al. 2021): low-rank updates on ``target_modules`` ("all-linear", or names
+    such as ["query", "value"] for BERT, ["q_proj", "v_proj"] for decoders). The saved model is merged
+    (loads as a plain sentence-transformers folder); ``save_adapter`` also keeps the adapter alone."""
+
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | str = "all-linear"
+    save_adapter: bool = True
+
+
 class PairFile(_Strict):
     path: str
     weight: float = Field(1.0, gt=0, description="share of training batches under proportional sampling")
@@ -76,13 +88,15 @@ class TrainConfig(_Strict):
     loss: LossConfig = LossConfig()
     mining: MiningConfig = MiningConfig()
     batch_size: int = Field(32, ge=2)
-    learning_rate: float = Field(5e-5, gt=0)
+    learning_rate: float | None = Field(None, gt=0, description="default: 5e-5, or 2e-4 with LoRA")
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     epochs: int = Field(3, ge=1)
     max_length: int | None = Field(None, ge=8)
-    query_prompt: str = ""
+    query_prompt: str = Field("", description="e.g. an instruction for decoder embedders")
     document_prompt: str = ""
+    pooling: Literal["model", "mean", "cls", "lasttoken"] = Field("model", description="'model': the base model's own; 'lasttoken' for decoder (LLM) embedders")
+    lora: LoraSettings | None = None
     seed: int = 42
     primary_metric: str = "ndcg@10"
     on_leakage: Literal["stop", "drop", "allow"] = Field("stop", description="stop the run; drop the leaking pairs; or train anyway (counted)")
@@ -92,6 +106,8 @@ class TrainConfig(_Strict):
     def _has_data(self) -> TrainConfig:
         if self.eval_split == "":
             self.eval_split = None
+        if self.learning_rate is None:
+            self.learning_rate = 2e-4 if self.lora else 5e-5  # LoRA's updates start at zero and need a larger step
         if not self.goldset and not self.pair_files:
             raise ValueError("give a goldset (its train split becomes pairs) or pair_files")
         if self.eval_split and self.eval_split == "test":

@@ -153,3 +153,21 @@ def tiny_model(tmp_path_factory) -> Path:
     model = SentenceTransformer(modules=[transformer, models.Pooling(32, "mean"), models.Normalize()], device="cpu")
     model.save(str(folder / "st"))
     return folder / "st"
+
+
+@pytest.fixture(scope="session")
+def tiny_decoder(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide Llama decoder (a plain transformers folder, random weights) with MiniLM's
+    tokenizer: enough to exercise the decoder-embedder path (last-token pooling, LoRA) offline."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaModel
+
+    from backends.sentence_transformers import packaged_minilm
+
+    folder = tmp_path_factory.mktemp("tiny-decoder")
+    tokenizer = AutoTokenizer.from_pretrained(str(packaged_minilm()))
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
+    LlamaModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -177,3 +177,50 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path, tiny_model, 
     result = train(config, data, start_model=tiny_model, out_dir=tmp_path / "job", callbacks=[CountSteps()])
     assert result.steps == 6 and (result.model_dir / "model.safetensors").is_file()
     assert CountSteps.steps == 4  # resumed after epoch 1's 2 steps, not started over
+
+
+LORA = """
+name = "lora"
+base_model = "{model}"
+goldset = "{goldset}"
+eval_split = ""
+epochs = 5
+batch_size = 4
+seed = 3
+{extra}
+lora = {{ r = 4, alpha = 8, target_modules = {targets} }}
+
+[mining]
+rounds = 0
+"""
+
+
+@pytest.mark.parametrize("kind", ["encoder", "decoder"])
+def test_lora_trains_a_merged_model_and_keeps_the_adapter(tmp_path, tiny_goldset, tiny_model, tiny_decoder, kind):
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    if kind == "encoder":
+        model, extra, targets = tiny_model, "", '["query", "value"]'
+    else:  # a decoder embedder: last-token pooling and an instruction before each query
+        model, extra, targets = tiny_decoder, 'pooling = "lasttoken"\nquery_prompt = "Instruct: find the beekeeping answer. Query: "', '["q_proj", "v_proj"]'
+    config = tmp_path / "lora.toml"
+    config.write_text(LORA.format(model=model, goldset=tiny_goldset, extra=extra, targets=targets))
+    result = CliRunner().invoke(main, ["train", str(config), "--models-dir", str(tmp_path / "models"), "--json"])
+    assert result.exit_code == 0, result.output
+    folder = Path(json.loads(result.stdout)["models"][0])
+    card = json.loads((folder / "tunebench.json").read_text())
+    assert card["config"]["learning_rate"] == 2e-4 and card["config"]["lora"]["r"] == 4
+    assert (folder.parent / "adapter" / "adapter_config.json").is_file()
+    tuned = SentenceTransformer(str(folder), device="cpu")
+    assert not any("lora" in name for name, _ in tuned.named_parameters())  # merged: a plain model
+    if kind == "decoder":
+        assert tuned[1].pooling_mode == "lasttoken" or "lasttoken" in str(tuned[1].get_config_dict())
+    base = load_model_for_test(model, kind)
+    assert not np.allclose(tuned.encode(["varroa mites"]), base.encode(["varroa mites"]), atol=1e-6)  # training moved it
+
+
+def load_model_for_test(path, kind):
+    from backends.st_train import load_model
+
+    return load_model(path, TrainConfig(goldset="x", pooling="model" if kind == "encoder" else "lasttoken"))
