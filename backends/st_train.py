@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +110,8 @@ def train(
     train_sets = {name: to_dataset(pairs, config) for name, pairs in datasets.items()}
     train_data = train_sets if len(train_sets) > 1 else next(iter(train_sets.values()))
     n_pairs = sum(len(d) for d in train_sets.values())
-    steps = math.ceil(n_pairs / config.batch_size) * config.epochs
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun: each process takes its share of every batch
+    steps = math.ceil(n_pairs / (config.batch_size * world)) * config.epochs
     evaluator = _evaluator_class()(evaluate_model, "dev", config.primary_metric) if evaluate_model else None
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out_dir / "checkpoints"),
@@ -132,13 +134,17 @@ def train(
         report_to="none",
         disable_tqdm=True,
         dataloader_pin_memory=_cuda(),
+        ddp_backend=None if _cuda() else "gloo",  # torchrun on CPU: data-parallel over gloo
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_data, loss=build_loss(model, config), evaluator=evaluator, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # logs go to the logger (and the model card), never to stdout
+    log.info("training on %d process(es), %d pairs, %d steps planned", args.world_size, n_pairs, steps)
     trainer.train(resume_from_checkpoint=_last_checkpoint(out_dir / "checkpoints"))
-    if config.lora:
-        _merge_lora(model, out_dir, config)
-    model.save(str(out_dir / "model"))
+    if trainer.is_world_process_zero():  # under torchrun, one process writes the model
+        if config.lora:
+            _merge_lora(model, out_dir, config)
+        model.save(str(out_dir / "model"))
+    trainer.accelerator.wait_for_everyone()
     history = [row for row in trainer.state.log_history if "loss" in row or any(k.startswith("eval_") for k in row)]
     return TrainResult(out_dir / "model", trainer.state.global_step, history, trainer.state.best_metric)
 

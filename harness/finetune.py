@@ -10,6 +10,7 @@ computes are the ones its evaluation reuses.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,8 +75,22 @@ def run_job(job: Job, cache: Cache, up_to_round: int | None = None) -> list[Path
         data = job.datasets if r == 0 else mine(job, job.model_dir(r - 1), cache)
         log.info("training %s round %d on %d pairs", config.name, r, sum(len(p) for p in data.values()))
         result = trainer.train(config, data, start_model=start, out_dir=done.parent, evaluate_model=_dev_evaluator(job))
-        trainer.write_card(result.model_dir, _card(job, r, result, data))
+        if is_main_process():
+            trainer.write_card(result.model_dir, _card(job, r, result, data))
+        _barrier()
     return [job.model_dir(r) for r in range(last + 1)]
+
+
+def is_main_process() -> bool:
+    """False in the other processes of a ``torchrun`` data-parallel job (they train, rank 0 writes)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def _dev_evaluator(job: Job):

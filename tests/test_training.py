@@ -224,3 +224,24 @@ def load_model_for_test(path, kind):
     from backends.st_train import load_model
 
     return load_model(path, TrainConfig(goldset="x", pooling="model" if kind == "encoder" else "lasttoken"))
+
+
+@pytest.mark.slow
+def test_data_parallel_training_under_torchrun(tmp_path, tiny_model):
+    import os
+    import subprocess
+    import sys
+
+    topics = ["varroa mites", "swarming", "honey extraction", "wax moth", "autumn feeding", "queen rearing", "brood disease", "hive ventilation", "pollen traps", "winter clusters"]
+    docs = {f"d{i}": (t.title(), f"A note on {t} and what a beekeeper does about {t}.") for i, t in enumerate(topics)}
+    queries = {f"q{i}": f"what to do about {t}" for i, t in enumerate(topics)}
+    qrels = {"test": {"q0": {"d0": 1}, "q1": {"d1": 1}}, "train": {f"q{i}": {f"d{i}": 1} for i in range(2, 10)}}
+    goldset = write_goldset(tmp_path / "bees", docs=docs, queries=queries, qrels=qrels)
+    config = write_train(tmp_path, tiny_model, goldset)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "harness.cli", "train", str(config), "--rounds", "0", "--models-dir", str(tmp_path / "models"), "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=Path(__file__).parents[1], timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout[done.stdout.index("{"):])
+    card = json.loads((Path(out["models"][0]) / "tunebench.json").read_text())
+    assert card["steps"] == 2  # 8 pairs, batch 4 in each of 2 processes: 1 step an epoch (2 on one process), 2 epochs
+    assert {r["rung"] for r in out["records"]} == {"baseline", "ft-r0"}

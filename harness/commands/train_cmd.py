@@ -48,6 +48,10 @@ def train(config_path, goldset, base_model, epochs, batch_size, learning_rate, r
     job = plan_job(config, models_root=models_root, base=path.resolve().parent)
     cache = Cache(cache_dir)
     model_dirs = run_job(job, cache)
+    from harness.finetune import is_main_process
+
+    if not is_main_process():  # torchrun: the other processes only train
+        return
     encoder = {"query_prompt": config.query_prompt, "document_prompt": config.document_prompt, "max_length": config.max_length}
     rungs = [DenseRung(name="baseline", encoder=EncoderConfig(model=config.base_model, **encoder))]
     rungs += [DenseRung(name=f"{config.name}-r{i}", encoder=EncoderConfig(model=str(d), **encoder)) for i, d in enumerate(model_dirs)]
