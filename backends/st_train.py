@@ -134,7 +134,7 @@ def train(
         report_to="none",
         disable_tqdm=True,
         dataloader_pin_memory=_cuda(),
-        ddp_backend=None if _cuda() else "gloo",  # torchrun on CPU: data-parallel over gloo
+        ddp_backend="gloo" if world > 1 and not _cuda() else None,  # torchrun on CPU: data-parallel over gloo
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_data, loss=build_loss(model, config), evaluator=evaluator, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # logs go to the logger (and the model card), never to stdout

@@ -175,9 +175,11 @@ def check_backends(ladder: Ladder, where: str) -> None:
 
 def _check_options(cls: type, config, where: str) -> None:
     params = inspect.signature(cls).parameters
+    if "cache" in (config.model_extra or {}):
+        raise ConfigError(f"{where}: 'cache' is set by tunebench (the run's cache), not in a ladder; remove it")
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
-    accepted = list(dict.fromkeys([*type(config).model_fields, *params]))
+    accepted = [k for k in dict.fromkeys([*type(config).model_fields, *params]) if k != "cache"]
     for key in config.model_extra or {}:
-        if key not in params:
+        if key not in accepted:
             raise ConfigError(f"{where}: unknown key '{key}' for backend '{config.backend}'.{did_you_mean(key, accepted)} (valid keys here: {', '.join(accepted)})")

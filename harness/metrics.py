@@ -47,6 +47,9 @@ def evaluate(qrels: dict[str, dict[str, int]], run: Run, metrics: tuple[str, ...
     from ranx import evaluate as ranx_evaluate
 
     query_ids = list(qrels)
+    if not any(run.get(q) for q in query_ids):  # ranx cannot score a run with no hit at all
+        zeros = {m: 0.0 for m in metrics}
+        return Scores(mean=dict(zeros), per_query={q: dict(zeros) for q in query_ids})
     ranx_qrels = RanxQrels({q: dict(d) for q, d in qrels.items()})
     ranx_run = RanxRun({q: dict(run.get(q, {})) for q in query_ids})
     with warnings.catch_warnings():

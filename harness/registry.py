@@ -16,6 +16,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "sentence-transformers": "backends.sentence_transformers:SentenceTransformerEncoder",
         "cohere": "backends.cohere:CohereEncoder",
         "voyage": "backends.voyage:VoyageEncoder",
+        "adapter": "backends.adapter:AdapterEncoder",
     },
     "reranker": {
         "cross-encoder": "backends.sentence_transformers:CrossEncoderReranker",

@@ -20,19 +20,22 @@ from harness.rungs import AnyRung, BM25Rung, ChunkedRung, EncoderConfig, Reranke
 from harness.search import to_run, top_k_chunked, top_k_dense
 
 
-def build_encoder(config: EncoderConfig):
-    """Instantiate the encoder backend named in ``config`` (resolves the model; does not load it)."""
-    return registry.load("encoder", config.backend)(config.model, **config.options())
+def _build(kind: str, config: EncoderConfig | RerankerConfig, cache: Cache | None):
+    """Instantiate a backend (resolving, not loading, its model); one whose constructor takes a
+    ``cache`` gets the run's cache (an adapter or a bi-encoder reranker reuses its base's vectors)."""
+    cls = registry.load(kind, config.backend)
+    options = config.options()
+    if cache is not None and "cache" in inspect.signature(cls).parameters:
+        options["cache"] = cache
+    return cls(config.model, **options)
+
+
+def build_encoder(config: EncoderConfig, cache: Cache | None = None):
+    return _build("encoder", config, cache)
 
 
 def build_reranker(config: RerankerConfig, cache: Cache):
-    """Instantiate the reranker backend named in ``config`` (does not load the model); a backend
-    that takes a ``cache`` argument gets the run's cache."""
-    cls = registry.load("reranker", config.backend)
-    options = config.options()
-    if "cache" in inspect.signature(cls).parameters:
-        options["cache"] = cache
-    return cls(config.model, **options)
+    return _build("reranker", config, cache)
 
 
 class EncoderReranker:
@@ -44,7 +47,7 @@ class EncoderReranker:
 
     def __init__(self, model: str, *, cache: Cache, encoder_backend: str = "sentence-transformers", batch_size: int | None = None, max_length: int | None = None, **options):
         config = EncoderConfig(backend=encoder_backend, model=model, batch_size=batch_size, max_length=max_length, **options)
-        self.encoder = CachedEncoder(build_encoder(config), cache)
+        self.encoder = CachedEncoder(build_encoder(config, cache), cache)
 
     @property
     def fingerprint(self) -> str:
@@ -149,6 +152,6 @@ def build_retriever(rung: AnyRung, cache: Cache):
     if isinstance(rung, BM25Rung):
         options = rung.model_dump(exclude={"kind", "name", "top_k"})
         return registry.load("retriever", "bm25s")(**options), None
-    encoder = build_encoder(rung.encoder)
+    encoder = build_encoder(rung.encoder, cache)
     retriever = ChunkedRetriever(encoder, cache, rung) if isinstance(rung, ChunkedRung) else DenseRetriever(encoder, cache)
     return retriever, encoder.fingerprint

@@ -46,3 +46,10 @@ def test_equals_pytrec_eval_on_random_graded_runs():
     for q in qrels:
         for name, value in ref[q].items():
             assert ours[q][name] == pytest.approx(value, abs=1e-6), (q, name)
+
+
+def test_a_run_with_no_hit_at_all_scores_zero():
+    from harness.metrics import evaluate
+
+    scores = evaluate({"q1": {"d1": 1}, "q2": {"d2": 1}}, {"q1": {}, "q2": {}}, ("ndcg@10", "recall@10"))
+    assert scores.mean == {"ndcg@10": 0.0, "recall@10": 0.0} and scores.per_query["q2"]["recall@10"] == 0.0

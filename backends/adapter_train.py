@@ -1,0 +1,321 @@
+"""Training query adapters (see :mod:`backends.adapter`): the torch module, hard-negative mining,
+the loss, the training loop, and :func:`fit_adapter`, which trains on a goldset split and writes the
+folder that :class:`~backends.adapter.AdapterEncoder` serves.
+
+:func:`fit_adapter` embeds the training data through the cache (an API base is paid once, and
+documents the base rung embedded already cost nothing), trains with :func:`train_adapter` and writes
+the folder with :func:`~backends.adapter.save_adapter`.
+
+The loss is InfoNCE (van den Oord et al. 2018, "Representation Learning with Contrastive
+Predictive Coding") over (adapted query, positive document) with in-batch negatives, plus optional
+hard negatives mined once with the frozen base vectors and filtered with NV-Retriever's TopK-PercPos
+rule (Moreira et al. 2024, "NV-Retriever: Improving text embedding models with effective
+hard-negative mining").
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from backends.adapter import FORMULAS, SCHEMA_VERSION, AdapterCard, AdapterOptions, TrainingData, save_adapter
+from harness.cache import Cache, CachedEncoder
+from harness.config import validate
+from harness.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch.nn import Module
+
+    from harness.goldset import Goldset
+    from harness.rungs import EncoderConfig
+
+log = logging.getLogger(__name__)
+
+
+# -- the adapter module --------------------------------------------------------------------------------
+# torch is imported on first use, not with this module, so importing it for its options or to check a
+# config stays light (serving applies the weights with numpy, see backends.adapter.apply_adapter).
+# ``QueryAdapter`` is resolved through the module's ``__getattr__`` (PEP 562), so
+# ``from backends.adapter_train import QueryAdapter`` works.
+
+
+def __getattr__(name: str):
+    if name == "QueryAdapter":
+        return _query_adapter_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _query_adapter_class() -> type:
+    import torch
+
+    class QueryAdapter(torch.nn.Module):
+        """Maps a base query vector (dim ``d``) into the document space; the output is L2-normalised.
+
+        ``linear``: ``x -> (I + delta) x + b``, a d x d map with bias that starts as the identity
+        (``delta`` and ``b`` zero), stored as its deviation from the identity so weight decay pulls it
+        back towards the base model. ``residual``: ``x -> x + W2 gelu(W1 x)`` with a ``hidden``-wide
+        bottleneck; ``W2`` starts at zero, so it too starts as the identity. GELU (Hendrycks & Gimpel
+        2016) in its tanh form, so :func:`~backends.adapter.apply_adapter` computes the same map in numpy without erf.
+        """
+
+        def __init__(self, dim: int, kind: str = "linear", hidden: int = 256):
+            super().__init__()
+            if kind not in FORMULAS:
+                raise ConfigError(f"unknown adapter kind '{kind}' (choices: {', '.join(FORMULAS)})")
+            self.kind = kind
+            if kind == "linear":
+                self.delta = torch.nn.Linear(dim, dim)
+                torch.nn.init.zeros_(self.delta.weight)
+                torch.nn.init.zeros_(self.delta.bias)
+            else:
+                self.up = torch.nn.Linear(dim, hidden)
+                self.down = torch.nn.Linear(hidden, dim)
+                torch.nn.init.zeros_(self.down.weight)
+                torch.nn.init.zeros_(self.down.bias)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            shift = self.delta(x) if self.kind == "linear" else self.down(torch.nn.functional.gelu(self.up(x), approximate="tanh"))
+            return torch.nn.functional.normalize(x + shift, dim=-1)
+
+    return QueryAdapter
+
+
+def new_adapter(dim: int, options: AdapterOptions) -> Module:
+    """A freshly initialised :class:`QueryAdapter` (the residual kind's ``W1`` drawn from ``options.seed``)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # seed the init without disturbing the caller's RNG
+        torch.manual_seed(options.seed)
+        return _query_adapter_class()(dim, options.kind, options.hidden)
+
+
+# -- training ------------------------------------------------------------------------------------------
+
+
+def _positives(pairs: np.ndarray) -> dict[int, set[int]]:
+    out: dict[int, set[int]] = {}
+    for q, d in pairs.tolist():
+        out.setdefault(q, set()).add(d)
+    return out
+
+
+def mine_hard_negatives(pairs: np.ndarray, query_vectors: np.ndarray, doc_vectors: np.ndarray, k: int, max_ratio: float) -> np.ndarray:
+    """``(n_pairs, k)`` document indices, ``-1`` where fewer than ``k`` qualify: the top-ranked
+    documents by the frozen base vectors that are not the query's positives and score at most
+    ``max_ratio`` x the pair's positive score (TopK-PercPos, Moreira et al. 2024)."""
+    from harness.search import top_k_dense
+
+    out = np.full((len(pairs), k), -1, dtype=np.int64)
+    positives = _positives(pairs)
+    if k == 0:
+        return out
+    rows = {q: i for i, q in enumerate(positives)}
+    # Searching 4k deep (past the positives) leaves room for candidates the ratio filter removes.
+    depth = min(len(doc_vectors), 4 * k + max(len(p) for p in positives.values()))
+    indices, scores = top_k_dense(query_vectors[list(positives)], doc_vectors, depth)
+    for n, (q, d) in enumerate(pairs.tolist()):
+        ceiling = max_ratio * float(query_vectors[q] @ doc_vectors[d])
+        found = [j for j, s in zip(indices[rows[q]].tolist(), scores[rows[q]].tolist()) if j not in positives[q] and s <= ceiling][:k]
+        out[n, : len(found)] = found
+    return out
+
+
+def batches_without_duplicates(doc_ids: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[list[int]]:
+    """Shuffled batches of pair indices in which no document is the positive twice: a duplicate would
+    be its own in-batch negative (sentence-transformers' NoDuplicatesBatchSampler does the same)."""
+    order = rng.permutation(len(doc_ids)).tolist()
+    out = []
+    while order:
+        batch, seen, rest = [], set(), []
+        for i in order:
+            if len(batch) < batch_size and doc_ids[i] not in seen:
+                batch.append(i)
+                seen.add(doc_ids[i])
+            else:
+                rest.append(i)
+        out.append(batch)
+        order = rest
+    return out
+
+
+def info_nce(queries, positives, negatives, negative_mask, false_negatives, temperature: float):
+    """InfoNCE (van den Oord et al. 2018) of ``B`` adapted queries against their positives ``(B, d)``,
+    the other rows' positives (in-batch negatives, minus ``false_negatives[i, j]``: row j's document
+    is also relevant to query i) and mined negatives ``(B, K, d)`` where ``negative_mask`` is set."""
+    import torch
+
+    in_batch = (queries @ positives.T).masked_fill(false_negatives, float("-inf"))
+    mined = torch.einsum("bd,bkd->bk", queries, negatives).masked_fill(~negative_mask, float("-inf"))
+    logits = torch.cat([in_batch, mined], dim=1) / temperature
+    return torch.nn.functional.cross_entropy(logits, torch.arange(len(queries)))
+
+
+def train_adapter(pairs: Sequence[tuple[int, int]], doc_vectors: np.ndarray, query_vectors: np.ndarray, **options) -> tuple[Module, list[dict[str, int | float]]]:
+    """Train a :class:`QueryAdapter` on ``(query row, document row)`` pairs of the given vectors.
+
+    ``options`` are :class:`AdapterOptions` fields (``kind``, ``epochs``, ``lr``, ``batch_size``,
+    ``temperature``, ``hard_negatives``, ``seed``, ...). The document vectors stay frozen; the same
+    inputs and seed give the same weights on CPU. Returns the adapter (in eval mode) and one
+    ``{"epoch", "loss", "steps"}`` entry per epoch.
+    """
+    import torch
+
+    opts = validate(AdapterOptions, options, "adapter options")
+    data = _TrainingSet.build(pairs, doc_vectors, query_vectors, opts)
+    adapter = new_adapter(data.docs.shape[1], opts)
+    optimizer = torch.optim.AdamW(adapter.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    rng = np.random.default_rng(opts.seed)
+    history: list[dict[str, int | float]] = []
+    adapter.train()
+    with _one_torch_thread():
+        for epoch in range(1, opts.epochs + 1):
+            losses = [_step(adapter, optimizer, data, batch, opts.temperature) for batch in batches_without_duplicates(data.pairs[:, 1], opts.batch_size, rng)]
+            history.append({"epoch": epoch, "loss": round(float(np.mean(losses)), 6), "steps": len(losses)})
+            log.info("adapter epoch %d/%d: loss %.4f", epoch, opts.epochs, history[-1]["loss"])
+    return adapter.eval(), history
+
+
+@dataclass
+class _TrainingSet:
+    pairs: np.ndarray  # (n, 2) query row, document row
+    positives: dict[int, set[int]]  # query row -> every relevant document row
+    negatives: Any  # (n, K) mined document rows, -1 where none
+    docs: Any  # torch tensors of the frozen vectors
+    queries: Any
+
+    @classmethod
+    def build(cls, pairs, doc_vectors: np.ndarray, query_vectors: np.ndarray, opts: AdapterOptions) -> _TrainingSet:
+        import torch
+
+        pairs_arr = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        if not len(pairs_arr):
+            raise ConfigError("no (query, relevant document) pairs to train an adapter on; the split needs judgements with grade > 0")
+        if doc_vectors.shape[1] != query_vectors.shape[1]:
+            raise ConfigError(f"query vectors have {query_vectors.shape[1]} dimensions and documents {doc_vectors.shape[1]}; an adapter maps one space")
+        negatives = mine_hard_negatives(pairs_arr, query_vectors, doc_vectors, opts.hard_negatives, opts.max_relative)
+        return cls(pairs_arr, _positives(pairs_arr), torch.from_numpy(negatives), _tensor(doc_vectors), _tensor(query_vectors))
+
+
+def _step(adapter, optimizer, data: _TrainingSet, batch: list[int], temperature: float) -> float:
+    import torch
+
+    rows = data.pairs[batch]
+    queries, docs = rows[:, 0].tolist(), rows[:, 1].tolist()
+    false_negatives = torch.tensor([[j != i and d in data.positives[q] for j, d in enumerate(docs)] for i, q in enumerate(queries)])
+    mined = data.negatives[batch]
+    loss = info_nce(adapter(data.queries[queries]), data.docs[docs], data.docs[mined.clamp(min=0)], mined >= 0, false_negatives, temperature)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Train on one CPU thread: each step is a few small matrix products, where OpenMP's fork and join
+    cost more than they save (on a 2-core machine a 1024-d step took 186 ms on 2 threads, 6 ms on 1),
+    and the weights then do not depend on the machine's core count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _tensor(vectors: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+
+
+# -- fitting on a goldset and saving -------------------------------------------------------------------
+
+
+def fit_adapter(
+    goldset: Goldset, split: str, base: EncoderConfig | Mapping, cache: Cache, out_dir: Path | str, *, on_leakage: str = "stop", **options
+) -> Path:
+    """Train an adapter for the ``base`` encoder on ``split`` of ``goldset``; return the folder written.
+
+    Every (query, document) of ``split`` judged with grade > 0 is a training pair. Training data that
+    would flatter the goldset's evaluation splits (a repeated query, or a document judged for an
+    evaluation query used as a positive) is handled by ``on_leakage`` as in ``bench train``: "stop"
+    (a GoldsetError), "drop" (train without those pairs) or "allow" (counted in the card). Documents
+    and queries are embedded through ``cache``: nothing embedded before is embedded or paid for again.
+    ``options`` are :class:`AdapterOptions` fields. The folder holds ``adapter.safetensors`` and
+    ``adapter.json`` (:class:`AdapterCard`); give it as the ``model`` of an ``adapter`` encoder.
+    """
+    from harness.retrieval import build_encoder
+    from harness.rungs import EncoderConfig
+
+    opts = validate(AdapterOptions, options, "adapter options")
+    if split == "test":
+        raise ConfigError("an adapter must never be trained on the test split it is evaluated on; fit it on 'train' (or 'dev')")
+    pairs, leakage = _training_pairs(goldset, split, on_leakage)
+    config = _portable(validate(EncoderConfig, base if isinstance(base, Mapping) else base.model_dump(), "adapter base encoder"))
+    encoder = CachedEncoder(build_encoder(config), cache)
+    doc_row = {d: i for i, d in enumerate(goldset.corpus)}
+    doc_vectors = encoder.encode([goldset.document_text(d) for d in goldset.corpus.values()], input_type="document")
+    docs_stats = encoder.take_stats()
+    query_row = {q: i for i, q in enumerate(dict.fromkeys(p.query_id for p in pairs))}
+    query_vectors = encoder.encode([goldset.queries[q] for q in query_row], input_type="query")
+    rows = [(query_row[p.query_id], doc_row[p.positive_id]) for p in pairs]
+    adapter, history = train_adapter(rows, doc_vectors, query_vectors, **opts.model_dump())
+    training = TrainingData(
+        goldset=goldset.name, split=split, fingerprint=goldset.split_fingerprint(split), queries=len(query_row), pairs=len(rows),
+        documents=len(doc_row), embedding=_embedding_counts(docs_stats, encoder.take_stats()), leakage=leakage,
+    )
+    card = AdapterCard(
+        schema_version=SCHEMA_VERSION, kind=opts.kind, dim=doc_vectors.shape[1], formula=FORMULAS[opts.kind], options=opts,
+        base=config.model_dump(mode="json"), base_fingerprint=encoder.fingerprint, training=training, history=history, versions=_versions(),
+    )
+    return save_adapter(adapter, card, Path(out_dir))
+
+
+def _training_pairs(goldset: Goldset, split: str, on_leakage: str) -> tuple[list, dict[str, int | str]]:
+    """The split's judged pairs after :mod:`harness.training`'s leakage check against the goldset's
+    other evaluation splits (the same check, and policies, as fine-tuning)."""
+    import typing
+
+    from harness.training import TrainConfig, check_leakage, goldset_pairs, without_leaks
+
+    policies = typing.get_args(TrainConfig.model_fields["on_leakage"].annotation)
+    if on_leakage not in policies:
+        raise ConfigError(f"on_leakage must be one of {', '.join(policies)}, not '{on_leakage}'")
+    pairs = goldset_pairs(goldset, split)
+    found = check_leakage(pairs, goldset, [s for s in goldset.manifest.eval_splits if s != split], on_leakage)
+    if on_leakage == "drop":
+        pairs = without_leaks(pairs, goldset, found)
+    counts = {"policy": on_leakage, "same_queries": len(found.same_queries), "judged_positives": len(found.judged_positives)}
+    return pairs, counts
+
+
+def _portable(config: EncoderConfig) -> EncoderConfig:
+    """A base model given as a relative local folder is recorded absolute, so the adapter folder
+    works from any working directory."""
+    path = Path(config.model).expanduser()
+    return config.model_copy(update={"model": str(path.resolve())}) if path.is_dir() else config
+
+
+def _embedding_counts(docs, queries) -> dict[str, int | float]:
+    return {
+        "documents_encoded": docs.computed, "documents_cached": docs.hits, "queries_encoded": queries.computed,
+        "queries_cached": queries.hits, "api_calls": docs.api_calls + queries.api_calls, "units": round(docs.units + queries.units, 3),
+    }
+
+
+def _versions() -> dict[str, str]:
+    from harness.environment import package_versions
+
+    return {k: v for k, v in package_versions().items() if k in ("torch", "numpy", "sentence-transformers")}
+
