@@ -39,18 +39,23 @@ def build_loss(model, config: TrainConfig):
 
 
 def to_dataset(pairs: list[Pair], config: TrainConfig):
-    """A ``datasets.Dataset`` (anchor, positive[, negative_1..k]) with prompts applied; pairs of one
-    source share a column layout, so negatives are cut to the fewest any pair has."""
+    """A ``datasets.Dataset`` with prompts applied: (anchor, positive[, negative_1..k]) for the ranking
+    losses, negatives cut to the fewest any pair of the source has; (sentence1, sentence2, score) for
+    ``cosine``, each positive scored 1 and each negative 0."""
     from datasets import Dataset
 
-    k = min((len(p.negatives) for p in pairs), default=0)
-    if config.loss.kind == "triplet" and k == 0:
-        from harness.errors import ConfigError
+    from harness.errors import ConfigError
 
-        raise ConfigError("the triplet loss needs a negative for every pair: give negatives in the pair files or use mining rounds")
-    columns = {"anchor": [config.query_prompt + p.query for p in pairs], "positive": [config.document_prompt + p.positive for p in pairs]}
+    q, d = config.query_prompt, config.document_prompt
+    k = min((len(p.negatives) for p in pairs), default=0)
+    if config.loss.kind in ("triplet", "cosine") and k == 0:
+        raise ConfigError(f"the {config.loss.kind} loss needs a negative for every pair: give negatives in the pair files (round 0 of a goldset has none)")
+    if config.loss.kind == "cosine":
+        rows = [(q + p.query, d + p.positive, 1.0) for p in pairs] + [(q + p.query, d + n, 0.0) for p in pairs for n in p.negatives]
+        return Dataset.from_dict({"sentence1": [r[0] for r in rows], "sentence2": [r[1] for r in rows], "score": [r[2] for r in rows]})
+    columns = {"anchor": [q + p.query for p in pairs], "positive": [d + p.positive for p in pairs]}
     for i in range(k):
-        columns[f"negative_{i + 1}"] = [config.document_prompt + p.negatives[i] for p in pairs]
+        columns[f"negative_{i + 1}"] = [d + p.negatives[i] for p in pairs]
     return Dataset.from_dict(columns)
 
 

@@ -245,3 +245,33 @@ def test_data_parallel_training_under_torchrun(tmp_path, tiny_model):
     card = json.loads((Path(out["models"][0]) / "tunebench.json").read_text())
     assert card["steps"] == 2  # 8 pairs, batch 4 in each of 2 processes: 1 step an epoch (2 on one process), 2 epochs
     assert {r["rung"] for r in out["records"]} == {"baseline", "ft-r0"}
+
+
+@pytest.mark.parametrize("loss", ["infonce-symmetric", "cached-infonce", "triplet", "cosine"])
+def test_every_loss_trains_on_multi_task_pair_files(tmp_path, tiny_model, tiny_goldset, loss):
+    from conftest import TINY_DOCS
+
+    texts = [f"{t} {x}" for t, x in TINY_DOCS.values()]
+    for name, offset in (("qa.jsonl", 1), ("titles.jsonl", 2)):  # two tasks, sampled round-robin
+        rows = [{"query": f"question {i} about {t.split()[0]}", "positive": f"summary: {t}", "negatives": [texts[(i + offset) % 6]]} for i, t in enumerate(texts)]
+        (tmp_path / name).write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    config = tmp_path / "multi.toml"
+    config.write_text(
+        f'name = "multi"\nbase_model = "{tiny_model}"\ngoldset = "{tiny_goldset}"\neval_split = ""\nepochs = 1\nbatch_size = 4\n'
+        f'sampling = "round-robin"\nloss = {{ kind = "{loss}", mini_batch_size = 2 }}\n'
+        '[[pair_files]]\npath = "qa.jsonl"\n[[pair_files]]\npath = "titles.jsonl"\n[mining]\nrounds = 0\n'
+    )
+    if loss in ("triplet", "cosine"):  # the goldset's own pairs have no negatives: train on the files alone
+        config.write_text(config.read_text().replace(f'goldset = "{tiny_goldset}"', 'goldset = ""'))
+    result = CliRunner().invoke(main, ["train", str(config), "--models-dir", str(tmp_path / "models"), "--json"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((Path(json.loads(result.stdout)["models"][0]) / "tunebench.json").read_text())
+    assert card["config"]["loss"]["kind"] == loss and card["steps"] > 0
+    assert card["pairs"] == (12 if loss in ("triplet", "cosine") else 14)
+
+
+def test_cosine_without_negatives_is_one_clear_error(tmp_path, tiny_model, tiny_goldset):
+    config = tmp_path / "cos.toml"
+    config.write_text(f'base_model = "{tiny_model}"\ngoldset = "{tiny_goldset}"\neval_split = ""\nloss = {{ kind = "cosine" }}\n[mining]\nrounds = 0\n')
+    result = CliRunner().invoke(main, ["train", str(config), "--models-dir", str(tmp_path / "models")])
+    assert result.exit_code == 2 and "the cosine loss needs a negative for every pair" in result.output
