@@ -232,18 +232,9 @@ def test_leaking_training_data_stops_unless_dropped_or_allowed(tmp_path, adapter
         assert training["pairs"] == pairs and training["leakage"] == {"policy": policy, "same_queries": 0, "judged_positives": 1}
 
 
-# The base and the adapter over it. (No BM25 rung: it finds no query word in any document, and ranx
-# fails on a run where every query is empty; see the report on harness.metrics.evaluate.)
-ADAPTER_LADDER = """
-name = "adapter"
-goldsets = ["{goldset}"]
-latency_queries = 3
-
-[[rungs]]
-name = "baseline"
-kind = "dense"
-encoder = {{ backend = "bow", model = "bow" }}
-
+# The conftest ladder (bag-of-words baseline, BM25) and the adapter over the baseline. BM25 finds no
+# query word in any document here, and scores 0.
+ADAPTED = """
 [[rungs]]
 name = "adapted"
 kind = "dense"
@@ -253,7 +244,7 @@ encoder = {{ backend = "adapter", model = "{adapter}" }}
 
 def test_an_adapter_is_a_dense_rung(goldset, tmp_path, adapter_backend):
     folder = fit_adapter(goldset, "train", BASE, Cache(tmp_path / "cache"), tmp_path / "adapter", **FAST)
-    path = write_ladder(tmp_path, Path(goldset.source), template=ADAPTER_LADDER.replace("{adapter}", str(folder)))
+    path = write_ladder(tmp_path, Path(goldset.source), ADAPTED.format(adapter=folder))
     ladder = load_ladder(path)  # checks the backend and its options
     outcomes = run_ladder(ladder, leaderboard=Leaderboard(tmp_path / "lb"), cache=Cache(tmp_path / "run-cache"))
     records = {o.record.rung.name: o.record for o in outcomes}
