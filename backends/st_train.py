@@ -60,7 +60,7 @@ def to_dataset(pairs: list[Pair], config: TrainConfig):
 
 
 def _evaluator_class():
-    from sentence_transformers.evaluation import SentenceEvaluator
+    from sentence_transformers.sentence_transformer.evaluation import SentenceEvaluator
 
     class GoldsetEvaluator(SentenceEvaluator):
         """A sentence-transformers evaluator that scores a goldset split with tunebench's metrics."""
