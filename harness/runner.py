@@ -84,7 +84,6 @@ class _LadderRun:
     def __init__(self, targets, rungs, leaderboard, cache, overwrite, settings: Settings):
         self.targets, self.rungs, self.leaderboard, self.cache = targets, rungs, leaderboard, cache
         self.overwrite, self.settings = overwrite, settings
-        self.latency_queries = settings.latency_queries
         self.models_root = leaderboard.root.resolve().parent / "models"  # fine-tuned models, beside the leaderboard
         self.records: dict[tuple[int, str, str], RunRecord] = {}
         self.runs: dict[tuple[int, str, str], Run] = {}
@@ -93,6 +92,10 @@ class _LadderRun:
         self.needed = self._needed_splits()
 
     # -- the Context that stages use ---------------------------------------------------------------
+    @property
+    def latency_queries(self) -> int:
+        return self.settings.latency_queries
+
     def goldset(self, target: int) -> Goldset:
         return self.targets[target].goldset
 

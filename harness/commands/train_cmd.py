@@ -30,7 +30,7 @@ def train(config_path, goldset, base_model, epochs, batch_size, learning_rate, r
 
     from harness.cache import Cache
     from harness.config import read_toml, validate
-    from harness.finetune import plan_job, run_job
+    from harness.finetune import is_main_process, plan_job, run_job
     from harness.records import Leaderboard
     from harness.rungs import DenseRung, EncoderConfig
     from harness.runner import run_rungs
@@ -48,8 +48,6 @@ def train(config_path, goldset, base_model, epochs, batch_size, learning_rate, r
     job = plan_job(config, models_root=models_root, base=path.resolve().parent)
     cache = Cache(cache_dir)
     model_dirs = run_job(job, cache)
-    from harness.finetune import is_main_process
-
     if not is_main_process():  # torchrun: the other processes only train
         return
     encoder = {"query_prompt": config.query_prompt, "document_prompt": config.document_prompt, "max_length": config.max_length}
