@@ -283,11 +283,12 @@ def fit_adapter(
 
 
 def _training_pairs(goldset: Goldset, split: str, on_leakage: str) -> tuple[list, dict[str, int | str]]:
-    """The split's judged pairs after :mod:`harness.training`'s leakage check against the goldset's
+    """The split's judged pairs after :mod:`harness.leakage`'s check against the goldset's
     other evaluation splits (the same check, and policies, as fine-tuning)."""
     import typing
 
-    from harness.training import TrainConfig, check_leakage, goldset_pairs, without_leaks
+    from harness.leakage import check_leakage, without_leaks
+    from harness.training import TrainConfig, goldset_pairs
 
     policies = typing.get_args(TrainConfig.model_fields["on_leakage"].annotation)
     if on_leakage not in policies:

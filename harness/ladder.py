@@ -29,6 +29,7 @@ from __future__ import annotations
 import inspect
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -46,6 +47,24 @@ LADDER_FILE = "ladder.toml"
 _METRIC = re.compile(r"^(ndcg|ndcg_burges|dcg|dcg_burges|recall|precision|mrr|map|hits|hit_rate|f1)(@\d+)?$|^(r-precision|bpref)$")
 
 
+class Decision(BaseModel):
+    """The ``[decision]`` table: the thresholds ``bench report`` decides GO / NO-GO / NOT YET with.
+
+    Defaults are conventions, not laws: the 80% recall bar and a one-point margin are the usual
+    "good enough" and "worth a training pipeline" lines; alpha 0.05 is the usual test level.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    recall_metric: str = Field("recall@10", description="the metric the quality bar applies to")
+    recall_bar: float = Field(0.80, ge=0, le=1, description="a rung at or above this on recall_metric meets the bar")
+    finetune_margin: float = Field(0.01, ge=0, description="fine-tuning must beat the best cheaper rung by this much of the primary metric")
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level, after Holm's correction over the rungs compared")
+    test: Literal["fisher", "student"] = Field("fisher", description="paired test: Fisher's randomisation test or the paired t-test")
+    ood_tolerance: float = Field(0.01, ge=0, description="largest out-of-domain drop of the primary metric fine-tuning may cause")
+    min_queries: int = Field(50, ge=1, description="fewer evaluation queries than this is reported as a pitfall")
+
+
 class Ladder(BaseModel):
     """A parsed ladder file. ``source`` is the file it came from (goldset paths are relative to it)."""
 
@@ -61,6 +80,7 @@ class Ladder(BaseModel):
     latency_queries: int = Field(50, ge=0, description="queries timed one at a time on the query path (0: none)")
     prices: dict[str, Price] = Field(default_factory=dict)
     rungs: list[Rung] = Field(min_length=1)
+    decision: Decision = Field(default_factory=Decision)
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -89,6 +109,8 @@ class Ladder(BaseModel):
                 raise ValueError(f"unknown metric '{metric}' (ranx names such as ndcg@10, recall@100, mrr@10, map@100, precision@10)")
         if self.primary_metric not in self.metrics:
             raise ValueError(f"primary_metric '{self.primary_metric}' is not in metrics")
+        if self.decision.recall_metric not in self.metrics:
+            raise ValueError(f"decision.recall_metric '{self.decision.recall_metric}' is not in metrics")
         seen: set[str] = set()
         for rung in self.rungs:
             if rung.name in seen:
