@@ -17,9 +17,10 @@ from pathlib import Path
 from harness import registry
 from harness.cache import Cache, CachedEncoder
 from harness.goldset import Goldset, resolve_goldset
+from harness.leakage import Leakage, check_leakage, without_leaks
 from harness.metrics import DEFAULT_METRICS, evaluate
 from harness.search import to_run, top_k_dense
-from harness.training import Leakage, Pair, TrainConfig, check_leakage, data_fingerprint, goldset_pairs, read_pair_file, without_leaks
+from harness.training import Pair, TrainConfig, data_fingerprint, goldset_pairs, read_pair_file
 
 log = logging.getLogger(__name__)
 

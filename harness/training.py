@@ -2,7 +2,7 @@
 
 A training job is one TOML file (``bench train FILE``) or a ``finetune`` rung's table in a ladder,
 parsed into :class:`TrainConfig`. Pairs come from a goldset's train split (each judged-relevant
-document of a query is a positive) or from pair files. Before training, :func:`leakage` looks for
+document of a query is a positive) or from pair files. Before training, :func:`harness.leakage.check_leakage` looks for
 training data that would make the evaluation optimistic; it stops the run unless allowed.
 
 Defaults follow current practice for contrastive fine-tuning of small encoders (sentence-transformers'
@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from harness.errors import ConfigError, GoldsetError
+from harness.errors import ConfigError
 from harness.goldset import Goldset
 from harness.rungs import DEFAULT_MODEL
 
@@ -179,69 +177,6 @@ def _read_csv_pairs(path: Path) -> list[Pair]:
             raise ConfigError(f"{path}:{number}: needs a query and a positive")
         pairs.append(Pair(row[0], row[1], [c for c in row[2:] if c.strip()], source=str(path)))
     return pairs
-
-
-def normalise(text: str) -> str:
-    """Case-, accent- and punctuation-insensitive form of a query, for the leakage check."""
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
-    return " ".join(re.findall(r"[a-z0-9]+", text))
-
-
-@dataclass
-class Leakage:
-    """Training data that overlaps the evaluation: counts go into the record; ids are listed."""
-
-    same_queries: list[str] = field(default_factory=list)  # eval query ids whose text a train query repeats
-    judged_positives: list[str] = field(default_factory=list)  # eval-judged doc ids used as train positives
-
-    @property
-    def count(self) -> int:
-        return len(self.same_queries) + len(self.judged_positives)
-
-    def describe(self) -> str:
-        parts = []
-        if self.same_queries:
-            parts.append(f"{len(self.same_queries)} evaluation queries repeated in training (e.g. {', '.join(self.same_queries[:3])})")
-        if self.judged_positives:
-            parts.append(f"{len(self.judged_positives)} documents judged for evaluation queries used as training positives (e.g. {', '.join(self.judged_positives[:3])})")
-        return "; ".join(parts)
-
-
-def leakage(pairs: list[Pair], goldset: Goldset, eval_splits: list[str]) -> Leakage:
-    """Train queries equal (after :func:`normalise`) to an eval query, and train positives that are
-    judged-relevant documents of an eval query."""
-    train_queries = {normalise(p.query) for p in pairs}
-    train_positive_ids = {p.positive_id for p in pairs if p.positive_id}
-    train_positive_texts = {p.positive for p in pairs if not p.positive_id}
-    found = Leakage()
-    for split in eval_splits:
-        for qid, docs in goldset.split_qrels(split).items():
-            if normalise(goldset.queries[qid]) in train_queries:
-                found.same_queries.append(qid)
-            for d, grade in docs.items():
-                if grade > 0 and (d in train_positive_ids or goldset.document_text(goldset.corpus[d]) in train_positive_texts):
-                    found.judged_positives.append(d)
-    found.judged_positives = sorted(set(found.judged_positives))
-    return found
-
-
-def check_leakage(pairs: list[Pair], goldset: Goldset, eval_splits: list[str], policy: str) -> Leakage:
-    """:func:`leakage`, raising a :class:`GoldsetError` when any is found and ``policy`` is "stop"."""
-    found = leakage(pairs, goldset, [s for s in eval_splits if s in goldset.qrels])
-    if found.count and policy == "stop":
-        raise GoldsetError(
-            f"training data leaks into evaluation on '{goldset.name}': {found.describe()}; remove them, "
-            "or set on_leakage = \"drop\" (train without those pairs) or \"allow\" (train anyway; the count is recorded)"
-        )
-    return found
-
-
-def without_leaks(pairs: list[Pair], goldset: Goldset, found: Leakage) -> list[Pair]:
-    """The pairs that neither repeat an eval query nor use an eval-judged document as their positive."""
-    bad_queries = {normalise(goldset.queries[q]) for q in found.same_queries}
-    bad_docs = set(found.judged_positives)
-    bad_texts = {goldset.document_text(goldset.corpus[d]) for d in bad_docs}
-    return [p for p in pairs if normalise(p.query) not in bad_queries and p.positive_id not in bad_docs and p.positive not in bad_texts]
 
 
 def data_fingerprint(pairs: list[Pair]) -> str:

@@ -14,7 +14,8 @@ from harness.cli import main
 from harness.config import validate
 from harness.errors import ConfigError, GoldsetError
 from harness.goldset import load_goldset
-from harness.training import TrainConfig, check_leakage, goldset_pairs, leakage, read_pair_file, without_leaks
+from harness.leakage import check_leakage, leakage, without_leaks
+from harness.training import TrainConfig, goldset_pairs, read_pair_file
 
 
 @pytest.mark.parametrize(
