@@ -60,7 +60,7 @@ class Decision(BaseModel):
     recall_bar: float = Field(0.80, ge=0, le=1, description="a rung at or above this on recall_metric meets the bar")
     finetune_margin: float = Field(0.01, ge=0, description="fine-tuning must beat the best cheaper rung by this much of the primary metric")
     alpha: float = Field(0.05, gt=0, lt=1, description="significance level, after Holm's correction over the rungs compared")
-    test: Literal["fisher", "student"] = Field("fisher", description="paired test: Fisher's randomisation test or the paired t-test")
+    test: Literal["fisher", "t-test"] = Field("fisher", description="paired test: Fisher's randomisation test or the paired t-test")
     ood_tolerance: float = Field(0.01, ge=0, description="largest out-of-domain drop of the primary metric fine-tuning may cause")
     min_queries: int = Field(50, ge=1, description="fewer evaluation queries than this is reported as a pitfall")
 

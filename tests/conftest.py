@@ -171,3 +171,33 @@ def tiny_decoder(tmp_path_factory) -> Path:
     LlamaModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+VIEWS_LADDER_EXTRA = """
+[[rungs]]
+name = "hybrid"
+kind = "hybrid"
+inputs = ["bm25", "baseline"]
+
+[[rungs]]
+name = "voyage"
+kind = "dense"
+encoder = { backend = "voyage", model = "voyage-3-large" }
+"""
+
+
+@pytest.fixture
+def views_leaderboard(tmp_path, bow_backend, monkeypatch):
+    """A leaderboard of real records for views and reports: the tiny goldset with an out-of-domain
+    companion, rungs baseline (bag of words), bm25, hybrid, and voyage (skipped: no key)."""
+    from harness.api import run_ladder
+    from harness.cache import Cache
+    from harness.ladder import load_ladder
+    from harness.records import Leaderboard
+
+    monkeypatch.delenv("VOYAGE_API_KEY", raising=False)
+    write_goldset(tmp_path / "ood", qrels={"test": TINY_QRELS["test"]})
+    goldset = write_goldset(tmp_path / "tiny", manifest='ood = ["../ood"]\n')
+    ladder = load_ladder(write_ladder(tmp_path, goldset, VIEWS_LADDER_EXTRA))
+    run_ladder(ladder, leaderboard=Leaderboard(tmp_path / "lb"), cache=Cache(tmp_path / "cache"))
+    return tmp_path / "lb"
