@@ -42,6 +42,9 @@ _SCHEMA = (
     " PRIMARY KEY (fingerprint, kind, item_hash)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS scores (fingerprint TEXT, query_hash BLOB, doc_hash BLOB, score REAL,"
     " PRIMARY KEY (fingerprint, query_hash, doc_hash)) WITHOUT ROWID",
+    # one LLM answer per (generator, prompt), with the tokens it was billed for and its seconds
+    "CREATE TABLE IF NOT EXISTS generations (fingerprint TEXT, prompt_hash BLOB, text TEXT, input_tokens INTEGER,"
+    " output_tokens INTEGER, seconds REAL, PRIMARY KEY (fingerprint, prompt_hash)) WITHOUT ROWID",
 )
 
 
@@ -116,6 +119,15 @@ class Cache:
         with self._db:
             self._db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?)", [(fingerprint, query_hash, d, s) for d, s in scores.items()])
             self._put_usage(fingerprint, "rerank", [item])
+
+    def generations(self, fingerprint: str, hashes: Sequence[bytes]) -> dict[bytes, tuple[str, int | None, int | None, float]]:
+        """``{prompt_hash: (text, input_tokens, output_tokens, seconds)}`` for the prompts already answered."""
+        sql = "SELECT prompt_hash, text, input_tokens, output_tokens, seconds FROM generations WHERE fingerprint=? AND prompt_hash IN ({marks})"
+        return {key: tuple(row) for key, *row in self._select(sql, [fingerprint], hashes)}
+
+    def put_generation(self, fingerprint: str, prompt_hash: bytes, text: str, input_tokens: int | None, output_tokens: int | None, seconds: float) -> None:
+        with self._db:  # committed at once: an answer is never paid for twice
+            self._db.execute("INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?)", (fingerprint, prompt_hash, text, input_tokens, output_tokens, seconds))
 
     def close(self) -> None:
         self._db.close()

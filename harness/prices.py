@@ -18,12 +18,20 @@ class Price(BaseModel):
 
     per_million_tokens: float | None = Field(None, ge=0)
     per_thousand_searches: float | None = Field(None, ge=0)
+    per_million_output_tokens: float | None = Field(None, ge=0, description="chat models: per_million_tokens is then the input price")
 
     @model_validator(mode="after")
     def _one_unit(self) -> Price:
         if (self.per_million_tokens is None) == (self.per_thousand_searches is None):
             raise ValueError("give exactly one of per_million_tokens or per_thousand_searches")
+        if self.per_million_output_tokens is not None and self.per_million_tokens is None:
+            raise ValueError("per_million_output_tokens needs per_million_tokens (the input price)")
         return self
+
+    def chat_dollars(self, input_tokens: float, output_tokens: float) -> float:
+        """A chat model's bill: input and output tokens at their own prices (output at the input price if unset)."""
+        output_price = self.per_million_tokens if self.per_million_output_tokens is None else self.per_million_output_tokens
+        return (input_tokens * self.per_million_tokens + output_tokens * output_price) / 1e6
 
     @property
     def unit(self) -> str:
@@ -46,4 +54,14 @@ DEFAULT_PRICES: dict[str, Price] = {
     "voyage:voyage-3": Price(per_million_tokens=0.06),
     "voyage:rerank-2.5": Price(per_million_tokens=0.05),
     "voyage:rerank-2.5-lite": Price(per_million_tokens=0.02),
+    # Chat models for synthetic queries: input / output per million tokens (openai.com/api/pricing,
+    # cohere.com/pricing, list prices of 2025). A model without an entry (a self-hosted server) is reported unpriced.
+    "openai:gpt-4o-mini": Price(per_million_tokens=0.15, per_million_output_tokens=0.60),
+    "openai:gpt-4o": Price(per_million_tokens=2.50, per_million_output_tokens=10.00),
+    "openai:gpt-4.1-nano": Price(per_million_tokens=0.10, per_million_output_tokens=0.40),
+    "openai:gpt-4.1-mini": Price(per_million_tokens=0.40, per_million_output_tokens=1.60),
+    "openai:gpt-4.1": Price(per_million_tokens=2.00, per_million_output_tokens=8.00),
+    "cohere:command-r7b-12-2024": Price(per_million_tokens=0.0375, per_million_output_tokens=0.15),
+    "cohere:command-r-08-2024": Price(per_million_tokens=0.15, per_million_output_tokens=0.60),
+    "cohere:command-a-03-2025": Price(per_million_tokens=2.50, per_million_output_tokens=10.00),
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -61,3 +62,30 @@ class Retriever(Protocol):
     def search(self, queries: Mapping[str, str], top_k: int) -> Run:
         """Return the top ``top_k`` documents per query."""
         ...
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One LLM answer and the tokens it was billed for (None where the backend does not say)."""
+
+    text: str
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Writes text for a prompt: an LLM behind a chat API or in-process (synthetic queries)."""
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable identity of everything that changes the answers (model, sampling options); never a key or URL."""
+        ...
+
+    def generate(self, prompt: str) -> Generation:
+        """Answer one user message."""
+        ...
+
+
+# A generator may also have price_key (chat prices per million input and output tokens) and
+# concurrency (requests in flight); harness.generation caches every answer as it arrives.

@@ -26,9 +26,15 @@ BUILTIN: dict[str, dict[str, str]] = {
     },
     "trainer": {
         "sentence-transformers": "backends.st_train:Trainer",
+        "adapter": "backends.adapter_train:Trainer",
     },
     "retriever": {
         "bm25s": "backends.bm25:BM25Retriever",
+    },
+    "generator": {
+        "openai": "backends.llm_openai:OpenAIChatGenerator",
+        "cohere": "backends.llm_cohere:CohereGenerator",
+        "local": "backends.llm_local:LlamaCppGenerator",
     },
 }
 ENTRY_POINT_GROUP = "tunebench.{kind}s"  # e.g. [project.entry-points."tunebench.encoders"]

@@ -90,7 +90,7 @@ class Request:
 class FakeApi:
     """The server; use as a context manager. ``url`` is the Cohere base URL, ``url + "/v1"`` Voyage's."""
 
-    def __init__(self, key: str = KEY, delay: float = 0.0):
+    def __init__(self, key: str | None = KEY, delay: float = 0.0):  # key None: any or no key is accepted
         self.key = key
         self.delay = delay  # every request waits this long (to make concurrency observable)
         self.requests: list[Request] = []
@@ -141,6 +141,10 @@ class FakeApi:
             fault = self._faults_at.pop(request.number, None) or (self._faults.popleft() if self._faults else None)
         return request, fault
 
+    def route(self, path: str):
+        """The function answering ``path`` (``body -> (status, body)``), or None for a 404."""
+        return ROUTES.get(path)
+
     def _done(self) -> None:
         with self._lock:
             self._in_flight -= 1
@@ -154,13 +158,13 @@ class FakeApi:
         if wait:
             self._stopped.wait(wait)
         voyage = request.path.startswith("/v1/")
-        if request.headers.get("authorization") != f"Bearer {self.key}":
+        if self.key is not None and request.headers.get("authorization") != f"Bearer {self.key}":
             return 401, _error(voyage, "invalid api token"), {}
         if fault and fault.status != 200 and fault.body is None:
             return fault.status, _error(voyage, fault.message), fault.headers
         if fault and fault.body is not None:
             return fault.status, fault.body, fault.headers
-        route = ROUTES.get(request.path)
+        route = self.route(request.path)
         if route is None:
             return 404, _error(voyage, f"no route {request.path}"), {}
         status, body = route(request.body)
