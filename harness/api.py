@@ -36,6 +36,14 @@ def plan_targets(sources: Sequence[str], splits: Sequence[str] = (), *, include_
     return targets
 
 
+def model_ladder(ladder: Ladder, model: str) -> Ladder:
+    """``ladder`` with its rungs replaced by one dense rung over ``model`` (a hub id or a folder), named ``dense:<last part>``."""
+    from harness.rungs import DenseRung, EncoderConfig
+
+    name = "dense:" + model.rstrip("/").split("/")[-1]
+    return ladder.model_copy(update={"rungs": [DenseRung(name=name, encoder=EncoderConfig(model=model))]})
+
+
 def run_ladder(
     ladder: Ladder,
     *,

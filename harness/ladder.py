@@ -65,6 +65,30 @@ class Decision(BaseModel):
     min_queries: int = Field(50, ge=1, description="fewer evaluation queries than this is reported as a pitfall")
 
 
+class GateRule(BaseModel):
+    """One ``[[gate.rules]]`` threshold: a drop of ``metric`` larger than ``max_drop`` fails ``bench gate``
+    (with ``significant``, only when the paired test also finds the drop at the gate's ``alpha``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str
+    max_drop: float = Field(0.01, ge=0, description="largest absolute drop allowed (0.01: one point of nDCG@10)")
+    significant: bool = Field(False, description="fail only when the drop is also statistically significant")
+    split: str | None = Field(None, description="only this split (default: every split compared)")
+    goldset: str | None = Field(None, description="only this goldset, e.g. an out-of-domain companion (default: every one)")
+
+
+class Gate(BaseModel):
+    """The ``[gate]`` table: what ``bench gate`` fails a candidate on. Without rules, the primary metric
+    may drop by at most 0.01 on every goldset and split."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the paired test")
+    test: Literal["fisher", "t-test"] = Field("fisher", description="paired test: Fisher's randomisation test or the paired t-test")
+    rules: list[GateRule] = Field(default_factory=list)
+
+
 class Ladder(BaseModel):
     """A parsed ladder file. ``source`` is the file it came from (goldset paths are relative to it)."""
 
@@ -81,6 +105,7 @@ class Ladder(BaseModel):
     prices: dict[str, Price] = Field(default_factory=dict)
     rungs: list[Rung] = Field(min_length=1)
     decision: Decision = Field(default_factory=Decision)
+    gate: Gate = Field(default_factory=Gate)
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -111,6 +136,9 @@ class Ladder(BaseModel):
             raise ValueError(f"primary_metric '{self.primary_metric}' is not in metrics")
         if self.decision.recall_metric not in self.metrics:
             raise ValueError(f"decision.recall_metric '{self.decision.recall_metric}' is not in metrics")
+        for rule in self.gate.rules:
+            if rule.metric not in self.metrics:
+                raise ValueError(f"gate rule metric '{rule.metric}' is not in metrics ({', '.join(self.metrics)})")
         seen: set[str] = set()
         for rung in self.rungs:
             if rung.name in seen:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from harness.errors import BenchError
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from harness.records import RunRecord
 
+K = TypeVar("K")
 Method = Literal["fisher", "t-test"]
 METHODS: tuple[str, ...] = ("fisher", "t-test")
 
@@ -92,7 +93,7 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, *, confidence: float = 0.
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def holm(pvalues: Mapping[str, float]) -> dict[str, float]:
+def holm(pvalues: Mapping[K, float]) -> dict[K, float]:
     """Holm-Bonferroni adjusted p-values (Holm, "A Simple Sequentially Rejective Multiple Test
     Procedure", Scand. J. Statistics 1979), in the input's order.
 
@@ -169,14 +170,15 @@ def compare(
     )
 
 
-def check_same_split(candidate: RunRecord, reference: RunRecord) -> None:
-    """Records scored on different goldset contents cannot be compared: an error naming both fingerprints."""
+def check_same_split(candidate: RunRecord, reference: RunRecord, role: str = "reference") -> None:
+    """Records scored on different goldset contents cannot be compared: an error naming both fingerprints
+    (``role`` names the reference in the message, e.g. "baseline")."""
     c, r = candidate.goldset, reference.goldset
     if c.split_fingerprint != r.split_fingerprint:
         raise BenchError(
-            f"goldset '{c.name}' split '{c.split}' differs from the reference's ('{r.name}' split '{r.split}'): "
-            f"fingerprint {c.split_fingerprint[:16]} (rung '{candidate.rung.name}') vs {r.split_fingerprint[:16]} (rung '{reference.rung.name}'); "
-            "re-run the reference on this goldset before comparing"
+            f"goldset '{c.name}' split '{c.split}' is not the one the {role} was scored on ('{r.name}' split '{r.split}'): "
+            f"fingerprint {c.split_fingerprint[:16]} (rung '{candidate.rung.name}') vs {r.split_fingerprint[:16]} ({role} rung '{reference.rung.name}'); "
+            f"re-run the {role} on this goldset before comparing"
         )
 
 

@@ -30,7 +30,7 @@ def run(ladder_path, goldsets, splits, rung_names, model, ood, overwrite, cache_
     Rungs that cannot run here (a hub model offline, an API key not set) are recorded as skipped,
     with the reason, and the others run.
     """
-    from harness.api import run_ladder
+    from harness.api import model_ladder, run_ladder
     from harness.cache import Cache
     from harness.ladder import resolve_ladder
     from harness.records import Leaderboard
@@ -38,10 +38,7 @@ def run(ladder_path, goldsets, splits, rung_names, model, ood, overwrite, cache_
 
     ladder = resolve_ladder(ladder_path)
     if model:
-        from harness.rungs import DenseRung, EncoderConfig
-
-        name = "dense:" + model.rstrip("/").split("/")[-1]
-        ladder = ladder.model_copy(update={"rungs": [DenseRung(name=name, encoder=EncoderConfig(model=model))]})
+        ladder = model_ladder(ladder, model)
         rung_names = ()
     outcomes = run_ladder(
         ladder, leaderboard=Leaderboard(leaderboard_dir), cache=Cache(cache_dir), goldsets=goldsets, splits=splits, rungs=rung_names, ood=ood, overwrite=overwrite
