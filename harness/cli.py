@@ -60,12 +60,13 @@ def main(ctx: click.Context, debug: bool, progress: bool | None) -> None:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
-from harness.commands import gate_cmd, goldset_cmd, leaderboard_cmd, run_cmd, train_cmd  # noqa: E402  (commands register on main)
+from harness.commands import gate_cmd, goldset_cmd, leaderboard_cmd, report_cmd, run_cmd, train_cmd  # noqa: E402  (commands register on main)
 
 main.add_command(run_cmd.run)
 main.add_command(run_cmd.validate)
 main.add_command(train_cmd.train)
 main.add_command(leaderboard_cmd.leaderboard)
+main.add_command(report_cmd.report)
 main.add_command(goldset_cmd.goldset)
 main.add_command(gate_cmd.gate)
 

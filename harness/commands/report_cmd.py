@@ -1,0 +1,39 @@
+"""``bench report``: the go/no-go decision on fine-tuning, from the leaderboard's records."""
+
+from __future__ import annotations
+
+import click
+
+from harness.commands.options import leaderboard_option
+
+
+@click.command()
+@click.option("--ladder", "-l", "ladder_path", default=None, help="Ladder file (rung order and the [decision] thresholds; default: ./ladder.toml, else the shipped one).")
+@click.option("--goldset", "-g", default=None, help="In-domain goldset to decide on (default: the first with records).")
+@click.option("--split", "-s", default=None, help="Split to decide on (default: test).")
+@click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Write here instead of printing.")
+@leaderboard_option
+def report(ladder_path, goldset, split, fmt, output, leaderboard_dir):
+    """GO / NO-GO / NOT YET on fine-tuning, with reasons, following the ladder."""
+    from pathlib import Path
+
+    from harness.errors import BenchError
+    from harness.ladder import resolve_ladder
+    from harness.records import Leaderboard
+    from harness.report import build_report
+
+    ladder = resolve_ladder(ladder_path)
+    records = Leaderboard(leaderboard_dir).latest()
+    if not records:
+        raise BenchError(f"no records in '{leaderboard_dir}/records'; run: bench run")
+    result = build_report(records, ladder, goldset, split)
+    text = result.html() if fmt == "html" else result.markdown()
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        Path(output).write_text(text, encoding="utf-8", newline="\n")
+    except OSError as exc:
+        raise BenchError(f"cannot write the report to '{output}' ({exc.strerror}); pass a writable -o path") from exc
+    click.echo(f"{result.verdict}: report written to {output}")

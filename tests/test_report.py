@@ -1,0 +1,155 @@
+"""The go/no-go report: each decision branch on records with chosen per-query scores, pitfalls, the CLI."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import main
+from harness.errors import ConfigError
+from harness.ladder import Ladder, load_ladder
+from harness.records import RunRecord
+from harness.report import build_report, is_finetuned
+from record_factory import scored_record
+
+QIDS = [f"q{i:03d}" for i in range(60)]
+BASE = [0.5 + 0.05 * (i % 5) for i in range(len(QIDS))]  # per-query nDCG@10 of the baseline, 0.5 to 0.7
+WIGGLE = [(-1) ** i for i in range(len(QIDS))]
+
+
+def record(rung: str, ndcg: list[float], *, recall: float = 0.7, kind: str = "dense", goldset: str = "tiny", ood_of: str | None = None, details: dict | None = None) -> RunRecord:
+    """A record of ``rung`` scoring ``ndcg[i]`` on query i (and ``recall`` on every query)."""
+    base = scored_record(dict(zip(QIDS, ndcg)), rung=rung, split_fingerprint=f"fp-{goldset}")
+    per_query = {q: {"ndcg@10": s, "recall@10": recall} for q, s in zip(QIDS, ndcg)}
+    metrics = {"ndcg@10": sum(ndcg) / len(ndcg), "recall@10": recall}
+    return base.model_copy(update={
+        "goldset": base.goldset.model_copy(update={"name": goldset, "ood_of": ood_of, "source": "/nonexistent"}),
+        "rung": base.rung.model_copy(update={"kind": kind}), "per_query": per_query, "metrics": metrics, "details": details or {},
+    })
+
+
+def ladder(**decision) -> Ladder:
+    return Ladder.model_validate({"metrics": ["ndcg@10", "recall@10"], "rungs": [{"name": "baseline", "kind": "bm25"}, {"name": "bm25", "kind": "bm25"}], "decision": decision})
+
+
+def cheaper() -> list[RunRecord]:
+    """The baseline (below the 0.80 recall bar) and BM25 (five points better, meets the bar)."""
+    return [record("baseline", BASE), record("bm25", [b + 0.05 for b in BASE], recall=0.85)]
+
+
+def ood(finetuned_delta: float) -> list[RunRecord]:
+    """Baseline and the fine-tuned round on an out-of-domain companion."""
+    flat = [0.6 + 0.01 * w for w in WIGGLE]
+    return [record("baseline", flat, goldset="far", ood_of="tiny"), record("ft-r1", [s + finetuned_delta for s in flat], goldset="far", ood_of="tiny")]
+
+
+def finetuned(delta: float, spread: float, name: str = "ft-r1", **kw) -> RunRecord:
+    """A fine-tuned round: BM25's scores + ``delta``, +-``spread`` alternating per query."""
+    return record(name, [b + 0.05 + delta + spread * w for b, w in zip(BASE, WIGGLE)], recall=0.9, **kw)
+
+
+def test_go_when_finetuning_beats_the_best_cheaper_rung_by_the_margin():
+    report = build_report([*cheaper(), finetuned(0.05, 0.01), *ood(0.0)], ladder())
+    assert report.verdict == "GO"
+    assert "recall@10 0.700" in report.reasons[0] and "is below the bar of 0.80" in report.reasons[0]
+    assert "ft-r1 +0.050 ndcg@10 over bm25" in report.reasons[1]
+    steps = report.sections[0].table[1]
+    assert [row[0] for row in steps] == ["baseline", "bm25"] and steps[1][3] == "+0.050" and steps[1][6] == "yes"
+    assert "bm25 (dense): recall@10 0.850" in report.sections[2].lines[0]  # cheapest over the bar: not the fine-tuned round
+    assert not any("out-of-domain" in p for p in report.pitfalls)
+
+
+def test_no_go_when_finetuning_loses_out_of_domain():
+    report = build_report([*cheaper(), finetuned(0.05, 0.01), *ood(-0.05)], ladder())
+    assert report.verdict == "NO-GO"
+    assert "loses 0.050 ndcg@10 out of domain on far" in report.reasons[1]
+
+
+def test_no_go_when_a_cheaper_rung_is_as_good():
+    report = build_report([*cheaper(), finetuned(0.0, 0.002), *ood(0.0)], ladder())
+    assert report.verdict == "NO-GO"
+    assert "not significant although 60 queries detect" in report.reasons[1] and "bm25 is as good" in report.reasons[1]
+
+
+def test_no_go_when_the_gain_is_real_but_below_the_margin():
+    report = build_report([*cheaper(), finetuned(0.004, 0.001), *ood(0.0)], ladder())
+    assert report.verdict == "NO-GO"
+    assert "below the margin 0.01" in report.reasons[1]
+
+
+def test_margin_comes_from_the_ladder_file():
+    evidence = [*cheaper(), finetuned(0.05, 0.01), *ood(0.0)]
+    assert build_report(evidence, ladder(finetune_margin=0.1)).verdict == "NO-GO"
+
+
+def test_not_yet_without_finetuning():
+    report = build_report(cheaper(), ladder())
+    assert report.verdict == "NOT YET" and "fine-tuning has not been run" in report.reasons[1]
+    assert any("no out-of-domain set" in p for p in report.pitfalls)
+
+
+def test_not_yet_when_too_few_queries_to_tell():
+    report = build_report([*cheaper(), finetuned(0.02, 0.25), *ood(0.0)], ladder())
+    assert report.verdict == "NOT YET"
+    assert "too few queries to tell" in report.reasons[1]
+    assert any(p.startswith("too few queries to tell: the minimum detectable difference is") for p in report.pitfalls)
+
+
+def test_pitfalls_leakage_easy_negatives_and_small_goldsets():
+    leaky = finetuned(0.05, 0.01, name="ft-r0", kind="finetune", details={"round": 0, "leakage": 3, "pairs": 40})
+    report = build_report([*cheaper(), leaky], ladder(min_queries=100))
+    pitfalls = "\n".join(report.pitfalls)
+    assert "ft-r0: 3 training pairs overlap the evaluation" in pitfalls
+    assert "only in-batch (easy) negatives" in pitfalls
+    assert "only 60 evaluation queries (fewer than 100)" in pitfalls
+    assert "where the evaluation queries came from is not recorded" in pitfalls
+    rounds = report.sections[1].table
+    assert rounds[1][0][0] == "ft-r0" and rounds[1][0][-2:] == ["40", "3"]
+    mined = build_report([*cheaper(), leaky, finetuned(0.05, 0.01, name="ft-r1")], ladder())
+    assert not any("easy" in p for p in mined.pitfalls)
+
+
+def test_holm_corrects_over_the_rounds_compared():
+    one = build_report([*cheaper(), finetuned(0.01, 0.03)], ladder())
+    two = build_report([*cheaper(), finetuned(0.01, 0.03), finetuned(0.0, 0.03, name="ft-r2")], ladder())
+    p_one, p_two = (float(r.sections[1].table[1][0][4]) for r in (one, two))
+    assert p_two > p_one
+
+
+def test_finetuned_rounds_are_recognised_by_kind_or_name():
+    assert is_finetuned(record("finetune-r0", BASE)) and is_finetuned(record("anything", BASE, kind="finetune"))
+    assert not is_finetuned(record("hybrid-tuned", BASE)) and not is_finetuned(record("bm25-rerank", BASE))
+
+
+def test_markdown_and_html_render_the_same_decision():
+    report = build_report([*cheaper(), finetuned(0.05, 0.01), *ood(0.0)], ladder())
+    markdown, page = report.markdown(), report.html()
+    assert "**Decision: GO**" in markdown and "## Pitfalls" in markdown and "| bm25 | dense |" in markdown
+    assert '<p class="verdict GO">' in page and 'data-plot="ladder"' in page and 'data-plot="ood"' in page
+    assert page == build_report([*cheaper(), finetuned(0.05, 0.01), *ood(0.0)], ladder()).html()  # deterministic
+
+
+def test_decision_table_rejects_unknown_keys(tmp_path):
+    path = tmp_path / "ladder.toml"
+    path.write_text('[[rungs]]\nname = "bm25"\nkind = "bm25"\n\n[decision]\nrecal_bar = 0.9\n')
+    with pytest.raises(ConfigError, match="recal_bar"):
+        load_ladder(path)
+
+
+def test_bench_report_on_real_records(views_leaderboard, tmp_path):
+    ladder_file = str(tmp_path / "ladder.toml")
+    result = CliRunner().invoke(main, ["report", "-l", ladder_file, "--leaderboard", str(views_leaderboard)])
+    assert result.exit_code == 0, result.output
+    assert "**Decision: NOT YET**" in result.output and "| hybrid | hybrid |" in result.output
+    assert "only 4 evaluation queries (fewer than 50)" in result.output
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(main, ["report", "-l", ladder_file, "--leaderboard", str(views_leaderboard), "--format", "html", "-o", str(out)])
+    assert result.exit_code == 0 and result.output.startswith("NOT YET: report written to")
+    assert 'data-plot="ood"' in out.read_text()
+
+
+@pytest.mark.parametrize("args, fragment", [(["-g", "nope"], "no records of goldset 'nope'"), (["-s", "dev"], "no records of split 'dev'")])
+def test_bench_report_misuse_is_one_line(views_leaderboard, tmp_path, args, fragment):
+    result = CliRunner().invoke(main, ["report", "-l", str(tmp_path / "ladder.toml"), "--leaderboard", str(views_leaderboard), *args])
+    assert result.exit_code == 2 and result.output.startswith("error: ") and fragment in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
