@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from conftest import TINY_QUERIES, write_goldset, write_ladder
@@ -169,3 +174,33 @@ def test_holm_adjusts_the_rules_that_ask_for_significance():
     p = result.checks[0].comparison.p_value
     assert [c.p_holm for c in result.checks] == [pytest.approx(min(1.0, 2 * p))] * 2 + [None]
     assert p < 0.001 and [c.verdict for c in result.checks] == ["regression", "pass", "regression"]
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def gate_args(line: str) -> list[str]:
+    """The arguments of one ``bench gate ...`` command line, parsed by the real command (nothing runs)."""
+    from harness.commands.gate_cmd import gate
+
+    args = shlex.split(line.split("#")[0])[2:]
+    gate.make_context("gate", list(args))
+    return args
+
+
+def test_the_github_actions_example_runs_then_gates():
+    workflow = yaml.safe_load((DOCS / "github-actions-gate.yml").read_text())
+    commands = [step["run"] for step in workflow["jobs"]["gate"]["steps"] if "run" in step]
+    runs = [i for i, c in enumerate(commands) if c.startswith("bench run")]
+    gates = [i for i, c in enumerate(commands) if c.startswith("bench gate")]
+    assert runs and gates and runs[0] < gates[0] and "pip install" in commands[0]
+    args = gate_args(commands[gates[0]])
+    assert args[args.index("--baseline-leaderboard") + 1] == "ci/baseline"
+
+
+def test_the_ci_gate_doc_commands_and_gate_table_are_valid():
+    text = (DOCS / "ci-gate.md").read_text()
+    lines = [line for line in text.splitlines() if line.startswith("bench gate")]
+    assert len(lines) == 4 and all(gate_args(line) for line in lines)
+    table = tomllib.loads(re.search(r"```toml\n(.+?)```", text, re.S).group(1))["gate"]
+    assert len(Gate.model_validate(table).rules) == 3
