@@ -107,5 +107,5 @@ def ood_chart(frame, companions: dict[str, object], metric: str) -> str:
         ax.invert_yaxis()
         ax.set_xlim(0, 1)
         ax.set_xlabel(metric)
-        ax.legend(loc="lower right", frameon=False)
+        ax.legend(loc="upper left", bbox_to_anchor=(1, 1), frameon=False)  # beside the bars, never over them
         return _svg(fig)
