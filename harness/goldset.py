@@ -214,6 +214,14 @@ def resolve_goldset(source: str, base: Path | None = None) -> Goldset:
     return load_goldset(find_goldset(source, base))
 
 
+def resolve_with_split(source: str, base: Path | None = None) -> tuple[Goldset, str | None]:
+    """A goldset and a split from ``GOLDSET:SPLIT`` (``mteb:Task:SPLIT`` too), or ``(goldset, None)``."""
+    head, sep, split = source.rpartition(":")
+    if sep and head and head != "mteb" and not Path(source).exists():
+        return resolve_goldset(head, base), split
+    return resolve_goldset(source, base), None
+
+
 def find_goldset(source: str, base: Path | None = None) -> Path:
     """The folder a goldset source names, or a :class:`GoldsetError` listing the names that exist."""
     path = Path(source).expanduser()

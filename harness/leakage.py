@@ -1,15 +1,21 @@
 """The leakage guard: training data that would make the evaluation optimistic.
 
-A train query that repeats an evaluation query, or a train positive that is a document judged for an
-evaluation query, lets a model memorise the test. :func:`check_leakage` runs before every training
-job (``bench train``, the ``finetune`` rung, adapters) and stops it unless the policy allows.
+Four kinds of overlap let a model memorise the test: a train query that repeats an evaluation query
+(after :func:`normalise`), one that nearly repeats it (cosine of character 3-5-gram vectors at or
+above a threshold: a reworded or negated claim, a typo), a train positive that is a document
+judged relevant for an evaluation query (matched by id, or by text when the pair has no id), and a
+synthetic query written from such a document (a pair's ``generated_from`` ids, or the positive of a
+pair whose ``source`` starts with "synthetic"). :func:`check_leakage` runs before every training job
+(``bench train``, the ``finetune`` rung, adapters) and stops it unless the policy allows;
+``bench check-leakage`` reports the same findings with every offending id.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 
 from harness.errors import GoldsetError
 from harness.goldset import Goldset
@@ -22,58 +28,137 @@ def normalise(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text))
 
 
+NEAR_DUPLICATE = 0.85  # SciFact's negated and reworded claims score 0.8-1.0 (every such test/train pair cites the same document); 99.9% of its pairs score under 0.5
+KINDS = {
+    "same_queries": "evaluation queries repeated in training",
+    "near_queries": "evaluation queries nearly repeated in training",
+    "judged_positives": "documents judged for evaluation queries used as training positives",
+    "synthetic_origins": "documents judged for evaluation queries that synthetic training queries were written from",
+}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One offending overlap: which evaluation query or document, and the training data that hit it."""
+
+    kind: str  # a key of KINDS
+    eval_id: str  # an evaluation query id (query kinds) or a judged document id
+    train: str  # the training query that repeats it, or the id (else the text) of the training query that uses it
+    similarity: float = 1.0
+
+
 @dataclass
 class Leakage:
     """Training data that overlaps the evaluation: counts go into the record; ids are listed."""
 
     same_queries: list[str] = field(default_factory=list)  # eval query ids whose text a train query repeats
+    near_queries: list[str] = field(default_factory=list)  # eval query ids a train query nearly repeats
     judged_positives: list[str] = field(default_factory=list)  # eval-judged doc ids used as train positives
+    synthetic_origins: list[str] = field(default_factory=list)  # eval-judged doc ids synthetic train queries came from
+    evidence: list[Evidence] = field(default_factory=list)
 
     @property
     def count(self) -> int:
-        return len(self.same_queries) + len(self.judged_positives)
+        return sum(len(getattr(self, kind)) for kind in KINDS)
 
     def describe(self) -> str:
-        parts = []
-        if self.same_queries:
-            parts.append(f"{len(self.same_queries)} evaluation queries repeated in training (e.g. {', '.join(self.same_queries[:3])})")
-        if self.judged_positives:
-            parts.append(f"{len(self.judged_positives)} documents judged for evaluation queries used as training positives (e.g. {', '.join(self.judged_positives[:3])})")
-        return "; ".join(parts)
+        found = [(kind, getattr(self, kind)) for kind in KINDS if getattr(self, kind)]
+        return "; ".join(f"{len(ids)} {KINDS[kind]} (e.g. {', '.join(ids[:3])})" for kind, ids in found)
+
+    def as_dict(self) -> dict:
+        return {kind: getattr(self, kind) for kind in KINDS} | {"count": self.count, "evidence": [asdict(e) for e in self.evidence]}
+
+    def add(self, kind: str, eval_id: str, train: str, similarity: float = 1.0) -> None:
+        ids = getattr(self, kind)
+        if eval_id not in ids:
+            ids.append(eval_id)
+        self.evidence.append(Evidence(kind, eval_id, train, round(float(similarity), 4)))
 
 
-def leakage(pairs: list[Pair], goldset: Goldset, eval_splits: list[str]) -> Leakage:
-    """Train queries equal (after :func:`normalise`) to an eval query, and train positives that are
-    judged-relevant documents of an eval query."""
-    train_queries = {normalise(p.query) for p in pairs}
-    train_positive_ids = {p.positive_id for p in pairs if p.positive_id}
-    train_positive_texts = {p.positive for p in pairs if not p.positive_id}
+def leakage(pairs: list[Pair], goldset: Goldset, eval_splits: list[str], *, near: float | None = NEAR_DUPLICATE) -> Leakage:
+    """Every overlap of ``pairs`` with the judgements of ``eval_splits`` (near-duplicates only when ``near`` is set)."""
     found = Leakage()
-    for split in eval_splits:
-        for qid, docs in goldset.split_qrels(split).items():
-            if normalise(goldset.queries[qid]) in train_queries:
-                found.same_queries.append(qid)
-            for d, grade in docs.items():
-                if grade > 0 and (d in train_positive_ids or goldset.document_text(goldset.corpus[d]) in train_positive_texts):
-                    found.judged_positives.append(d)
-    found.judged_positives = sorted(set(found.judged_positives))
+    eval_queries = {qid: goldset.queries[qid] for split in eval_splits for qid in goldset.split_qrels(split)}
+    _query_leaks(pairs, eval_queries, near, found)
+    judged = {d for split in eval_splits for docs in goldset.split_qrels(split).values() for d, grade in docs.items() if grade > 0}
+    _document_leaks(pairs, goldset, judged, found)
+    found.judged_positives.sort()
+    found.synthetic_origins.sort()
     return found
 
 
-def check_leakage(pairs: list[Pair], goldset: Goldset, eval_splits: list[str], policy: str) -> Leakage:
+def _query_leaks(pairs: list[Pair], eval_queries: dict[str, str], near: float | None, found: Leakage) -> None:
+    train = {normalise(p.query): p.query for p in pairs}
+    for qid, text in eval_queries.items():
+        if normalise(text) in train:
+            found.add("same_queries", qid, train[normalise(text)])
+    if near is None:
+        return
+    rest = [q for q in eval_queries if q not in found.same_queries]
+    candidates = list(train.values())
+    for i, j, similarity in near_duplicates([eval_queries[q] for q in rest], candidates, near):
+        found.add("near_queries", rest[i], candidates[j], similarity)
+
+
+def _document_leaks(pairs: list[Pair], goldset: Goldset, judged: set[str], found: Leakage) -> None:
+    by_text = {goldset.document_text(goldset.corpus[d]): d for d in judged}
+    for p in pairs:
+        who = p.query_id or p.query
+        for origin in origins(p):
+            if origin in judged:
+                found.add("synthetic_origins", origin, who)
+        doc = p.positive_id if p.positive_id else by_text.get(p.positive)
+        if doc in judged and doc not in origins(p):
+            found.add("judged_positives", doc, who)
+
+
+def origins(pair: Pair) -> list[str]:
+    """Ids of the documents a synthetic pair's query was written from (none for other pairs)."""
+    if pair.generated_from:
+        return pair.generated_from
+    return [pair.positive_id] if pair.positive_id and pair.source.startswith("synthetic") else []
+
+
+def near_duplicates(queries: Sequence[str], candidates: Sequence[str], threshold: float, block: int = 512) -> list[tuple[int, int, float]]:
+    """``(query index, candidate index, cosine)`` of each query's closest candidate when at least
+    ``threshold``: cosine of character 3-5-gram vectors (word-boundary grams of :func:`normalise`'d
+    text, sublinear counts), robust to rewording, typos and inflection. No IDF weighting, so a pair's
+    score does not depend on the other queries in the sets and one threshold fits small and large
+    sets alike. Compared in blocks of ``block`` queries so memory stays bounded on large sets."""
+    if not queries or not candidates:
+        return []
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), preprocessor=normalise, sublinear_tf=True, use_idf=False).fit([*queries, *candidates])
+    left, right = vectorizer.transform(queries), vectorizer.transform(candidates).T.tocsc()
+    out = []
+    for start in range(0, len(queries), block):
+        sims = (left[start : start + block] @ right).toarray()
+        best = sims.argmax(axis=1)
+        out += [(start + i, int(j), float(sims[i, j])) for i, j in enumerate(best) if sims[i, j] >= threshold]
+    return out
+
+
+def check_leakage(pairs: list[Pair], goldset: Goldset, eval_splits: list[str], policy: str, *, near: float | None = NEAR_DUPLICATE) -> Leakage:
     """:func:`leakage`, raising a :class:`GoldsetError` when any is found and ``policy`` is "stop"."""
-    found = leakage(pairs, goldset, [s for s in eval_splits if s in goldset.qrels])
+    found = leakage(pairs, goldset, [s for s in eval_splits if s in goldset.qrels], near=near)
     if found.count and policy == "stop":
         raise GoldsetError(
-            f"training data leaks into evaluation on '{goldset.name}': {found.describe()}; remove them, "
+            f"training data leaks into evaluation on '{goldset.name}': {found.describe()}; remove them (bench check-leakage lists every one), "
             "or set on_leakage = \"drop\" (train without those pairs) or \"allow\" (train anyway; the count is recorded)"
         )
     return found
 
 
 def without_leaks(pairs: list[Pair], goldset: Goldset, found: Leakage) -> list[Pair]:
-    """The pairs that neither repeat an eval query nor use an eval-judged document as their positive."""
-    bad_queries = {normalise(goldset.queries[q]) for q in found.same_queries}
-    bad_docs = set(found.judged_positives)
+    """The pairs that cause none of ``found``: no repeated or nearly repeated eval query, no
+    eval-judged document as positive or as a synthetic query's origin."""
+    bad_queries = {normalise(e.train) for e in found.evidence if e.kind in ("same_queries", "near_queries")}
+    bad_docs = set(found.judged_positives) | set(found.synthetic_origins)
     bad_texts = {goldset.document_text(goldset.corpus[d]) for d in bad_docs}
-    return [p for p in pairs if normalise(p.query) not in bad_queries and p.positive_id not in bad_docs and p.positive not in bad_texts]
+
+    def clean(p: Pair) -> bool:
+        positive_leaks = p.positive_id in bad_docs or p.positive in bad_texts
+        return normalise(p.query) not in bad_queries and not positive_leaks and not bad_docs.intersection(origins(p))
+
+    return [p for p in pairs if clean(p)]

@@ -126,6 +126,7 @@ class Pair:
     source: str = ""  # which goldset split or file it came from (multi-task sampling)
     query_id: str | None = None  # goldset pairs: for the leakage check and mining
     positive_id: str | None = None
+    generated_from: list[str] = field(default_factory=list)  # synthetic pairs: ids of the documents the query was written from
 
 
 def goldset_pairs(goldset: Goldset, split: str) -> list[Pair]:
@@ -140,8 +141,9 @@ def goldset_pairs(goldset: Goldset, split: str) -> list[Pair]:
 
 
 def read_pair_file(path: Path) -> list[Pair]:
-    """JSONL (``{"query", "positive", "negatives"?}``; also ``anchor``/``text``) or CSV with a header
-    (``query,positive[,negative...]``). Errors name the file and line."""
+    """JSONL (``{"query", "positive", "negatives"?}``; also ``anchor``/``text``; optional ``query_id``,
+    ``positive_id``, ``source`` and ``generated_from``, as :func:`harness.pairs.write_pairs` writes them)
+    or CSV with a header (``query,positive[,negative...]``). Errors name the file and line."""
     if not path.is_file():
         raise ConfigError(f"pair file '{path}' does not exist")
     if path.suffix.lower() == ".csv":
@@ -160,8 +162,19 @@ def read_pair_file(path: Path) -> list[Pair]:
         negatives = row.get("negatives", [])
         if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
             raise ConfigError(f"{path}:{number}: \"negatives\" must be a list of strings")
-        pairs.append(Pair(query, positive, negatives, source=str(path)))
+        pairs.append(Pair(query, positive, negatives, **_provenance(row, path, number)))
     return pairs
+
+
+def _provenance(row: dict, path: Path, number: int) -> dict:
+    """The optional id fields of a JSONL pair (the leakage check matches on them)."""
+    found = {"source": row.get("source") or str(path), "query_id": row.get("query_id"), "positive_id": row.get("positive_id")}
+    if not all(v is None or isinstance(v, str) for v in found.values()):
+        raise ConfigError(f"{path}:{number}: \"source\", \"query_id\" and \"positive_id\" must be strings")
+    generated_from = row.get("generated_from", [])
+    if not isinstance(generated_from, list) or not all(isinstance(d, str) for d in generated_from):
+        raise ConfigError(f"{path}:{number}: \"generated_from\" must be a list of document ids")
+    return found | {"generated_from": generated_from}
 
 
 def _read_csv_pairs(path: Path) -> list[Pair]:

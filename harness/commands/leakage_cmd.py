@@ -1,0 +1,81 @@
+"""``bench check-leakage``: list training data that overlaps evaluation goldsets (exit 1 when any does)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from harness.commands.options import json_option
+
+SHOWN = 20  # ids printed per kind in the text report (--json lists all)
+
+
+@click.command("check-leakage")
+@click.argument("train")
+@click.argument("goldsets", nargs=-1, required=True, metavar="GOLDSET[:SPLIT]...")
+@click.option("--train-split", default="train", show_default=True, help="Split of TRAIN when it is a goldset (or write GOLDSET:SPLIT).")
+@click.option("--eval-split", "eval_splits", multiple=True, help="Evaluation splits to check against (repeatable; default: every split but the train split).")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None, help="Cosine at which two queries are near-duplicates (character 3-5-gram vectors; default 0.85).")
+@click.option("--no-near", is_flag=True, help="Check exact repeats only, not near-duplicates.")
+@json_option
+def check_leakage(train, goldsets, train_split, eval_splits, threshold, no_near, as_json):
+    """Check TRAIN (a pair file, or a goldset's train split) against each GOLDSET's evaluation splits:
+    repeated and nearly repeated queries, evaluation-judged documents used as positives, and synthetic
+    queries written from evaluation-judged documents. Exit 0 when clean, 1 when anything leaks."""
+    from harness.goldset import resolve_with_split
+    from harness.leakage import NEAR_DUPLICATE, leakage
+
+    pairs, train_name = _train_pairs(train, train_split)
+    near = None if no_near else (NEAR_DUPLICATE if threshold is None else threshold)
+    reports = []
+    for source in goldsets:
+        goldset, split = resolve_with_split(source)
+        splits = _eval_splits(goldset, split, eval_splits, train_split)
+        found = leakage(pairs, goldset, splits, near=near)
+        reports.append({"goldset": goldset.name, "splits": splits, **found.as_dict()})
+    if as_json:
+        click.echo(json.dumps({"train": train_name, "pairs": len(pairs), "near_threshold": near, "goldsets": reports}, indent=1))
+    else:
+        _print(train_name, len(pairs), reports)
+    if any(r["count"] for r in reports):
+        raise SystemExit(1)
+
+
+def _train_pairs(train: str, split: str):
+    """Pairs of a pair file, or of a goldset's train split (GOLDSET or GOLDSET:SPLIT)."""
+    from harness.goldset import resolve_with_split
+    from harness.training import goldset_pairs, read_pair_file
+
+    if Path(train).is_file():
+        return read_pair_file(Path(train)), train
+    goldset, named = resolve_with_split(train)
+    return goldset_pairs(goldset, named or split), f"{goldset.name}:{named or split}"
+
+
+def _eval_splits(goldset, named: str | None, asked: tuple[str, ...], train_split: str) -> list[str]:
+    from harness.errors import GoldsetError
+
+    splits = [named] if named else list(asked) or [s for s in goldset.splits if s != train_split]
+    if not splits:
+        raise GoldsetError(f"goldset '{goldset.name}' has no split besides '{train_split}' to check against")
+    for split in splits:
+        goldset.split_qrels(split)  # a GoldsetError naming the splits there are
+    return splits
+
+
+def _print(train_name: str, count: int, reports: list[dict]) -> None:
+    from harness.leakage import KINDS
+
+    click.echo(f"training data: {train_name} ({count} pairs)")
+    for report in reports:
+        status = f"{report['count']} leak(s)" if report["count"] else "clean"
+        click.echo(f"{report['goldset']} ({', '.join(report['splits'])}): {status}")
+        for kind, what in KINDS.items():
+            ids = report[kind]
+            if ids:
+                more = f" ... and {len(ids) - SHOWN} more (--json lists all)" if len(ids) > SHOWN else ""
+                click.echo(f"  {len(ids)} {what}: {', '.join(ids[:SHOWN])}{more}")
+        for e in [e for e in report["evidence"] if e["kind"] in ("same_queries", "near_queries")][:SHOWN]:
+            click.echo(f"    {e['eval_id']} ~ {e['train']!r} (similarity {e['similarity']:.2f})")

@@ -1,0 +1,95 @@
+"""The leakage guard: every kind of planted leak is caught and listed, by `bench check-leakage` and before training."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import TINY_DOCS, TINY_QUERIES, write_goldset
+from harness.cli import main
+from harness.errors import GoldsetError
+from harness.finetune import plan_job
+from harness.goldset import load_goldset
+from harness.leakage import check_leakage, leakage, near_duplicates, without_leaks
+from harness.pairs import write_pairs
+from harness.training import Pair, TrainConfig
+
+# test: q1 (d1), q2 (d2), q3 (d3); train: q5 (d5), q6 (d6)
+QRELS = {"test": {"q1": {"d1": 2}, "q2": {"d2": 2}, "q3": {"d3": 2, "d4": 0}}, "train": {"q5": {"d5": 1}, "q6": {"d6": 2}}}
+CLEAN = [Pair(TINY_QUERIES["q5"], TINY_DOCS["d5"][1], query_id="q5", positive_id="d5"), Pair(TINY_QUERIES["q6"], TINY_DOCS["d6"][1], query_id="q6", positive_id="d6")]
+PLANTED = {
+    "same_queries": Pair("Oxalic acid, VARROA mites!", "Feed syrup.", query_id="t1"),  # q1 after normalisation
+    "near_queries": Pair("why did my queens swarm in the spring", "Feed syrup.", query_id="t2"),  # q2 reworded
+    "judged_positives": Pair("centrifugal honey", "whatever", query_id="t3", positive_id="d3"),  # q3's document by id
+    "synthetic_origins": Pair("what kills varroa", "Oxalic acid kills mites.", source="synthetic/question", query_id="t4", generated_from=["d1"]),
+}
+
+
+@pytest.fixture
+def goldset(tmp_path):
+    return load_goldset(write_goldset(tmp_path / "g", qrels=QRELS))
+
+
+def test_clean_data_has_no_leak(goldset):
+    assert leakage(CLEAN, goldset, ["test"]).count == 0
+
+
+@pytest.mark.parametrize("kind", list(PLANTED))
+def test_each_planted_leak_is_caught_and_named(goldset, kind):
+    found = leakage([*CLEAN, PLANTED[kind]], goldset, ["test"])
+    expected = {"same_queries": ["q1"], "near_queries": ["q2"], "judged_positives": ["d3"], "synthetic_origins": ["d1"]}[kind]
+    assert getattr(found, kind) == expected and found.count == 1
+    assert [(e.kind, e.eval_id) for e in found.evidence] == [(kind, expected[0])]
+    assert without_leaks([*CLEAN, PLANTED[kind]], goldset, found) == CLEAN
+
+
+def test_positive_by_text_and_synthetic_by_source(goldset):
+    by_text = Pair("hive tools", goldset.document_text(goldset.corpus["d2"]))  # a pair file without ids
+    synthetic = Pair("spinning frames", "An extractor spins frames.", source="synthetic", positive_id="d3")
+    found = leakage([by_text, synthetic], goldset, ["test"])
+    assert found.judged_positives == ["d2"] and found.synthetic_origins == ["d3"]
+    assert {e.train for e in found.evidence} == {"hive tools", "spinning frames"}
+
+
+def test_near_duplicate_threshold():
+    hits = near_duplicates(["why did my queen swarm in spring", "grafting larvae"], ["Why did my queens swarm in the spring?", "oxalic acid"], 0.85)
+    assert [(i, j) for i, j, _ in hits] == [(0, 0)] and 0.85 <= hits[0][2] < 1
+    assert near_duplicates(["grafting larvae into queen cups"], ["feeding sugar syrup in autumn"], 0.3) == []
+
+
+def test_check_leakage_cli_lists_every_kind_and_exits_1(tmp_path, goldset):
+    write_pairs(tmp_path / "pairs.jsonl", [*CLEAN, *PLANTED.values()])
+    result = CliRunner().invoke(main, ["check-leakage", str(tmp_path / "pairs.jsonl"), str(tmp_path / "g")])
+    assert result.exit_code == 1, result.output
+    assert "g (test): 4 leak(s)" in result.output
+    assert "1 evaluation queries nearly repeated in training: q2" in result.output and "q2 ~ 'why did my queens swarm in the spring'" in result.output
+    assert "1 documents judged for evaluation queries that synthetic training queries were written from: d1" in result.output
+    result = CliRunner().invoke(main, ["check-leakage", str(tmp_path / "pairs.jsonl"), f"{tmp_path / 'g'}:test", "--no-near", "--json"])
+    report = json.loads(result.stdout)["goldsets"][0]
+    assert result.exit_code == 1 and report["count"] == 3 and report["near_queries"] == [] and report["synthetic_origins"] == ["d1"]
+    assert {e["train"] for e in report["evidence"]} == {"Oxalic acid, VARROA mites!", "t3", "t4"}
+
+
+def test_check_leakage_cli_on_a_goldsets_own_train_split(tmp_path):
+    queries = {**TINY_QUERIES, "q7": "wax moth larva in the stored comb"}  # q4 reworded, in train
+    qrels = {**QRELS, "test": {**QRELS["test"], "q4": {"d4": 1}}, "train": {**QRELS["train"], "q7": {"d5": 1}}}
+    write_goldset(tmp_path / "g", queries=queries, qrels=qrels)
+    result = CliRunner().invoke(main, ["check-leakage", str(tmp_path / "g"), str(tmp_path / "g"), "--json"])
+    assert result.exit_code == 1 and json.loads(result.stdout)["goldsets"][0]["near_queries"] == ["q4"]
+    assert CliRunner().invoke(main, ["check-leakage", f"{tmp_path / 'g'}:train", str(tmp_path / "g"), "--threshold", "0.99"]).exit_code == 0
+    result = CliRunner().invoke(main, ["check-leakage", str(tmp_path / "g"), str(tmp_path / "g"), "--eval-split", "dev"])
+    assert result.exit_code == 2 and "has no split 'dev'" in result.output
+
+
+def test_training_stops_on_a_near_duplicate_or_drops_it(tmp_path, goldset):
+    write_pairs(tmp_path / "extra.jsonl", [PLANTED["near_queries"], PLANTED["synthetic_origins"]])
+    data = {"goldset": str(tmp_path / "g"), "pair_files": [{"path": str(tmp_path / "extra.jsonl")}], "eval_split": ""}
+    with pytest.raises(GoldsetError, match="1 evaluation queries nearly repeated in training .e.g. q2.; 1 documents judged .* synthetic"):
+        plan_job(TrainConfig(**data), models_root=tmp_path / "models")
+    job = plan_job(TrainConfig(**data, on_leakage="drop"), models_root=tmp_path / "models")
+    assert job.leakage.count == 2 and job.datasets[str(tmp_path / "extra.jsonl")] == []
+    assert [p.query_id for p in job.datasets["g/train"]] == ["q5", "q6"]
+    with pytest.raises(GoldsetError, match="near"):
+        check_leakage([PLANTED["near_queries"]], goldset, ["test"], "stop")

@@ -1,0 +1,169 @@
+"""`bench pairs`: the pair-file and goldset writers, labels and click logs turned into pairs."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import TINY_DOCS
+from harness.cli import main
+from harness.errors import GoldsetError
+from harness.goldset import Document, load_goldset
+from harness.pairs import split_queries, write_goldset, write_pairs
+from harness.training import Pair, read_pair_file
+
+
+def bench(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_pair_file_round_trips_with_ids_and_origins(tmp_path):
+    pairs = [
+        Pair("varroa treatment", "Oxalic acid kills mites.", ["Swarms in spring."], source="labels", query_id="q1", positive_id="d1"),
+        Pair("how do bees swarm", "Colonies swarm in spring.", source="synthetic/question", positive_id="d2", generated_from=["d2"]),
+        Pair("plain", "no ids at all"),
+    ]
+    assert write_pairs(tmp_path / "p.jsonl", pairs) == 3
+    back = read_pair_file(tmp_path / "p.jsonl")
+    assert back[:2] == pairs[:2]
+    assert (back[2].query, back[2].positive, back[2].query_id, back[2].source) == ("plain", "no ids at all", None, str(tmp_path / "p.jsonl"))
+
+
+def test_split_is_by_query_with_the_shares_asked_and_the_seed():
+    ids = [f"q{i}" for i in range(100)]
+    split = split_queries(ids, {"train": 0.7, "dev": 0.15, "test": 0.15}, seed=1)
+    assert Counter(split.values()) == {"train": 70, "dev": 15, "test": 15}
+    assert split == split_queries(reversed(ids), {"train": 0.7, "dev": 0.15, "test": 0.15}, seed=1)  # order of input does not matter
+    assert split != split_queries(ids, {"train": 0.7, "dev": 0.15, "test": 0.15}, seed=2)
+    assert Counter(split_queries(ids[:3], {"train": 0.8, "dev": 0.1, "test": 0.1}, seed=0).values()) == {"train": 1, "dev": 1, "test": 1}
+    assert set(split_queries(ids[:5], {"train": 1, "dev": 0, "test": 1}, seed=0).values()) == {"train", "test"}
+    with pytest.raises(GoldsetError, match="2 queries with a positive cannot fill 3 splits"):
+        split_queries(ids[:2], {"train": 0.7, "dev": 0.15, "test": 0.15}, seed=0)
+
+
+def test_written_goldset_validates_and_keeps_each_query_in_one_split(tmp_path):
+    corpus = {d: Document(title, text) for d, (title, text) in TINY_DOCS.items()}
+    queries = {f"q{i}": f"question {i}" for i in range(20)}
+    qrels = {q: {f"d{i % 6 + 1}": 2, f"d{(i + 1) % 6 + 1}": 0} for i, q in enumerate(queries)}
+    assignment = write_goldset(tmp_path / "g", corpus, queries, qrels, seed=3, name="bees")
+    result = bench("goldset", "validate", tmp_path / "g")
+    assert result.exit_code == 0 and "ok: bees: 6 documents, 20 queries; splits: train (14 queries), dev (3 queries), test (3 queries); 0 warning(s)" in result.output
+    goldset = load_goldset(tmp_path / "g")
+    for split in goldset.splits:
+        for qid, judged in goldset.qrels[split].items():
+            assert assignment[qid] == split and judged == qrels[qid]  # every judgement of a query, in its one split
+    assert goldset.manifest.eval_splits == ["test"]
+    assert write_goldset(tmp_path / "again", corpus, queries, qrels, seed=3) == assignment
+
+
+LABELS = """query,document,label
+oxalic acid for mites,Oxalic acid treatment kills varroa mites in broodless colonies.,2
+oxalic acid for mites,Colonies swarm in spring when the queen leaves.,0
+oxalic acid for mites,Oxalic acid treatment kills varroa mites in broodless colonies.,1
+when do colonies swarm,Colonies swarm in spring when the queen leaves.,1
+when do colonies swarm,Feed thick sugar syrup in autumn.,0.2
+no good answer here,Feed thick sugar syrup in autumn.,0
+"""
+
+
+def test_from_labels_graded_csv_negatives_and_counts(tmp_path):
+    (tmp_path / "labels.csv").write_text(LABELS)
+    result = bench("pairs", "from-labels", tmp_path / "labels.csv", "-o", tmp_path / "pairs.jsonl", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["counts"] == {"rows": 6, "duplicate_rows": 1, "queries": 2, "queries_without_positive": 1, "positives": 3, "negatives": 1, "documents": 3}
+    pairs = {(p.query, p.positive[:8]): p for p in read_pair_file(tmp_path / "pairs.jsonl")}
+    assert set(pairs) == {("oxalic acid for mites", "Oxalic a"), ("when do colonies swarm", "Colonies"), ("when do colonies swarm", "Feed thi")}  # 0.2 > 0 is a positive
+    assert pairs["oxalic acid for mites", "Oxalic a"].negatives == ["Colonies swarm in spring when the queen leaves."]
+    result = bench("pairs", "from-labels", tmp_path / "labels.csv", "-o", tmp_path / "strict.jsonl", "--min-label", 1, "--json")
+    assert json.loads(result.stdout)["counts"]["positives"] == 2  # 0.2 is now a negative
+
+
+TOPICS = ["varroa", "swarming", "extractor", "wax moth", "syrup", "grafting", "drones", "pollen", "propolis", "nectar", "brood", "smoker"]
+
+
+def test_from_labels_by_id_into_a_corpus_writes_a_graded_goldset(tmp_path):
+    write_jsonl(tmp_path / "corpus.jsonl", [{"_id": f"d{i}", "title": t.title(), "text": f"All about {t}."} for i, t in enumerate(TOPICS)])
+    rows = [{"qid": f"q{i}", "question": t, "doc": f"d{i}", "grade": 1 + i % 2} for i, t in enumerate(TOPICS)]
+    write_jsonl(tmp_path / "labels.jsonl", rows + [{"qid": "q0", "question": "varroa", "doc": "d11", "grade": 0}])
+    args = ["--query-id-column", "qid", "--query-column", "question", "--doc-id-column", "doc", "--label-column", "grade", "--corpus", tmp_path / "corpus.jsonl"]
+    result = bench("pairs", "from-labels", tmp_path / "labels.jsonl", *args, "-o", tmp_path / "p.jsonl", "--goldset-out", tmp_path / "g", "--splits", 2, 1, 1, "--seed", 5)
+    assert result.exit_code == 0, result.output
+    assert "wrote 6 pairs" in result.output and "(train split only: 6 dev/test queries are held out)" in result.output
+    goldset = load_goldset(tmp_path / "g")
+    assert {s: len(goldset.qrels[s]) for s in goldset.splits} == {"train": 6, "dev": 3, "test": 3}
+    assert goldset.queries["q1"] == "swarming" and goldset.corpus["d1"].title == "Swarming"
+    split_of = {q: s for s in goldset.splits for q in goldset.qrels[s]}
+    assert goldset.qrels[split_of["q0"]]["q0"] == {"d0": 1, "d11": 0} and goldset.qrels[split_of["q1"]]["q1"] == {"d1": 2}
+    assert {split_of[p.query_id] for p in read_pair_file(tmp_path / "p.jsonl")} == {"train"}
+    assert bench("check-leakage", tmp_path / "p.jsonl", tmp_path / "g").exit_code == 0  # the pair file never sees dev or test
+
+
+@pytest.mark.parametrize(
+    ("row", "extra", "fragment"),
+    [
+        ({"query": "q", "doc_id": "d1"}, [], "labels.jsonl:1: documents are given by id ('doc_id'); pass the corpus with --corpus"),
+        ({"query": "q", "document": "text", "label": "high"}, [], "labels.jsonl:1: label 'high' is not a number"),
+        ({"question": "q", "document": "text"}, [], "labels.jsonl:1: no query in column 'query'"),
+        ({"query": "q", "label": 1}, [], "labels.jsonl:1: no document"),
+    ],
+)
+def test_from_labels_bad_rows_are_one_line_errors(tmp_path, row, extra, fragment):
+    write_jsonl(tmp_path / "labels.jsonl", [row])
+    result = bench("pairs", "from-labels", tmp_path / "labels.jsonl", "-o", tmp_path / "p.jsonl", *extra)
+    assert result.exit_code == 2 and fragment in result.output
+
+
+def session(query, shown, clicks):
+    return {"query": query, "results": shown, "clicks": [{"doc_id": d, "dwell": s} for d, s in clicks]}
+
+
+def doc(doc_id):
+    return {"doc_id": doc_id, "title": TINY_DOCS[doc_id][0], "text": TINY_DOCS[doc_id][1]}
+
+
+LOG = [
+    session("varroa treatment", [doc("d2"), doc("d3"), doc("d1")], [("d1", 45)]),  # d2, d3 skipped above d1
+    session("Varroa treatment!", [doc("d3"), doc("d1")], [("d3", 5), ("d1", 60)]),  # same query; short click on d3 is no negative
+    session("honey extractor", [doc("d4"), doc("d3")], [("d3", 12)]),  # only a short click: no positive
+    session("wax moth", [doc("d4"), doc("d5")], [("d4", 90), ("d6", 30)]),  # d6 was never shown
+    session("varroa treatment", [doc("d2"), doc("d1")], [("d2", 40)]),  # d2 is a positive after all
+]
+
+
+def test_from_clicks_dwell_skip_above_and_pooled_queries(tmp_path):
+    write_jsonl(tmp_path / "log.jsonl", LOG)
+    result = bench("pairs", "from-clicks", tmp_path / "log.jsonl", "-o", tmp_path / "p.jsonl", "--json")
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)["counts"]
+    assert counts == {
+        "sessions": 5, "clicks": 7, "short_dwell_clicks": 2, "clicks_not_shown": 1, "skipped_above": 2, "judgements_without_text": 0,
+        "queries": 2, "queries_without_positive": 1, "positives": 3, "negatives": 1, "documents": 4,
+    }  # fmt: skip
+    pairs = {(p.query, p.positive_id): p for p in read_pair_file(tmp_path / "p.jsonl")}
+    assert set(pairs) == {("varroa treatment", "d1"), ("varroa treatment", "d2"), ("wax moth", "d4")}
+    assert pairs["varroa treatment", "d1"].negatives == [TINY_DOCS["d3"][0] + " " + TINY_DOCS["d3"][1]]  # d2 turned positive, so only d3
+    result = bench("pairs", "from-clicks", tmp_path / "log.jsonl", "-o", tmp_path / "p.jsonl", "--no-skip-above", "--min-dwell", 10, "--json")
+    counts = json.loads(result.stdout)["counts"]
+    assert (counts["negatives"], counts["short_dwell_clicks"], counts["positives"]) == (0, 1, 4)  # d3 clicked 12 s now counts
+
+
+def test_from_clicks_needs_texts_from_results_or_a_corpus(tmp_path):
+    write_jsonl(tmp_path / "log.jsonl", [session("varroa", ["d2", "d1"], [("d1", 40)]), session("swarm", ["d2"], [("d2", 40)])])
+    result = bench("pairs", "from-clicks", tmp_path / "log.jsonl", "-o", tmp_path / "p.jsonl")
+    assert result.exit_code == 2 and "no pairs: nothing was kept" in result.output and "judgements without text 3" in result.output
+    write_jsonl(tmp_path / "corpus.jsonl", [{"_id": d, "title": t, "text": x} for d, (t, x) in TINY_DOCS.items()])
+    result = bench("pairs", "from-clicks", tmp_path / "log.jsonl", "--corpus", tmp_path / "corpus.jsonl", "-o", tmp_path / "p.jsonl")
+    assert result.exit_code == 0 and "wrote 2 pairs" in result.output
+    write_jsonl(tmp_path / "bad.jsonl", [{"query": "x", "results": ["d1"], "clicks": [{"doc_id": "d1"}]}])
+    result = bench("pairs", "from-clicks", tmp_path / "bad.jsonl", "-o", tmp_path / "p.jsonl")
+    assert result.exit_code == 2 and "bad.jsonl:1: each click needs \"doc_id\" and \"dwell\"" in result.output

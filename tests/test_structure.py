@@ -1,0 +1,152 @@
+"""Document structure: Markdown, reStructuredText and HTML outlines, and `bench pairs from-structure`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import main
+from harness.errors import ConfigError
+from harness.goldset import load_goldset
+from harness.structure import from_structure, parse_file
+from harness.training import read_pair_file
+
+REPO = Path(__file__).resolve().parents[1]
+
+MARKDOWN = """# Beekeeping
+
+A short guide to **keeping bees** through the year, from [spring](#spring) to winter.
+
+## Pests
+
+Pests weaken a colony.
+
+### Varroa mites
+
+Oxalic acid kills `varroa` mites in broodless colonies.
+
+| month | treatment |
+|---|---|
+| December | oxalic acid |
+
+### Wax moth
+
+Freezing frames kills wax moth eggs and larvae.
+
+## Harvest
+
+```
+extract --frames 10
+```
+"""
+
+RST = """Beekeeping
+==========
+
+A short guide to keeping bees through the year.
+
+Pests
+-----
+
+Pests weaken a colony.
+
+Varroa mites
+~~~~~~~~~~~~
+
+Oxalic acid kills varroa mites in broodless colonies.
+
+.. note:: Treat in December.
+
+Harvest
+-------
+
+- spin the frames
+- filter the honey
+"""
+
+HTML = """<html><head><title>Beekeeping</title><style>p {color: red}</style></head><body>
+<nav><a href="/">home</a></nav>
+<p>A short guide to keeping bees through the year.</p>
+<h2>Pests</h2><p>Pests weaken a colony.</p>
+<h3>Varroa mites</h3><p>Oxalic acid kills varroa mites &amp; more in broodless colonies.</p>
+<h2>Harvest</h2><ul><li>spin the frames</li><li>filter the honey</li></ul>
+<script>var x = 1;</script>
+</body></html>
+"""
+
+
+def outline_of(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    outline = parse_file(tmp_path / name)
+    return outline.title, [(s.heading, s.level, s.parent, s.paragraphs) for s in outline.sections]
+
+
+def test_markdown_outline_keeps_text_and_drops_markup(tmp_path):
+    title, sections = outline_of(tmp_path, "bees.md", MARKDOWN)
+    assert title == "Beekeeping"
+    assert sections == [
+        ("Beekeeping", 0, None, ["A short guide to keeping bees through the year, from spring to winter."]),
+        ("Pests", 2, 0, ["Pests weaken a colony."]),
+        ("Varroa mites", 3, 1, ["Oxalic acid kills varroa mites in broodless colonies.", "month\ntreatment\nDecember\noxalic acid"]),
+        ("Wax moth", 3, 1, ["Freezing frames kills wax moth eggs and larvae."]),
+        ("Harvest", 2, 0, ["extract --frames 10"]),
+    ]
+
+
+def test_rst_and_html_outlines_match_the_markdown_shape(tmp_path):
+    title, sections = outline_of(tmp_path, "bees.rst", RST)
+    assert title == "Beekeeping"
+    assert [(h, p) for h, _, p, _ in sections] == [("Beekeeping", None), ("Pests", 0), ("Varroa mites", 1), ("Harvest", 0)]
+    assert sections[2][3] == ["Oxalic acid kills varroa mites in broodless colonies.", "Treat in December."]
+    assert sections[3][3] == ["spin the frames\n\nfilter the honey"]
+    title, sections = outline_of(tmp_path, "bees.html", HTML)
+    assert title == "Beekeeping"
+    assert [(h, p) for h, _, p, _ in sections] == [("Beekeeping", None), ("Pests", 0), ("Varroa mites", 1), ("Harvest", 0)]
+    assert sections[0][3] == ["A short guide to keeping bees through the year."]  # navigation, style and script skipped
+    assert sections[2][3] == ["Oxalic acid kills varroa mites & more in broodless colonies."]
+    assert sections[3][3] == ["spin the frames", "filter the honey"]
+
+
+def test_pairs_heading_body_title_summary_section_subsection(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "bees.md").write_text(MARKDOWN)
+    (tmp_path / "docs" / ".hidden").mkdir()
+    (tmp_path / "docs" / ".hidden" / "skip.md").write_text("# Skip\n\nnever read " * 3)
+    built = from_structure([tmp_path / "docs"], min_words=4)
+    judged = {built.queries[q]: docs for q, docs in built.qrels.items()}
+    assert judged == {
+        "Beekeeping": {"docs/bees.md": 2},  # title <-> the first paragraph's chunk
+        "Pests": {"docs/bees.md#pests": 2, "docs/bees.md#varroa-mites": 1, "docs/bees.md#wax-moth": 1},  # its body, then its subsections
+        "Varroa mites": {"docs/bees.md#varroa-mites": 2},
+        "Wax moth": {"docs/bees.md#wax-moth": 2},
+    }
+    assert built.counts["files"] == 1 and built.counts["short_sections"] == 1  # "Harvest" holds three words of code
+    assert built.corpus["docs/bees.md#pests"].text == "Pests weaken a colony." and built.corpus["docs/bees.md#pests"].title == ""
+
+
+def test_long_sections_are_chunked_with_overlap(tmp_path):
+    words = [f"w{i}" for i in range(25)]
+    (tmp_path / "long.md").write_text("# Long\n\n## Part\n\n" + " ".join(words) + "\n")
+    built = from_structure([tmp_path / "long.md"], chunk_words=10, overlap=2)
+    chunks = [built.corpus[d].text.split() for d in ("long.md#part", "long.md#part:2", "long.md#part:3")]
+    assert chunks == [words[0:10], words[8:18], words[16:25]]
+    assert set(built.qrels[next(q for q, t in built.queries.items() if t == "Part")]) == {"long.md#part", "long.md#part:2", "long.md#part:3"}
+    with pytest.raises(ConfigError, match="overlap .10. must be smaller than the chunk size"):
+        from_structure([tmp_path / "long.md"], chunk_words=10, overlap=10)
+
+
+def test_from_structure_on_this_repositorys_docs(tmp_path):
+    sources = [REPO / "README.md"] + ([REPO / "docs"] if (REPO / "docs").is_dir() else [])
+    result = CliRunner().invoke(main, ["pairs", "from-structure", *map(str, sources), "-o", str(tmp_path / "p.jsonl"), "--goldset-out", str(tmp_path / "g"), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["counts"]["files"] >= 1 and out["counts"]["queries"] >= 8 and out["pairs"] > 0
+    goldset = load_goldset(tmp_path / "g")
+    assert set(goldset.splits) == {"train", "dev", "test"}
+    pairs = read_pair_file(tmp_path / "p.jsonl")
+    assert {p.positive_id.split("#")[0].split("/")[0] for p in pairs} <= {"README.md", "docs"}
+    validate = CliRunner().invoke(main, ["goldset", "validate", str(tmp_path / "g")])
+    assert validate.exit_code == 0 and "ok:" in validate.output
