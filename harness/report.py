@@ -11,8 +11,9 @@ It follows the ladder on one in-domain goldset split, using only records:
 4. the cheapest option that meets the bar, and the pitfalls the evidence shows.
 
 GO: fine-tuning wins by the margin, significantly, with no OOD loss. NO-GO: a cheaper rung is as good
-(the test could have seen the margin and did not, or the gain is real but small), or fine-tuning loses
-out of domain. NOT YET: not enough evidence (fine-tuning not run, or too few queries to tell).
+(the 95% interval of the gain lies below the margin, or the gain is significant but below it), or
+fine-tuning loses out of domain. NOT YET: not enough evidence (fine-tuning not run, or a gain that is
+not significant while its interval still reaches the margin: too few queries to tell).
 Thresholds come from the ladder's ``[decision]`` table (:class:`harness.ladder.Decision`).
 """
 
@@ -36,8 +37,16 @@ _ROUND = re.compile(r"-r(\d+)$")
 
 
 def is_finetuned(record: RunRecord) -> bool:
-    """A fine-tuning round: a ``finetune`` rung, or a rung named ``<job>-r<i>`` as ``bench train`` records them."""
-    return record.rung.kind == "finetune" or bool(_ROUND.search(record.rung.name))
+    """A fine-tuning round: a ``finetune`` rung, a rung named ``<job>-r<i>`` as ``bench train`` records
+    them, or any rung whose model folder holds a tunebench model card (``bench run -m models/.../r0/model``)."""
+    return record.rung.kind == "finetune" or bool(_ROUND.search(record.rung.name)) or bool(model_card(record))
+
+
+def model_card(record: RunRecord) -> dict:
+    """The ``tunebench.json`` card beside the record's model, when the model is a folder still on disk ({} otherwise)."""
+    model = record.details.get("model") or record.rung.config.get("encoder", {}).get("model", "")
+    path = Path(model) / "tunebench.json" if model else None
+    return json.loads(path.read_text()) if path and path.is_file() else {}
 
 
 @dataclass
@@ -130,9 +139,7 @@ def training_facts(record: RunRecord) -> dict:
     FinetuneStage records carry ``details`` (round, model, leakage); ``bench train`` records do not,
     so the model card (``tunebench.json`` beside the model, when it is still on disk) fills in.
     """
-    model = record.details.get("model") or record.rung.config.get("encoder", {}).get("model", "")
-    card_path = Path(model) / "tunebench.json" if model else None
-    card = json.loads(card_path.read_text()) if card_path and card_path.is_file() else {}
+    card = model_card(record)
     config = card.get("config") or record.rung.config.get("train", {})
     round_ = record.details.get("round", card.get("round"))
     if round_ is None and _ROUND.search(record.rung.name):
@@ -170,9 +177,9 @@ def verdict(best: Row | None, ood: list[Row], decision: Decision, cheaper: str) 
         if c.delta >= decision.finetune_margin:
             return "GO", f"{gain}: significant and at least the margin {decision.finetune_margin}"
         return "NO-GO", f"{gain}: {cheaper} is as good or better (the gain is below the margin {decision.finetune_margin})"
-    if c.mdd > decision.finetune_margin or c.delta >= decision.finetune_margin:
-        return "NOT YET", f"{gain}: not significant, and too few queries to tell: with {c.n} queries only differences of {c.mdd:.3f} or more are detectable (margin {decision.finetune_margin})"
-    return "NO-GO", f"{gain}: not significant although {c.n} queries detect {c.mdd:.3f}; {cheaper} is as good"
+    if c.ci_high < decision.finetune_margin:  # the interval already rules out a gain worth having
+        return "NO-GO", f"{gain}: not significant, and the interval excludes a gain of the margin {decision.finetune_margin}; {cheaper} is as good"
+    return "NOT YET", f"{gain}: not significant, and too few queries to tell: with {c.n} queries only differences of {c.mdd:.3f} or more are detectable (margin {decision.finetune_margin})"
 
 
 def pitfalls(panel: Panel, finetuned: list[RunRecord], best: Row | None, decision: Decision) -> list[str]:

@@ -67,8 +67,9 @@ def test_no_go_when_finetuning_loses_out_of_domain():
 
 def test_no_go_when_a_cheaper_rung_is_as_good():
     report = build_report([*cheaper(), finetuned(0.0, 0.002), *ood(0.0)], ladder())
+    assert report.sections[1].table[1][0][5] == "no"  # not significant: the interval decides
     assert report.verdict == "NO-GO"
-    assert "not significant although 60 queries detect" in report.reasons[1] and "bm25 is as good" in report.reasons[1]
+    assert "the interval excludes a gain of the margin 0.01; bm25 is as good" in report.reasons[1]
 
 
 def test_no_go_when_the_gain_is_real_but_below_the_margin():
@@ -153,3 +154,15 @@ def test_bench_report_misuse_is_one_line(views_leaderboard, tmp_path, args, frag
     result = CliRunner().invoke(main, ["report", "-l", str(tmp_path / "ladder.toml"), "--leaderboard", str(views_leaderboard), *args])
     assert result.exit_code == 2 and result.output.startswith("error: ") and fragment in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_model_folder_with_a_tunebench_card_is_a_finetuned_round(tmp_path):
+    model = tmp_path / "models/job/r0/model"
+    model.mkdir(parents=True)
+    (model / "tunebench.json").write_text('{"round": 0, "leakage": 5, "pairs": 12, "config": {"on_leakage": "allow"}}')
+    ran = finetuned(0.05, 0.01, name="dense:model")
+    ran = ran.model_copy(update={"rung": ran.rung.model_copy(update={"config": {"kind": "dense", "encoder": {"model": str(model)}}})})
+    assert is_finetuned(ran)
+    report = build_report([*cheaper(), ran], ladder())
+    assert report.verdict == "GO" and report.sections[1].table[1][0][0] == "dense:model"
+    assert any("dense:model: 5 training pairs overlap the evaluation (on_leakage = allow)" in p for p in report.pitfalls)
