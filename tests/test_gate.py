@@ -11,28 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from click.testing import CliRunner
 
 from conftest import TINY_QUERIES, write_goldset, write_ladder
-from harness.cli import main
 from harness.errors import ConfigError
 from harness.gate import run_gate
 from harness.ladder import Gate, GateRule, load_ladder
 from record_factory import scored_record
+from test_cli import assert_one_line_error, bench
 
 BASE = np.random.default_rng(0).random(200)
-
-
-def bench(*args):
-    return CliRunner().invoke(main, list(args))
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def write(tmp_path, name, values, **kw) -> str:
@@ -144,6 +131,14 @@ def test_a_rung_evaluated_now_is_gated(bow_work, tmp_path):
     result = bench("gate", "worse", "--run", "-b", "baseline", "--baseline-leaderboard", str(tmp_path / "stored"))
     assert result.exit_code == 1, result.output
     assert "regression" in result.output
+
+
+def test_a_model_evaluated_now_is_gated(bow_work, tiny_model):
+    assert bench("run", "-r", "baseline").exit_code == 0
+    result = bench("gate", "--model", str(tiny_model), "-b", "baseline", "--json")
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1 and report["checks"][0]["candidate_rung"] == "dense:st"  # random weights lose to bag of words
+    assert report["checks"][0]["candidate"] < report["checks"][0]["reference"] == 1.0
 
 
 def test_a_goldset_changed_since_the_baseline_stops_the_gate(bow_work, tmp_path):
