@@ -70,14 +70,14 @@ def _candidates(ladder, candidate, model, run_now, goldsets, split, leaderboard_
 def _evaluate_now(ladder, rung_name, model, goldsets, split, leaderboard_dir, cache_dir):
     from harness.api import model_ladder, run_ladder
     from harness.cache import Cache
-    from harness.commands.run_cmd import _fail_if_asked_for_nothing
+    from harness.commands.run_cmd import fail_if_asked_for_nothing
     from harness.records import Leaderboard
 
     if model:
         ladder = model_ladder(ladder, model)
         rung_name = ladder.rungs[0].name
     outcomes = run_ladder(ladder, leaderboard=Leaderboard(leaderboard_dir), cache=Cache(cache_dir), goldsets=goldsets, splits=[split] if split else (), rungs=[rung_name])
-    _fail_if_asked_for_nothing(outcomes, {rung_name})
+    fail_if_asked_for_nothing(outcomes, {rung_name})
     return [o.record for o in outcomes if o.record.rung.name == rung_name and o.action != "skipped"]
 
 

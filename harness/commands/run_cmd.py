@@ -43,14 +43,14 @@ def run(ladder_path, goldsets, splits, rung_names, model, ood, overwrite, cache_
     outcomes = run_ladder(
         ladder, leaderboard=Leaderboard(leaderboard_dir), cache=Cache(cache_dir), goldsets=goldsets, splits=splits, rungs=rung_names, ood=ood, overwrite=overwrite
     )
-    _fail_if_asked_for_nothing(outcomes, {r.name for r in ladder.rungs} if model else set(rung_names))
+    fail_if_asked_for_nothing(outcomes, {r.name for r in ladder.rungs} if model else set(rung_names))
     if as_json:
         click.echo(json.dumps(outcomes_json(outcomes), indent=1))
     else:
         outcomes_table(outcomes, title=f"ladder '{ladder.name}': records in {leaderboard_dir}/records")
 
 
-def _fail_if_asked_for_nothing(outcomes, asked: set[str]) -> None:
+def fail_if_asked_for_nothing(outcomes, asked: set[str]) -> None:
     """A rung named on the command line that could not run at all is an error, not a quiet skip."""
     from harness.errors import RungUnavailable
 
