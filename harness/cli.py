@@ -70,9 +70,10 @@ main.add_command(report_cmd.report)
 main.add_command(goldset_cmd.goldset)
 main.add_command(gate_cmd.gate)
 
-from harness.commands import leakage_cmd, pairs_cmd  # noqa: E402  (training data: builders and the leakage guard)
+from harness.commands import leakage_cmd, pairs_cmd, synthetic_cmd  # noqa: E402  (training data: builders and the leakage guard)
 
 main.add_command(pairs_cmd.pairs)
+pairs_cmd.pairs.add_command(synthetic_cmd.synthetic)
 main.add_command(leakage_cmd.check_leakage)
 
 if __name__ == "__main__":

@@ -119,6 +119,15 @@ def origins(pair: Pair) -> list[str]:
     return [pair.positive_id] if pair.positive_id and pair.source.startswith("synthetic") else []
 
 
+def char_ngram_vectors(texts: Sequence[str]):
+    """Unit-length sparse vectors of word-boundary character 3-5-grams of :func:`normalise`'d text,
+    sublinear counts and no IDF (so one text's vector does not depend on the others): the similarity
+    behind every near-duplicate check (here, and in :mod:`harness.query_filters`)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), preprocessor=normalise, sublinear_tf=True, use_idf=False).fit_transform(texts)
+
+
 def near_duplicates(queries: Sequence[str], candidates: Sequence[str], threshold: float, block: int = 512) -> list[tuple[int, int, float]]:
     """``(query index, candidate index, cosine)`` of each query's closest candidate when at least
     ``threshold``: cosine of character 3-5-gram vectors (word-boundary grams of :func:`normalise`'d
@@ -127,10 +136,8 @@ def near_duplicates(queries: Sequence[str], candidates: Sequence[str], threshold
     sets alike. Compared in blocks of ``block`` queries so memory stays bounded on large sets."""
     if not queries or not candidates:
         return []
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), preprocessor=normalise, sublinear_tf=True, use_idf=False).fit([*queries, *candidates])
-    left, right = vectorizer.transform(queries), vectorizer.transform(candidates).T.tocsc()
+    vectors = char_ngram_vectors([*queries, *candidates])
+    left, right = vectors[: len(queries)], vectors[len(queries) :].T.tocsc()
     out = []
     for start in range(0, len(queries), block):
         sims = (left[start : start + block] @ right).toarray()

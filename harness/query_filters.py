@@ -3,7 +3,7 @@
 In order (cheap first; a dropped query is not looked at again): length in words, copying (the longest
 run of words shared with the passage, found by :class:`difflib.SequenceMatcher`), exact duplicates
 (case, accents and punctuation aside; a paraphrase equal to its original counts), near duplicates
-(cosine of character 3-5-gram TF-IDF vectors, scikit-learn), and round-trip consistency.
+(cosine of character 3-5-gram vectors, as the leakage guard measures it), and round-trip consistency.
 """
 
 from __future__ import annotations
@@ -38,16 +38,16 @@ def longest_copied_run(query: str, passage: str) -> int:
 
 
 def near_duplicates(texts: list[str], threshold: float) -> list[int]:
-    """Indices of texts whose character 3-5-gram TF-IDF cosine (case, accents and punctuation aside) with an
-    earlier kept text is >= ``threshold``: a later copy is dropped, the first of each group kept."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    """Indices of texts whose cosine with an earlier kept text is >= ``threshold``: a later copy is
+    dropped, the first of each group kept. The similarity is the leakage guard's
+    (:func:`harness.leakage.char_ngram_vectors`), so a query kept here is judged the same way there."""
     from sklearn.neighbors import NearestNeighbors
 
-    from harness.leakage import normalise
+    from harness.leakage import char_ngram_vectors
 
     if len(texts) < 2:
         return []
-    vectors = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), preprocessor=normalise).fit_transform(texts)
+    vectors = char_ngram_vectors(texts)
     neighbours = NearestNeighbors(radius=1.0 - threshold + 1e-9, metric="cosine", algorithm="brute").fit(vectors).radius_neighbors(vectors, return_distance=False)
     dropped: set[int] = set()
     for i, near in enumerate(neighbours):

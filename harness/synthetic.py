@@ -12,7 +12,7 @@ chunk of the corpus. Documents judged for evaluation queries can be left out as 
 
 from __future__ import annotations
 
-import hashlib
+import json
 import random
 import re
 from collections import Counter
@@ -24,9 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness import progress
 from harness.cache import Cache
-from harness.errors import ConfigError, GoldsetError
+from harness.errors import ConfigError
 from harness.generation import STYLES, CachedGenerator, GeneratorConfig, build_generator, load_prompts
 from harness.goldset import Document, Goldset
+from harness.leakage import NEAR_DUPLICATE
+from harness.pairs import PairSet, read_corpus, text_id
 from harness.query_filters import Candidate, apply_filters
 from harness.rungs import EncoderConfig
 from harness.training import Pair
@@ -53,7 +55,7 @@ class SyntheticConfig(BaseModel):
     min_words: int = Field(2, ge=1)
     max_words: int = Field(48, ge=1)
     max_copy_words: int = Field(8, ge=2, description="drop a query sharing a run of this many words with its passage")
-    near_duplicate: float = Field(0.9, gt=0, le=1, description="cosine of character 3-5-gram TF-IDF at or above which a later query is dropped")
+    near_duplicate: float = Field(NEAR_DUPLICATE, gt=0, le=1, description="character 3-5-gram cosine (the leakage guard's) at or above which a later query is dropped; 1: exact only")
     round_trip_k: int = Field(10, ge=0, description="keep a query only if a source chunk is in the encoder's top k (0: off)")
     encoder: EncoderConfig = EncoderConfig()
 
@@ -92,16 +94,24 @@ class SyntheticResult:
         out = []
         for c in self.kept:
             origin = list(dict.fromkeys(self.chunks.doc_ids[s] for s in c.sources))
+            qid = text_id("syn-", c.query)
             for s in c.sources:
-                out.append(Pair(c.query, self.chunks.texts[s], source=f"synthetic:{c.style}", query_id=query_id(c.query), positive_id=self.chunks.doc_ids[s], generated_from=origin))
+                out.append(Pair(c.query, self.chunks.texts[s], source=f"synthetic:{c.style}", query_id=qid, positive_id=self.chunks.doc_ids[s], generated_from=origin))
         return out
 
-    def qrels(self) -> dict[str, dict[str, int]]:
-        return {query_id(c.query): {self.chunks.doc_ids[s]: 1 for s in c.sources} for c in self.kept}
+    def pair_set(self) -> PairSet:
+        """The kept queries as pairs and as a goldset over the whole corpus (each query judged 1 for its
+        source documents), with the report's counts."""
+        queries = {text_id("syn-", c.query): c.query for c in self.kept}
+        qrels = {text_id("syn-", c.query): {self.chunks.doc_ids[s]: 1 for s in c.sources} for c in self.kept}
+        return PairSet(self.pairs(), self.corpus, queries, qrels, counts(self.report))
 
 
-def query_id(text: str) -> str:
-    return "syn-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+def counts(report: dict) -> dict:
+    """The report's numbers as one flat table (what ``bench pairs`` prints)."""
+    head = {k: report[k] for k in ("documents", "excluded_documents", "chunks", "prompts")}
+    calls = {"calls_made": report["calls"]["made"], "calls_cached": report["calls"]["cached"], "input_tokens": report["tokens"]["input"], "output_tokens": report["tokens"]["output"]}
+    return head | calls | {"cost_usd": report["cost_usd"], "generated": report["generated"]} | report["dropped"] | {"kept": report["kept"]}
 
 
 def load_source(source: str) -> tuple[dict[str, Document], Goldset | None]:
@@ -109,13 +119,7 @@ def load_source(source: str) -> tuple[dict[str, Document], Goldset | None]:
     path = Path(source)
     corpus_file = path if path.is_file() else path / "corpus.jsonl"
     if corpus_file.is_file() and not (path.is_dir() and (path / "qrels").is_dir()):
-        from harness.beir import Diagnostics, read_jsonl_records
-
-        diag = Diagnostics()
-        records = read_jsonl_records(corpus_file, ("title", "text"), diag, "document")
-        if diag.errors:
-            raise GoldsetError(f"{diag.errors[0]}")
-        return {i: Document(r["title"], r["text"]) for i, r in records.items()}, None
+        return read_corpus(corpus_file), None
     from harness.goldset import resolve_goldset
 
     goldset = resolve_goldset(source)
@@ -223,12 +227,12 @@ class _Planner:
 
 def generate_synthetic(source: str, config: SyntheticConfig, cache: Cache) -> SyntheticResult:
     """Generate, filter and count synthetic queries for the documents of ``source``."""
+    generator = CachedGenerator(build_generator(config.generator), cache)  # first: a missing key stops the run before any work
     corpus, goldset = load_source(source)
     excluded = judged_documents(config.exclude_judged_by)
     chunks = chunk_documents(corpus, config)
     encoder = _ChunkEncoder(config, cache, chunks)
     tasks = _Planner(config, chunks, excluded, encoder.chunk_vectors).tasks(goldset)
-    generator = CachedGenerator(build_generator(config.generator), cache)
     with progress.bar("generating queries") as update:
         answers = generator.generate_all([t.prompt for t in tasks], update)
     candidates = [
@@ -316,3 +320,16 @@ def write_review(result: SyntheticResult, path: Path | str, n: int, seed: int = 
     sample = frame.sample(n=min(n, len(frame)), random_state=seed)
     sample.to_csv(path, index=False)
     return len(sample)
+
+
+def write_sidecars(result: SyntheticResult, output: Path | str, review: int = 0) -> list[str]:
+    """The report beside the pair file (``<output>.report.json``) and, if asked, a review sample
+    (``.review.csv``); returns the paths written."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    written = [output.with_suffix(".report.json")]
+    written[0].write_text(json.dumps(result.report, indent=1) + "\n", encoding="utf-8")
+    if review:
+        written.append(output.with_suffix(".review.csv"))
+        write_review(result, written[-1], review, result.report["settings"]["seed"])
+    return [str(p) for p in written]

@@ -9,6 +9,7 @@ Backoff sleeps are recorded, not slept.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -334,3 +335,60 @@ def test_smollm2_generates_queries_offline(tiny_goldset, bow_backend, tmp_path):
     assert report["generator"]["fingerprint"].startswith("llama-cpp-")
     again = generate_synthetic(str(tiny_goldset), cfg, Cache(tmp_path / "c"))
     assert again.report["calls"] == {"made": 0, "cached": 2} and [c.query for c in again.candidates] == [c.query for c in result.candidates]
+
+
+# --- the command ---------------------------------------------------------------------------------------
+
+
+def bench(*args: str):
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    return CliRunner().invoke(main, list(args))
+
+
+def test_bench_pairs_synthetic_writes_pairs_goldset_report_and_review(llm, tiny_goldset, bow_backend, tmp_path):
+    from harness.goldset import load_goldset
+    from harness.training import read_pair_file
+
+    out = tmp_path / "syn" / "pairs.jsonl"
+    args = ["pairs", "synthetic", str(tiny_goldset), "--base-url", llm.url + "/v1", "--encoder-backend", "bow", "--encoder-model", "bow", "--style", "question", "--style", "keyword",
+            "--per-chunk", "2", "--round-trip-k", "3", "--exclude-judged-by", f"{tiny_goldset}:test", "-o", str(out), "--goldset-out", str(tmp_path / "gs"), "--review", "5", "--splits", "0.5", "0.25", "0.25"]
+    result = bench(*args, "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["counts"]["calls_made"] == 4 and info["counts"]["excluded_documents"] == 4 and len(llm.requests) == 4
+    pairs = read_pair_file(out)
+    assert pairs and all(p.source == "synthetic:question" and p.positive_id in {"d5", "d6"} and p.generated_from == [p.positive_id] for p in pairs)
+    goldset = load_goldset(tmp_path / "gs")
+    assert goldset.splits == ["train", "dev", "test"] and len(goldset.corpus) == 6
+    assert {p.query_id for p in pairs} == set(goldset.split_qrels("train")), "the pair file holds the train split only"
+    report = json.loads(out.with_suffix(".report.json").read_text())
+    assert report["kept"] == info["counts"]["kept"] and report["settings"]["styles"] == ["question", "keyword"]
+    with open(out.with_suffix(".review.csv"), newline="") as f:
+        assert len(list(csv.DictReader(f))) == 5
+    again = bench(*args)
+    assert again.exit_code == 0 and len(llm.requests) == 4 and "calls made" in again.output and "calls cached" in again.output
+
+
+@pytest.mark.parametrize(
+    "extra,fragment",
+    [
+        (["--style", "questions"], "unknown style 'questions'"),
+        (["--exclude-judged-by", "test"], "is not GOLDSET:SPLIT"),
+        (["--generator", "opnai"], "Did you mean 'openai'"),
+        (["--per-chunk", "0"], "per_chunk"),
+    ],
+)
+def test_bench_pairs_synthetic_errors_are_one_line(llm, tiny_goldset, bow_backend, tmp_path, extra, fragment):
+    result = bench("pairs", "synthetic", str(tiny_goldset), "--base-url", llm.url + "/v1", "--encoder-backend", "bow", "-o", str(tmp_path / "p.jsonl"), *extra)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().startswith("error: ") and fragment in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_missing_key_is_one_line_naming_the_variable(tiny_goldset, monkeypatch, tmp_path):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    result = bench("pairs", "synthetic", str(tiny_goldset), "-o", str(tmp_path / "p.jsonl"))
+    assert result.exit_code == 2 and "set OPENAI_API_KEY" in result.output
