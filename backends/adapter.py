@@ -62,7 +62,8 @@ class AdapterOptions(BaseModel):
     epochs: int = Field(3, ge=1)
     # 3, as bench train: longer training memorises the training queries. MiniLM on SciFact (624 leak-free
     # train pairs; base 0.645 nDCG@10 on test): 3 epochs 0.643, 10 epochs 0.628, 30 epochs 0.606.
-    # No early stop: compare a dev split's dense rungs (base and adapter) before trusting more epochs.
+    # With an evaluation split (fit_adapter's eval_split) the best epoch on it is kept, and epoch 0,
+    # the identity, competes: an adapter that does not help on dev is the base model unchanged.
     lr: float = Field(1e-3, gt=0)
     # AdamW at 1e-3: the usual rate for small heads trained from scratch (a transformer's 2e-5 would
     # barely move a freshly initialised map).
@@ -96,6 +97,8 @@ class TrainingData(BaseModel):
     documents: int
     embedding: dict[str, int | float] = Field(description="texts encoded and served from the cache while fitting, billed units")
     leakage: dict[str, int | str] = Field(description="on_leakage policy, and the evaluation queries and judged documents found in training")
+    eval_split: str | None = Field(None, description="split whose nDCG@10 chose the epoch kept (None: the last epoch)")
+    best_epoch: int | None = Field(None, description="the epoch kept, when an eval_split chose it")
 
 
 class AdapterCard(BaseModel):
@@ -219,6 +222,9 @@ class AdapterEncoder:
         self._query_base = self.base if paid else self.base_encoder
         if cache is None and paid:
             log.warning("adapter '%s': no cache given, so its paid base '%s' embeds every text again", self.folder, base.model)
+        if paid:  # the base's bill is the adapter rung's: its price, and the units of every vector it serves
+            self.price_key = getattr(self.base_encoder, "price_key", None)
+            self.encode_with_usage = self._encode_with_usage
         # Both now, so a stale or broken adapter stops a run before any work.
         self._fingerprint = self._adapter_fingerprint()
         self.weights = read_weights(self.folder, self.card)
@@ -247,6 +253,12 @@ class AdapterEncoder:
         h = hashlib.sha256(base.encode())
         h.update((self.folder / WEIGHTS_FILE).read_bytes())
         return "adapter-" + h.hexdigest()[:24]
+
+    def _encode_with_usage(self, texts: Sequence[str], *, input_type: InputType) -> tuple[np.ndarray, float | None]:
+        """:meth:`encode`, and the base's billed units for these texts (bought now or before; None without a cache)."""
+        before = self.base.stats.units if isinstance(self.base, CachedEncoder) else None
+        vectors = self.encode(texts, input_type=input_type)
+        return vectors, None if before is None else self.base.stats.units - before
 
     def encode(self, texts: Sequence[str], *, input_type: InputType) -> np.ndarray:
         """Base vectors for documents; adapted, L2-normalised base vectors for queries."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from backends.adapter import FORMULAS, SCHEMA_VERSION, AdapterCard, AdapterOptions, TrainingData, save_adapter
+from backends.adapter import FORMULAS, SCHEMA_VERSION, AdapterCard, AdapterOptions, TrainingData, read_card, save_adapter
 from harness.cache import Cache, CachedEncoder
 from harness.config import validate
 from harness.errors import ConfigError
@@ -158,13 +158,17 @@ def info_nce(queries, positives, negatives, negative_mask, false_negatives, temp
     return torch.nn.functional.cross_entropy(logits, torch.arange(len(queries)))
 
 
-def train_adapter(pairs: Sequence[tuple[int, int]], doc_vectors: np.ndarray, query_vectors: np.ndarray, **options) -> tuple[Module, list[dict[str, int | float]]]:
+def train_adapter(
+    pairs: Sequence[tuple[int, int]], doc_vectors: np.ndarray, query_vectors: np.ndarray, *, select: Callable[[Module], float] | None = None, **options
+) -> tuple[Module, list[dict[str, int | float]]]:
     """Train a :class:`QueryAdapter` on ``(query row, document row)`` pairs of the given vectors.
 
     ``options`` are :class:`AdapterOptions` fields (``kind``, ``epochs``, ``lr``, ``batch_size``,
     ``temperature``, ``hard_negatives``, ``seed``, ...). The document vectors stay frozen; the same
-    inputs and seed give the same weights on CPU. Returns the adapter (in eval mode) and one
-    ``{"epoch", "loss", "steps"}`` entry per epoch.
+    inputs and seed give the same weights on CPU. ``select(adapter)`` scores the adapter on held-out
+    queries (higher is better) before training and after every epoch, and the best state is kept:
+    epoch 0, the identity, included. Returns the adapter (in eval mode) and one ``{"epoch", "loss",
+    "steps"}`` entry per epoch (with ``"select"``, and an epoch-0 entry, when ``select`` is given).
     """
     import torch
 
@@ -174,13 +178,37 @@ def train_adapter(pairs: Sequence[tuple[int, int]], doc_vectors: np.ndarray, que
     optimizer = torch.optim.AdamW(adapter.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     rng = np.random.default_rng(opts.seed)
     history: list[dict[str, int | float]] = []
-    adapter.train()
+    best = _Best(select)
+    history += [{"epoch": 0, **best.offer(0, adapter)}] if select else []
     with _one_torch_thread():
         for epoch in range(1, opts.epochs + 1):
+            adapter.train()
             losses = [_step(adapter, optimizer, data, batch, opts.temperature) for batch in batches_without_duplicates(data.pairs[:, 1], opts.batch_size, rng)]
-            history.append({"epoch": epoch, "loss": round(float(np.mean(losses)), 6), "steps": len(losses)})
-            log.info("adapter epoch %d/%d: loss %.4f", epoch, opts.epochs, history[-1]["loss"])
-    return adapter.eval(), history
+            history.append({"epoch": epoch, "loss": round(float(np.mean(losses)), 6), "steps": len(losses), **best.offer(epoch, adapter)})
+            log.info("adapter epoch %d/%d: %s", epoch, opts.epochs, history[-1])
+    return best.restore(adapter), history
+
+
+class _Best:
+    """The best adapter state so far by ``select`` (no-op without it); epoch 0 is the untrained identity."""
+
+    def __init__(self, select: Callable[[Module], float] | None):
+        self.select = select
+        self.score, self.state = -np.inf, None
+
+    def offer(self, epoch: int, adapter: Module) -> dict[str, float]:
+        if self.select is None:
+            return {}
+        score = float(self.select(adapter.eval()))
+        if score > self.score:
+            self.score = score
+            self.state = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
+        return {"select": round(score, 6)}
+
+    def restore(self, adapter: Module) -> Module:
+        if self.state is not None:
+            adapter.load_state_dict(self.state)
+        return adapter.eval()
 
 
 @dataclass
@@ -243,7 +271,15 @@ def _tensor(vectors: np.ndarray):
 
 
 def fit_adapter(
-    goldset: Goldset, split: str, base: EncoderConfig | Mapping, cache: Cache, out_dir: Path | str, *, on_leakage: str = "stop", **options
+    goldset: Goldset,
+    split: str,
+    base: EncoderConfig | Mapping,
+    cache: Cache,
+    out_dir: Path | str,
+    *,
+    on_leakage: str = "stop",
+    eval_split: str | None = None,
+    **options,
 ) -> Path:
     """Train an adapter for the ``base`` encoder on ``split`` of ``goldset``; return the folder written.
 
@@ -252,15 +288,19 @@ def fit_adapter(
     evaluation query used as a positive) is handled by ``on_leakage`` as in ``bench train``: "stop"
     (a GoldsetError), "drop" (train without those pairs) or "allow" (counted in the card). Documents
     and queries are embedded through ``cache``: nothing embedded before is embedded or paid for again.
-    ``options`` are :class:`AdapterOptions` fields. The folder holds ``adapter.safetensors`` and
-    ``adapter.json`` (:class:`AdapterCard`); give it as the ``model`` of an ``adapter`` encoder.
+    With ``eval_split`` (such as "dev"; never "test"), the epoch with the best nDCG@10 on it is kept,
+    the untrained identity included. ``options`` are :class:`AdapterOptions` fields. The folder holds
+    ``adapter.safetensors`` and ``adapter.json`` (:class:`AdapterCard`); give it as the ``model`` of
+    an ``adapter`` encoder.
     """
     from harness.retrieval import build_encoder
     from harness.rungs import EncoderConfig
 
     opts = validate(AdapterOptions, options, "adapter options")
-    if split == "test":
-        raise ConfigError("an adapter must never be trained on the test split it is evaluated on; fit it on 'train' (or 'dev')")
+    if "test" in (split, eval_split):
+        raise ConfigError("an adapter must never be trained or selected on the test split it is evaluated on; fit it on 'train', select on 'dev'")
+    if eval_split is not None and eval_split not in goldset.qrels:
+        raise ConfigError(f"goldset '{goldset.name}' has no '{eval_split}' split to choose the adapter's epoch on (splits: {', '.join(goldset.qrels)})")
     pairs, leakage = _training_pairs(goldset, split, on_leakage)
     config = _portable(validate(EncoderConfig, base if isinstance(base, Mapping) else base.model_dump(), "adapter base encoder"))
     encoder = CachedEncoder(build_encoder(config), cache)
@@ -270,16 +310,38 @@ def fit_adapter(
     query_row = {q: i for i, q in enumerate(dict.fromkeys(p.query_id for p in pairs))}
     query_vectors = encoder.encode([goldset.queries[q] for q in query_row], input_type="query")
     rows = [(query_row[p.query_id], doc_row[p.positive_id]) for p in pairs]
-    adapter, history = train_adapter(rows, doc_vectors, query_vectors, **opts.model_dump())
+    select = _selector(goldset, eval_split, encoder, doc_vectors) if eval_split else None
+    adapter, history = train_adapter(rows, doc_vectors, query_vectors, select=select, **opts.model_dump())
     training = TrainingData(
         goldset=goldset.name, split=split, fingerprint=goldset.split_fingerprint(split), queries=len(query_row), pairs=len(rows),
         documents=len(doc_row), embedding=_embedding_counts(docs_stats, encoder.take_stats()), leakage=leakage,
+        eval_split=eval_split, best_epoch=max(history, key=lambda h: h["select"])["epoch"] if select else None,
     )
     card = AdapterCard(
         schema_version=SCHEMA_VERSION, kind=opts.kind, dim=doc_vectors.shape[1], formula=FORMULAS[opts.kind], options=opts,
         base=config.model_dump(mode="json"), base_fingerprint=encoder.fingerprint, training=training, history=history, versions=_versions(),
     )
     return save_adapter(adapter, card, Path(out_dir))
+
+
+def _selector(goldset: Goldset, split: str, encoder: CachedEncoder, doc_vectors: np.ndarray) -> Callable[[Module], float]:
+    """nDCG@10 of an adapter's queries of ``split`` against the frozen document vectors."""
+    import torch
+
+    from harness.metrics import evaluate
+    from harness.search import to_run, top_k_dense
+
+    queries = goldset.split_queries(split)
+    base_vectors = _tensor(encoder.encode(list(queries.values()), input_type="query"))
+    qrels = goldset.split_qrels(split)
+    doc_ids = list(goldset.corpus)
+
+    def select(adapter: Module) -> float:
+        with torch.no_grad():
+            adapted = adapter(base_vectors).numpy()
+        return evaluate(qrels, to_run(list(queries), doc_ids, *top_k_dense(adapted, doc_vectors, 10)), ("ndcg@10",)).mean["ndcg@10"]
+
+    return select
 
 
 def _training_pairs(goldset: Goldset, split: str, on_leakage: str) -> tuple[list, dict[str, int | str]]:
@@ -320,3 +382,11 @@ def _versions() -> dict[str, str]:
 
     return {k: v for k, v in package_versions().items() if k in ("torch", "numpy", "sentence-transformers")}
 
+
+
+class Trainer:
+    """The registry's face of this module (``harness`` reaches backends only through the registry)."""
+
+    options = AdapterOptions
+    fit = staticmethod(fit_adapter)
+    read_card = staticmethod(read_card)

@@ -164,7 +164,31 @@ class FinetuneRung(_Strict):
     top_k: int = Field(100, ge=1)
 
 
-AnyRung = DenseRung | BM25Rung | HybridRung | RerankRung | ChunkedRung | FinetuneRung
+class AdapterRung(_Strict):
+    """A query-side adapter over a frozen encoder (``backends.adapter``): fine-tuning for API embedders
+    whose vendors offer none. Fitted on the in-domain goldset's ``train_split`` with the ``adapter``
+    options (kind, epochs, lr, ...; see ``backends.adapter.AdapterOptions``), the epoch kept chosen on
+    ``eval_split`` when the goldset has it, then evaluated like a dense rung: documents keep the base
+    encoder's (cached, paid-once) vectors, queries are adapted. Out-of-domain companions are scored with
+    the adapter fitted on their in-domain goldset."""
+
+    kind: Literal["adapter"] = "adapter"
+    name: str
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig, description="the frozen base encoder")
+    adapter: dict = Field(default_factory=dict, description="adapter training options")
+    train_split: str = "train"
+    eval_split: str = Field("dev", description="split that picks the epoch (skipped when the goldset lacks it; '' never)")
+    on_leakage: Literal["stop", "drop", "allow"] = "stop"
+    top_k: int = Field(100, ge=1)
+
+    @model_validator(mode="after")
+    def _never_test(self) -> AdapterRung:
+        if "test" in (self.train_split, self.eval_split):
+            raise ValueError(f"rung '{self.name}': an adapter is never fitted or selected on 'test'; use train_split = 'train', eval_split = 'dev'")
+        return self
+
+
+AnyRung = DenseRung | BM25Rung | HybridRung | RerankRung | ChunkedRung | FinetuneRung | AdapterRung
 Rung = Annotated[AnyRung, Field(discriminator="kind")]
 
 

@@ -24,7 +24,7 @@ from harness.goldset import Goldset
 from harness.protocols import Run
 from harness.records import Counts, RunRecord
 from harness.retrieval import ChunkedRetriever, DenseRetriever, build_reranker, build_retriever
-from harness.rungs import AnyRung, FinetuneRung, HybridRung, RerankRung
+from harness.rungs import AdapterRung, AnyRung, FinetuneRung, HybridRung, RerankRung
 from harness.search import break_ties
 
 
@@ -288,8 +288,60 @@ class FinetuneStage:
             yield split, result
 
 
+class AdapterStage:
+    """A query adapter over a frozen encoder, fitted on the in-domain goldset's train split (once, then
+    found on disk by its fingerprint) and evaluated like a dense rung of the ``adapter`` backend."""
+
+    def __init__(self, rung: AdapterRung, cache: Cache):
+        from harness import registry
+        from harness.config import validate
+        from harness.rungs import DenseRung
+
+        self.rung = rung
+        self.cache = cache
+        self.trainer = registry.load("trainer", "adapter")
+        self.options = validate(self.trainer.options, rung.adapter, f"rung '{rung.name}' adapter")
+        self.base_fingerprint = RetrieverStage(DenseRung(name=rung.name, encoder=rung.encoder), cache).fingerprint  # unavailable base: skipped
+        self.fingerprint = None
+
+    def _plan(self, ctx: Context, target: int) -> tuple[Goldset, str | None, Path]:
+        goldset = ctx.goldset(ctx.tuning_target(target))
+        eval_split = self.rung.eval_split if self.rung.eval_split in goldset.qrels else None
+        key = _digest([
+            self.base_fingerprint, goldset.split_fingerprint(self.rung.train_split), eval_split and goldset.split_fingerprint(eval_split),
+            self.options.model_dump(mode="json"), self.rung.on_leakage,
+        ])
+        return goldset, eval_split, ctx.models_root / f"{self.rung.name}-{key}"
+
+    def dependency(self, ctx: Context, target: int, split: str) -> str:
+        return f"adapter-{self._plan(ctx, target)[2].name}"
+
+    def run(self, ctx: Context, target: int, splits: list[str]) -> Iterator[tuple[str, SplitResult | SkipSplit]]:
+        from harness.rungs import DenseRung, EncoderConfig
+
+        goldset, eval_split, folder = self._plan(ctx, target)
+        if not (folder / "adapter.json").is_file():
+            options = self.options.model_dump()
+            self.trainer.fit(goldset, self.rung.train_split, self.rung.encoder, self.cache, folder, on_leakage=self.rung.on_leakage, eval_split=eval_split, **options)
+        card = self.trainer.read_card(folder)
+        inner = RetrieverStage(DenseRung(name=self.rung.name, encoder=EncoderConfig(backend="adapter", model=str(folder)), top_k=self.rung.top_k), self.cache)
+        self.fingerprint = inner.fingerprint
+        details = {
+            "adapter": str(folder), "trained_on": f"{goldset.name}/{self.rung.train_split}", "pairs": card.training.pairs,
+            "eval_split": eval_split, "best_epoch": card.training.best_epoch, "leakage": card.training.leakage, "fit_embedding": card.training.embedding,
+        }
+        seen = {self.rung.train_split, eval_split} if ctx.tuning_target(target) == target else set()
+        for split in [s for s in splits if s in seen]:
+            yield split, SkipSplit(f"the adapter was fitted or selected on '{split}'; scoring that split would be optimistic")
+        for split, result in inner.run(ctx, target, [s for s in splits if s not in seen]):
+            result.details = details
+            yield split, result
+
+
 def build_stage(rung: AnyRung, cache: Cache):
     """The stage for ``rung``; raises :class:`~harness.errors.RungUnavailable` if it cannot run here."""
+    if isinstance(rung, AdapterRung):
+        return AdapterStage(rung, cache)
     if isinstance(rung, FinetuneRung):
         return FinetuneStage(rung, cache)
     if isinstance(rung, HybridRung):

@@ -40,7 +40,7 @@ BASE = {"backend": "bow", "model": "bow"}
 FAST = {"lr": 1e-2, "batch_size": 8, "epochs": 30}
 
 
-def write_synonym_goldset(folder: Path, leak: bool = False) -> Path:
+def write_synonym_goldset(folder: Path, leak: bool = False, n_dev: int = 0) -> Path:
     """Each document holds three concepts' document words; its query, the same concepts' query words.
     Test documents are never a training positive, so the adapter must generalise the word mapping."""
     rng = random.Random(0)
@@ -58,6 +58,8 @@ def write_synonym_goldset(folder: Path, leak: bool = False) -> Path:
     }
     if leak:
         qrels["train"]["q0"][f"d{N_TRAIN}"] = 1
+    if n_dev:  # the last training queries become a dev split
+        qrels["dev"] = {q: qrels["train"].pop(q) for q in list(qrels["train"])[-n_dev:]}
     return write_goldset(folder, docs, queries, qrels)
 
 
@@ -213,8 +215,12 @@ def test_options_are_checked(goldset, tmp_path, adapter_backend):
     cache = Cache(tmp_path / "cache")
     with pytest.raises(ConfigError, match="unknown key 'epoch'. Did you mean 'epochs'"):
         fit_adapter(goldset, "train", BASE, cache, tmp_path / "a", epoch=3)
-    with pytest.raises(ConfigError, match="never be trained on the test split"):
+    with pytest.raises(ConfigError, match="never be trained or selected on the test split"):
         fit_adapter(goldset, "test", BASE, cache, tmp_path / "a")
+    with pytest.raises(ConfigError, match="never be trained or selected on the test split"):
+        fit_adapter(goldset, "train", BASE, cache, tmp_path / "a", eval_split="test")
+    with pytest.raises(ConfigError, match="has no 'dev' split to choose the adapter's epoch on"):
+        fit_adapter(goldset, "train", BASE, cache, tmp_path / "a", eval_split="dev")
     folder = fit_adapter(goldset, "train", BASE, cache, tmp_path / "a", epochs=1)
     with pytest.raises(ConfigError, match="trained on base vectors with query_prompt=''"):
         AdapterEncoder(str(folder), query_prompt="query: ")
@@ -252,3 +258,59 @@ def test_an_adapter_is_a_dense_rung(goldset, tmp_path, adapter_backend):
     assert adapted.status == "ok" and adapted.rung.encoder_fingerprint.startswith("adapter-")
     assert adapted.goldset.split == "test" and adapted.goldset.n_queries == N_TEST and adapted.latency.n == 3
     assert adapted.metrics["ndcg@10"] > records["baseline"].metrics["ndcg@10"] + 0.6
+
+
+def test_the_dev_split_picks_the_epoch(tmp_path, adapter_backend):
+    goldset = load_goldset(write_synonym_goldset(tmp_path / "synonyms", n_dev=16))
+    folder = fit_adapter(goldset, "train", BASE, Cache(tmp_path / "cache"), tmp_path / "a", eval_split="dev", **{**FAST, "epochs": 8})
+    training, history = (lambda card: (card["training"], card["history"]))(json.loads((folder / "adapter.json").read_text()))
+    assert [h["epoch"] for h in history] == list(range(9)) and history[0]["select"] < 0.2  # epoch 0: the untrained identity
+    best = max(history, key=lambda h: h["select"])
+    assert training["eval_split"] == "dev" and training["best_epoch"] == best["epoch"] > 0
+    kept = held_out_scores(goldset, AdapterEncoder(str(folder), cache=Cache(tmp_path / "cache")), split="dev")
+    assert kept["ndcg@10"] == pytest.approx(best["select"], abs=1e-6)  # the weights saved are the epoch chosen
+
+
+def test_an_adapter_that_never_helps_stays_the_identity(goldset):
+    docs = np.eye(8, dtype=np.float32)
+    scores = iter([1.0, 0.5, 0.2])  # held-out score before training, then after each epoch: only worse
+    adapter, history = train_adapter([(i, i) for i in range(8)], docs, docs, select=lambda _: next(scores), epochs=2, batch_size=4)
+    assert [h["select"] for h in history] == [1.0, 0.5, 0.2]
+    assert all(not v.any() for v in adapter.state_dict().values())  # the identity map (zero deviation)
+
+
+ADAPTER_RUNG = """
+[[rungs]]
+name = "adapted"
+kind = "adapter"
+encoder = {{ backend = "{backend}", model = "bow" }}
+adapter = {{ lr = 1e-2, batch_size = 8, epochs = 30 }}
+"""
+
+
+@pytest.mark.parametrize("backend", ["bow", "bow-paid"])
+def test_the_adapter_rung_fits_once_and_scores_like_a_dense_rung(goldset, tmp_path, adapter_backend, backend):
+    path = write_ladder(tmp_path, Path(goldset.source), ADAPTER_RUNG.format(backend=backend))
+    lb, cache = Leaderboard(tmp_path / "lb"), Cache(tmp_path / "cache")
+    records = {o.record.rung.name: o.record for o in run_ladder(load_ladder(path), leaderboard=lb, cache=cache)}
+    adapted = records["adapted"]
+    assert adapted.status == "ok" and adapted.metrics["ndcg@10"] > records["baseline"].metrics["ndcg@10"] + 0.6
+    assert adapted.details["trained_on"] == f"{goldset.name}/train" and adapted.details["pairs"] == N_TRAIN and adapted.details["best_epoch"] is None
+    folder = Path(adapted.details["adapter"])
+    assert folder.parent == (tmp_path / "models").resolve() and adapted.latency.n == 3
+    if backend == "bow-paid":  # the base's bill is the adapter rung's: every document and test query, one unit per word
+        texts = [goldset.document_text(d) for d in goldset.corpus.values()] + list(goldset.split_queries("test").values())
+        assert adapted.cost.usage == {"test:bow units": pytest.approx(sum(len(bow_encoder.WORD.findall(t.lower())) for t in texts))}
+        assert adapted.latency.p50_ms is not None  # each sampled query timed once, when its base vector was bought
+    fitted = (folder / "adapter.safetensors").stat().st_mtime_ns
+    again = {o.record.rung.name: o for o in run_ladder(load_ladder(path), leaderboard=lb, cache=cache, overwrite=True)}
+    assert again["adapted"].record.cost.usage == adapted.cost.usage and again["adapted"].record.cost.api_calls == 0
+    assert (folder / "adapter.safetensors").stat().st_mtime_ns == fitted  # fitted once
+
+
+def test_the_adapter_rung_never_touches_test_and_checks_its_options(goldset, tmp_path, adapter_backend):
+    with pytest.raises(ConfigError, match="never fitted or selected on 'test'"):
+        load_ladder(write_ladder(tmp_path, Path(goldset.source), ADAPTER_RUNG.format(backend="bow") + 'eval_split = "test"\n'))
+    path = write_ladder(tmp_path, Path(goldset.source), ADAPTER_RUNG.format(backend="bow").replace("epochs = 30", "epoch = 30"))
+    with pytest.raises(ConfigError, match="rung 'adapted' adapter: unknown key 'epoch'"):
+        run_ladder(load_ladder(path), leaderboard=Leaderboard(tmp_path / "lb"), cache=Cache(tmp_path / "cache"))
