@@ -70,11 +70,12 @@ main.add_command(report_cmd.report)
 main.add_command(goldset_cmd.goldset)
 main.add_command(gate_cmd.gate)
 
-from harness.commands import leakage_cmd, pairs_cmd, synthetic_cmd  # noqa: E402  (training data: builders and the leakage guard)
+from harness.commands import drift_cmd, leakage_cmd, pairs_cmd, synthetic_cmd  # noqa: E402  (training data: builders and guards)
 
 main.add_command(pairs_cmd.pairs)
 pairs_cmd.pairs.add_command(synthetic_cmd.synthetic)
 main.add_command(leakage_cmd.check_leakage)
+main.add_command(drift_cmd.compare_queries)
 
 if __name__ == "__main__":
     main()
