@@ -4,7 +4,7 @@ Every builder returns a :class:`PairSet`: the (query, positive[, negatives]) pai
 judgements as a BEIR corpus, queries and qrels, and counts of what was kept and why.
 :func:`write_pairs` writes a pair file :func:`harness.training.read_pair_file` reads back;
 :func:`write_goldset` splits the judgements into train/dev/test at the query level, so no query's
-judgements are spread over two splits. Builders: :func:`from_labels` here, :func:`from_clicks` in
+judgements are spread over two splits, and queries sharing a positive document stay together. Builders: :func:`from_labels` here, :func:`from_clicks` in
 :mod:`harness.clicks`, :func:`from_structure` in :mod:`harness.structure`.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,27 +84,49 @@ def write_pairs(path: Path | str, pairs: Iterable[Pair]) -> int:
     return written
 
 
-def split_queries(query_ids: Iterable[str], shares: Mapping[str, float], seed: int) -> dict[str, str]:
-    """Assign each query to one split, ``shares`` of them each (largest remainder), shuffled by ``seed``.
+def split_queries(qrels: Judgements, shares: Mapping[str, float], seed: int) -> dict[str, str]:
+    """Assign each query with a positive to one split, about ``shares`` of the queries each, shuffled
+    by ``seed``. Queries that share a positive document always land in the same split (else a train
+    positive would be a judged test document: leakage); each such group is placed whole, in shuffled
+    order, into the split furthest below its share, and every split with a share gets a group first.
 
-    Written here rather than with scikit-learn's ``train_test_split`` because that splits in two
-    and rounds each cut on its own; this makes any number of splits in one deterministic pass and
-    gives every split with a positive share at least one query."""
-    ids = sorted(query_ids)
+    Written here because scikit-learn's ``GroupShuffleSplit`` cuts in two only; this makes any
+    number of splits in one deterministic pass."""
+    groups = _positive_groups(qrels)
     wanted = {s: w for s, w in shares.items() if w > 0}
-    if len(ids) < len(wanted):
-        raise GoldsetError(f"{len(ids)} queries with a positive cannot fill {len(wanted)} splits ({', '.join(wanted)}); add data or drop a split")
-    total = sum(wanted.values())
-    exact = {s: len(ids) * w / total for s, w in wanted.items()}
-    sizes = {s: max(1, math.floor(x)) for s, x in exact.items()}
-    by_remainder = sorted(wanted, key=lambda s: exact[s] - math.floor(exact[s]), reverse=True)
-    for i in range(len(ids) - sum(sizes.values())):
-        sizes[by_remainder[i % len(by_remainder)]] += 1
-    while sum(sizes.values()) > len(ids):  # the minimum of one query overshot: take from the largest
-        sizes[max(sizes, key=sizes.get)] -= 1
-    order = np.random.default_rng(seed).permutation(len(ids))
-    names = [s for s in wanted for _ in range(sizes[s])]
-    return {ids[i]: names[rank] for rank, i in enumerate(order)}
+    if len(groups) < len(wanted):
+        raise GoldsetError(
+            f"{sum(map(len, groups))} queries with a positive ({len(groups)} group(s) sharing no positive document) cannot fill "
+            f"{len(wanted)} splits ({', '.join(wanted)}); add data or drop a split"
+        )
+    total = sum(map(len, groups))
+    targets = {s: total * w / sum(wanted.values()) for s, w in wanted.items()}
+    filled = dict.fromkeys(wanted, 0)
+    assignment = {}
+    for index in np.random.default_rng(seed).permutation(len(groups)):
+        empty = [s for s in wanted if not filled[s]]
+        split = empty[0] if empty else max(wanted, key=lambda s: targets[s] - filled[s])
+        filled[split] += len(groups[index])
+        assignment |= dict.fromkeys(groups[index], split)
+    return assignment
+
+
+def _positive_groups(qrels: Judgements) -> list[list[str]]:
+    """Queries with a positive, grouped by shared positive documents (connected components of the
+    query-document graph, by scipy), each group sorted and the groups in order of their first query."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    queries = sorted(q for q, docs in qrels.items() if any(g > 0 for g in docs.values()))
+    docs = {d: i for i, d in enumerate(sorted({d for q in queries for d, g in qrels[q].items() if g > 0}))}
+    edges = [(i, len(queries) + docs[d]) for i, q in enumerate(queries) for d, g in qrels[q].items() if g > 0]
+    size = len(queries) + len(docs)
+    graph = coo_matrix(([1] * len(edges), ([a for a, _ in edges], [b for _, b in edges])), shape=(size, size))
+    _, labels = connected_components(graph, directed=False)
+    grouped: dict[int, list[str]] = {}
+    for i, q in enumerate(queries):
+        grouped.setdefault(labels[i], []).append(q)
+    return list(grouped.values())
 
 
 def write_goldset(
@@ -120,9 +141,9 @@ def write_goldset(
     description: str = "",
 ) -> dict[str, str]:
     """Write a BEIR goldset folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv, goldset.toml) with
-    the judged queries split at the query level; return each query's split."""
+    the judged queries split at the query level (:func:`split_queries`); return each query's split."""
     folder = Path(folder)
-    assignment = split_queries([q for q, docs in qrels.items() if any(g > 0 for g in docs.values())], splits, seed)
+    assignment = split_queries(qrels, splits, seed)
     (folder / "qrels").mkdir(parents=True, exist_ok=True)
     _write_jsonl(folder / "corpus.jsonl", ({"_id": d, "title": doc.title, "text": doc.text} for d, doc in corpus.items()))
     _write_jsonl(folder / "queries.jsonl", ({"_id": q, "text": queries[q]} for q in assignment))

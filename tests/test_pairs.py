@@ -38,25 +38,38 @@ def test_pair_file_round_trips_with_ids_and_origins(tmp_path):
     assert (back[2].query, back[2].positive, back[2].query_id, back[2].source) == ("plain", "no ids at all", None, str(tmp_path / "p.jsonl"))
 
 
+def one_positive_each(n: int) -> dict[str, dict[str, int]]:
+    return {f"q{i}": {f"d{i}": 1, "shared-negative": 0} for i in range(n)}
+
+
 def test_split_is_by_query_with_the_shares_asked_and_the_seed():
-    ids = [f"q{i}" for i in range(100)]
-    split = split_queries(ids, {"train": 0.7, "dev": 0.15, "test": 0.15}, seed=1)
+    shares = {"train": 0.7, "dev": 0.15, "test": 0.15}
+    split = split_queries(one_positive_each(100), shares, seed=1)
     assert Counter(split.values()) == {"train": 70, "dev": 15, "test": 15}
-    assert split == split_queries(reversed(ids), {"train": 0.7, "dev": 0.15, "test": 0.15}, seed=1)  # order of input does not matter
-    assert split != split_queries(ids, {"train": 0.7, "dev": 0.15, "test": 0.15}, seed=2)
-    assert Counter(split_queries(ids[:3], {"train": 0.8, "dev": 0.1, "test": 0.1}, seed=0).values()) == {"train": 1, "dev": 1, "test": 1}
-    assert set(split_queries(ids[:5], {"train": 1, "dev": 0, "test": 1}, seed=0).values()) == {"train", "test"}
-    with pytest.raises(GoldsetError, match="2 queries with a positive cannot fill 3 splits"):
-        split_queries(ids[:2], {"train": 0.7, "dev": 0.15, "test": 0.15}, seed=0)
+    assert split == split_queries(dict(reversed(one_positive_each(100).items())), shares, seed=1)  # order of input does not matter
+    assert split != split_queries(one_positive_each(100), shares, seed=2)
+    assert Counter(split_queries(one_positive_each(3), {"train": 0.8, "dev": 0.1, "test": 0.1}, seed=0).values()) == {"train": 1, "dev": 1, "test": 1}
+    assert set(split_queries(one_positive_each(5), {"train": 1, "dev": 0, "test": 1}, seed=0).values()) == {"train", "test"}
+    with pytest.raises(GoldsetError, match=r"2 queries with a positive \(2 group\(s\) sharing no positive document\) cannot fill 3 splits"):
+        split_queries(one_positive_each(2), shares, seed=0)
+
+
+def test_queries_sharing_a_positive_stay_in_one_split():
+    qrels = one_positive_each(40) | {"a": {"d1": 1}, "b": {"d1": 0, "x": 2}, "c": {"x": 1, "d7": 1}}  # a-q1, b-c-q7 by positives
+    for seed in range(10):
+        split = split_queries(qrels, {"train": 0.5, "dev": 0.25, "test": 0.25}, seed=seed)
+        assert split["a"] == split["q1"] and split["b"] == split["c"] == split["q7"]
+        assert len(set(split.values())) == 3
 
 
 def test_written_goldset_validates_and_keeps_each_query_in_one_split(tmp_path):
     corpus = {d: Document(title, text) for d, (title, text) in TINY_DOCS.items()}
+    corpus |= {f"e{i}": Document("", f"extra document {i}") for i in range(20)}
     queries = {f"q{i}": f"question {i}" for i in range(20)}
-    qrels = {q: {f"d{i % 6 + 1}": 2, f"d{(i + 1) % 6 + 1}": 0} for i, q in enumerate(queries)}
+    qrels = {q: {f"e{i}": 2, f"d{i % 6 + 1}": 0} for i, q in enumerate(queries)}
     assignment = write_goldset(tmp_path / "g", corpus, queries, qrels, seed=3, name="bees")
     result = bench("goldset", "validate", tmp_path / "g")
-    assert result.exit_code == 0 and "ok: bees: 6 documents, 20 queries; splits: train (14 queries), dev (3 queries), test (3 queries); 0 warning(s)" in result.output
+    assert result.exit_code == 0 and "ok: bees: 26 documents, 20 queries; splits: train (14 queries), dev (3 queries), test (3 queries); 0 warning(s)" in result.output
     goldset = load_goldset(tmp_path / "g")
     for split in goldset.splits:
         for qid, judged in goldset.qrels[split].items():

@@ -150,3 +150,16 @@ def test_from_structure_on_this_repositorys_docs(tmp_path):
     assert {p.positive_id.split("#")[0].split("/")[0] for p in pairs} <= {"README.md", "docs"}
     validate = CliRunner().invoke(main, ["goldset", "validate", str(tmp_path / "g")])
     assert validate.exit_code == 0 and "ok:" in validate.output
+
+
+def test_structure_goldset_splits_never_leak_into_its_pair_file(tmp_path):
+    (tmp_path / "docs").mkdir()
+    for topic in ("varroa", "swarming", "honey", "wax", "feeding", "queens"):
+        sections = "".join(f"## {topic} {part}\n\nAll about the {part} of {topic} in a working apiary.\n\n### {topic} {part} details\n\nMore on {part} and {topic} for the keen.\n\n" for part in ("basics", "tools", "timing"))
+        (tmp_path / "docs" / f"{topic}.md").write_text(f"# Guide to {topic}\n\nWhy {topic} matters to every beekeeper.\n\n{sections}")
+    out = ["-o", str(tmp_path / "p.jsonl"), "--goldset-out", str(tmp_path / "g"), "--seed", "3"]
+    result = CliRunner().invoke(main, ["pairs", "from-structure", str(tmp_path / "docs"), *out])
+    assert result.exit_code == 0, result.output
+    # each heading's subsection chunk is also its parent's positive: the split keeps them together
+    check = CliRunner().invoke(main, ["check-leakage", str(tmp_path / "p.jsonl"), str(tmp_path / "g")])
+    assert check.exit_code == 0, check.output
