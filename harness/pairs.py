@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from harness.beir import Diagnostics, read_jsonl_records
 from harness.errors import ConfigError, GoldsetError
 from harness.goldset import MANIFEST, Document
-from harness.training import Pair
+from harness.training import Pair, read_jsonl_objects
 
 DEFAULT_SPLITS = {"train": 0.7, "dev": 0.15, "test": 0.15}
 Judgements = dict[str, dict[str, int]]  # query id -> document id -> grade (0: judged not relevant)
@@ -183,18 +183,7 @@ def read_rows(path: Path | str) -> list[tuple[int, dict]]:
     if path.suffix.lower() in (".csv", ".tsv"):
         with path.open(encoding="utf-8", newline="") as f:
             return list(enumerate(csv.DictReader(f, dialect="excel-tab" if path.suffix.lower() == ".tsv" else "excel"), 2))
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{number}: not JSON ({exc.msg}); each line is one JSON object") from exc
-        if not isinstance(row, dict):
-            raise ConfigError(f"{path}:{number}: expected a JSON object")
-        rows.append((number, row))
-    return rows
+    return read_jsonl_objects(path)
 
 
 class LabelColumns(BaseModel):

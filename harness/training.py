@@ -149,13 +149,7 @@ def read_pair_file(path: Path) -> list[Pair]:
     if path.suffix.lower() == ".csv":
         return _read_csv_pairs(path)
     pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{number}: not JSON ({exc.msg}); each line is {{\"query\": ..., \"positive\": ...}}") from exc
+    for number, row in read_jsonl_objects(path, '{"query": ..., "positive": ...}'):
         query, positive = row.get("query", row.get("anchor")), row.get("positive", row.get("text"))
         if not isinstance(query, str) or not isinstance(positive, str) or not query.strip() or not positive.strip():
             raise ConfigError(f"{path}:{number}: needs non-empty string fields \"query\" and \"positive\"")
@@ -164,6 +158,23 @@ def read_pair_file(path: Path) -> list[Pair]:
             raise ConfigError(f"{path}:{number}: \"negatives\" must be a list of strings")
         pairs.append(Pair(query, positive, negatives, **_provenance(row, path, number)))
     return pairs
+
+
+def read_jsonl_objects(path: Path, shape: str = "one JSON object") -> list[tuple[int, dict]]:
+    """``(line number, object)`` for each non-blank line of a JSONL file; errors name the line and say
+    what each line should look like (``shape``)."""
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{number}: not JSON ({exc.msg}); each line is {shape}") from exc
+        if not isinstance(row, dict):
+            raise ConfigError(f"{path}:{number}: not a JSON object; each line is {shape}")
+        rows.append((number, row))
+    return rows
 
 
 def _provenance(row: dict, path: Path, number: int) -> dict:
