@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from conftest import TINY_DOCS
 from harness.cli import main
-from harness.errors import GoldsetError
+from harness.errors import ConfigError, GoldsetError
 from harness.goldset import Document, load_goldset
 from harness.pairs import split_queries, write_goldset, write_pairs
 from harness.training import Pair, read_pair_file
@@ -36,6 +36,15 @@ def test_pair_file_round_trips_with_ids_and_origins(tmp_path):
     back = read_pair_file(tmp_path / "p.jsonl")
     assert back[:2] == pairs[:2]
     assert (back[2].query, back[2].positive, back[2].query_id, back[2].source) == ("plain", "no ids at all", None, str(tmp_path / "p.jsonl"))
+
+
+def test_pair_file_lines_must_be_objects_with_string_ids(tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"query": "q", "positive": "p"}\n["q", "p"]\n')
+    with pytest.raises(ConfigError, match=r"p.jsonl:2: not a JSON object; each line is \{\"query\""):
+        read_pair_file(tmp_path / "p.jsonl")
+    (tmp_path / "p.jsonl").write_text('{"query": "q", "positive": "p", "generated_from": "d1"}\n')
+    with pytest.raises(ConfigError, match=r"p.jsonl:1: \"generated_from\" must be a list of document ids"):
+        read_pair_file(tmp_path / "p.jsonl")
 
 
 def one_positive_each(n: int) -> dict[str, dict[str, int]]:

@@ -102,7 +102,7 @@ def from_labels(labels, corpus, query_column, query_id_column, document_column, 
     emit(built, description=f"labelled pairs from {Path(labels).name}", **out)
 
 
-@pairs.command("from-clicks")
+@pairs.command("from-clicks", short_help="Pairs from a search log: satisfied clicks, skipped results above them.")
 @click.argument("log", type=click.Path(dir_okay=False))
 @corpus_option
 @click.option("--min-dwell", type=click.FloatRange(min=0), default=30.0, show_default=True, help="Seconds on a clicked result for it to count as a positive.")
