@@ -34,7 +34,8 @@ from harness.rungs import EncoderConfig
 from harness.training import Pair
 
 PASSAGE_STYLES = ("keyword", "question", "detailed")
-_BULLET = re.compile(r"^\s*(?:[-*\u2022]+|\d+\s*[.):]|(?:query|question|request)\s*\d*\s*[:.)])\s*", re.IGNORECASE)
+_BULLET = re.compile(r"^\s*(?:[-*\u2022]+|\d+\s*[.):]|(?:q|query|question|request)\s*\d*\s*[:.)])\s*", re.IGNORECASE)
+_ANSWER = re.compile(r"^\s*(?:a|answer)\s*\d*\s*:", re.IGNORECASE)  # small models answer their own questions
 
 
 class SyntheticConfig(BaseModel):
@@ -151,10 +152,13 @@ def chunk_documents(corpus: dict[str, Document], config: SyntheticConfig) -> Chu
 
 
 def parse_queries(text: str, count: int) -> list[str]:
-    """Queries from an answer written one per line: bullets, numbers and quotes stripped, and lines
-    that introduce a list ("Here are three questions:") skipped; at most ``count``."""
+    """Queries from an answer written one per line: bullets, numbers, "Q:" and quotes stripped; lines
+    that introduce a list ("Here are three questions:") or answer a question ("A: ...") skipped; at
+    most ``count``."""
     out = []
     for line in text.splitlines():
+        if _ANSWER.match(line):
+            continue
         query = _BULLET.sub("", line).strip().strip("\"'\u201c\u201d").strip()
         if query and not query.endswith(":"):
             out.append(query)

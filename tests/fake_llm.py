@@ -2,8 +2,7 @@
 
 It is :class:`fake_api.FakeApi` (threaded server, scripted faults, request log, most requests in
 flight) with chat routes. The answer to a prompt is ``respond(prompt)``: by default, numbered
-questions built from the words after the prompt's last ``Passage:`` line, so a test can predict
-them. Token counts are words + 1, as in ``fake_api``.
+questions built from the words of the prompt's last passage, so a test can predict them. Token counts are words + 1, as in ``fake_api``.
 """
 
 from __future__ import annotations
@@ -14,13 +13,15 @@ from collections.abc import Callable
 
 from fake_api import KEY, FakeApi, fake_tokens, words
 
-COUNT = re.compile(r"\b(\d+)\b")
+COUNT = re.compile(r"\bWrite (\d+)\b|\bin (\d+) different ways")
 
 
 def default_respond(prompt: str) -> str:
-    """``count`` numbered questions over the passage's words (the first number in the prompt is the count)."""
-    count = int(COUNT.search(prompt).group(1)) if COUNT.search(prompt) else 3
-    passage = words(prompt.rsplit("Passage", 1)[-1])
+    """``count`` numbered questions (the number after "Write", else 3) over the words of the prompt's
+    last passage (what follows its last "Passage" header, up to the instruction)."""
+    found = COUNT.search(prompt)
+    count = int(found.group(1) or found.group(2)) if found else 3
+    passage = words(prompt.rsplit("Passage", 1)[-1].split(":", 1)[-1].split("\n\n")[0])
     return "Here are the questions:\n" + "\n".join(f"{i + 1}. what about {' '.join(passage[2 * i : 2 * i + 3])}?" for i in range(count))
 
 

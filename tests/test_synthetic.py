@@ -31,7 +31,7 @@ from harness.prices import DEFAULT_PRICES
 from harness.query_filters import Candidate, apply_filters, longest_copied_run, near_duplicates
 from harness.synthetic import SyntheticConfig, generate_synthetic, parse_queries, write_review
 
-PROMPTS = [f"Write 2 questions.\n\nPassage:\nhive {i} stores honey for winter number {i}" for i in range(8)]
+PROMPTS = [f"Passage:\nhive {i} stores honey for winter number {i}\n\nWrite 2 questions." for i in range(8)]
 
 
 @pytest.fixture
@@ -206,8 +206,9 @@ def test_prompt_dir_overrides_one_style_and_templates_are_checked(tmp_path):
 
 
 def test_parse_queries_strips_lists_and_preambles():
-    text = 'Here are three questions:\n1. What kills varroa?\n- "how to feed bees"\nQuestion 3: why swarm\n\n* extra one'
+    text = 'Here are three questions:\n1. What kills varroa?\nA: oxalic acid\n- "how to feed bees"\nQ: why swarm\n\n* extra one'
     assert parse_queries(text, 3) == ["What kills varroa?", "how to feed bees", "why swarm"]
+    assert parse_queries("Question 1: when to split\nAnswer: in May\n2) Queen cells?", 5) == ["when to split", "Queen cells?"]
 
 
 # --- filters on constructed examples -----------------------------------------------------------------
@@ -354,7 +355,7 @@ def test_bench_pairs_synthetic_writes_pairs_goldset_report_and_review(llm, tiny_
 
     out = tmp_path / "syn" / "pairs.jsonl"
     args = ["pairs", "synthetic", str(tiny_goldset), "--base-url", llm.url + "/v1", "--encoder-backend", "bow", "--encoder-model", "bow", "--style", "question", "--style", "keyword",
-            "--per-chunk", "2", "--round-trip-k", "3", "--exclude-judged-by", f"{tiny_goldset}:test", "-o", str(out), "--goldset-out", str(tmp_path / "gs"), "--review", "5", "--splits", "0.5", "0.25", "0.25"]
+            "--per-chunk", "2", "--round-trip-k", "3", "--exclude-judged-by", f"{tiny_goldset}:test", "-o", str(out), "--goldset-out", str(tmp_path / "gs"), "--review", "5", "--splits", "0.5", "0.5", "0"]
     result = bench(*args, "--json")
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
@@ -362,7 +363,7 @@ def test_bench_pairs_synthetic_writes_pairs_goldset_report_and_review(llm, tiny_
     pairs = read_pair_file(out)
     assert pairs and all(p.source == "synthetic:question" and p.positive_id in {"d5", "d6"} and p.generated_from == [p.positive_id] for p in pairs)
     goldset = load_goldset(tmp_path / "gs")
-    assert goldset.splits == ["train", "dev", "test"] and len(goldset.corpus) == 6
+    assert goldset.splits == ["train", "dev"] and len(goldset.corpus) == 6  # d5 and d6 only: one document group per split
     assert {p.query_id for p in pairs} == set(goldset.split_qrels("train")), "the pair file holds the train split only"
     report = json.loads(out.with_suffix(".report.json").read_text())
     assert report["kept"] == info["counts"]["kept"] and report["settings"]["styles"] == ["question", "keyword"]
