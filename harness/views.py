@@ -95,7 +95,8 @@ def _skips(records: list[RunRecord]) -> list[str]:
     return [f"skipped {name}: {reason}" for name, reason in reasons.items()]
 
 
-def _print(renderable, soft_wrap: bool = False) -> None:
+def print_rich(renderable, soft_wrap: bool = False) -> None:
+    """Print a rich table or text to stdout (200 columns when piped, so nothing is cut to a guessed 80)."""
     from rich.console import Console
 
     console = Console()
@@ -108,18 +109,18 @@ def _print_skips(records: list[RunRecord]) -> None:
     from rich.text import Text
 
     for line in _skips(records):
-        _print(Text(line), soft_wrap=True)  # plain text (a reason may contain [brackets]), one line each
+        print_rich(Text(line), soft_wrap=True)  # plain text (a reason may contain [brackets]), one line each
 
 
 def records_table(records: list[RunRecord], title: str) -> None:
-    _print(_table(records, title))
+    print_rich(_table(records, title))
     _print_skips(records)
 
 
 def outcomes_table(outcomes, title: str) -> None:
     labels = {"unchanged": "unchanged", "ran": "new", "skipped": "skipped"}
     records = [o.record for o in outcomes]
-    _print(_table(records, title, [labels[o.action] for o in outcomes]))
+    print_rich(_table(records, title, [labels[o.action] for o in outcomes]))
     _print_skips(records)
 
 

@@ -201,3 +201,14 @@ def views_leaderboard(tmp_path, bow_backend, monkeypatch):
     ladder = load_ladder(write_ladder(tmp_path, goldset, VIEWS_LADDER_EXTRA))
     run_ladder(ladder, leaderboard=Leaderboard(tmp_path / "lb"), cache=Cache(tmp_path / "cache"))
     return tmp_path / "lb"
+
+
+@pytest.fixture
+def sleeps(monkeypatch) -> list[float]:
+    """Backoff delays the HTTP retry loop asked for, recorded instead of waited (modules that test
+    API backends use it for every test: ``pytestmark = pytest.mark.usefixtures("sleeps")``)."""
+    from backends import http_retry
+
+    slept: list[float] = []
+    monkeypatch.setattr(http_retry, "sleep", slept.append)
+    return slept

@@ -28,6 +28,8 @@ from harness import registry
 from harness.cache import Cache, CachedEncoder, CachedReranker
 from harness.errors import ApiError, ConfigError, MissingCredentials
 
+pytestmark = pytest.mark.usefixtures("sleeps")  # backoff delays recorded, not waited
+
 SERVICES = ["cohere", "voyage"]
 KEY_ENV = {"cohere": "COHERE_API_KEY", "voyage": "VOYAGE_API_KEY"}
 EMBED_PATH = {"cohere": "/v2/embed", "voyage": "/v1/embeddings"}
@@ -56,14 +58,6 @@ def api(monkeypatch):
         monkeypatch.setenv(name, KEY)
     with FakeApi() as server:
         yield server
-
-
-@pytest.fixture(autouse=True)
-def sleeps(monkeypatch) -> list[float]:
-    """Backoff delays asked for, instead of waiting them."""
-    slept: list[float] = []
-    monkeypatch.setattr(http_retry, "sleep", slept.append)
-    return slept
 
 
 @pytest.fixture(autouse=True)

@@ -24,13 +24,13 @@ inputs = ["bm25", "baseline"]
 
 def test_shipped_ladders_parse_with_every_rung_kind():
     default = load_ladder(DEFAULT_LADDER)
-    assert {r.kind for r in default.rungs} == {"dense", "bm25", "hybrid", "rerank", "chunked", "finetune"}
+    assert {r.kind for r in default.rungs} == {"dense", "bm25", "hybrid", "rerank", "chunked", "adapter", "finetune"}
     assert [r.name for r in default.rungs][-2:] == ["finetune-r0", "finetune-r1"]
     names = [r.name for r in default.rungs]
     assert names[:2] == ["baseline", "bm25"] and {"voyage-3-large", "cohere-embed-v4", "hybrid+ce", "hybrid+cohere-rerank", "hybrid+voyage-rerank"} <= set(names)
     assert default.price_table()["cohere:embed-v4.0"].per_million_tokens == 0.12
     demo = load_ladder(ROOT / "ladders" / "demo.toml")
-    assert {r.kind for r in demo.rungs} == {"dense", "bm25", "hybrid", "rerank", "chunked", "finetune"}
+    assert {r.kind for r in demo.rungs} == {"dense", "bm25", "hybrid", "rerank", "chunked", "adapter", "finetune"}
 
 
 @pytest.mark.parametrize(
@@ -84,7 +84,7 @@ def test_validate_command_loads_no_model_and_no_sdk():
         "print(sorted(m for m in ('torch', 'sentence_transformers', 'cohere', 'voyageai', 'ranx') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout.splitlines()
-    assert out[0].startswith("0 ") and "ok: ladder 'default', 13 rungs" in out[0]
+    assert out[0].startswith("0 ") and "ok: ladder 'default', 14 rungs" in out[0]
     assert out[-1] == "[]"
 
 

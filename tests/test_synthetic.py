@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from backends import http_retry
 from backends.llm_cohere import CohereGenerator
 from backends.llm_openai import OpenAIChatGenerator
 from conftest import write_goldset
@@ -31,6 +30,8 @@ from harness.prices import DEFAULT_PRICES
 from harness.query_filters import Candidate, apply_filters, longest_copied_run, near_duplicates
 from harness.synthetic import SyntheticConfig, generate_synthetic, parse_queries, write_review
 
+pytestmark = pytest.mark.usefixtures("sleeps")  # backoff delays recorded, not waited
+
 PROMPTS = [f"Passage:\nhive {i} stores honey for winter number {i}\n\nWrite 2 questions." for i in range(8)]
 
 
@@ -42,13 +43,6 @@ def llm(monkeypatch):
     monkeypatch.setenv("COHERE_API_KEY", KEY)
     with FakeLlm() as server:
         yield server
-
-
-@pytest.fixture(autouse=True)
-def sleeps(monkeypatch) -> list[float]:
-    slept: list[float] = []
-    monkeypatch.setattr(http_retry, "sleep", slept.append)
-    return slept
 
 
 def openai(llm: FakeLlm, **options) -> OpenAIChatGenerator:
@@ -165,6 +159,7 @@ import sys
 from backends.llm_openai import OpenAIChatGenerator
 from harness.cache import Cache
 from harness.generation import CachedGenerator
+
 prompts = [f"Write 2 questions.\\n\\nPassage:\\nfrost {i} on the hive roof" for i in range(10)]
 CachedGenerator(OpenAIChatGenerator(concurrency=1, timeout=30), Cache(sys.argv[1])).generate_all(prompts)
 """

@@ -38,7 +38,7 @@ def gate(ctx, candidate, baseline, baseline_leaderboard, model, run_now, ladder_
     """
     from harness.gate import gate_summary, gate_table, load_records, run_gate
     from harness.ladder import resolve_ladder
-    from harness.views import _print
+    from harness.views import print_rich
 
     ladder = resolve_ladder(ladder_path)
     candidates = _candidates(ladder, candidate, model, run_now, goldsets, split, leaderboard_dir, cache_dir)
@@ -48,7 +48,7 @@ def gate(ctx, candidate, baseline, baseline_leaderboard, model, run_now, ladder_
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=1))
     else:
-        _print(gate_table(result, title=f"gate: candidate '{candidates[0].rung.name}' against baseline '{baselines[0].rung.name}'"))
+        print_rich(gate_table(result, title=f"gate: candidate '{candidates[0].rung.name}' against baseline '{baselines[0].rung.name}'"))
         click.echo(gate_summary(result))
     ctx.exit(0 if result.passed else 1)
 
