@@ -37,9 +37,10 @@ _ROUND = re.compile(r"-r(\d+)$")
 
 
 def is_finetuned(record: RunRecord) -> bool:
-    """A fine-tuning round: a ``finetune`` rung, a rung named ``<job>-r<i>`` as ``bench train`` records
-    them, or any rung whose model folder holds a tunebench model card (``bench run -m models/.../r0/model``)."""
-    return record.rung.kind == "finetune" or bool(_ROUND.search(record.rung.name)) or bool(model_card(record))
+    """Trained on the goldset's own data: a ``finetune`` round or an ``adapter`` rung, a rung named
+    ``<job>-r<i>`` as ``bench train`` records them, or any rung whose model folder holds a tunebench model
+    card (``bench run -m models/.../r0/model``)."""
+    return record.rung.kind in ("finetune", "adapter") or bool(_ROUND.search(record.rung.name)) or bool(model_card(record))
 
 
 def model_card(record: RunRecord) -> dict:
@@ -139,6 +140,10 @@ def training_facts(record: RunRecord) -> dict:
     FinetuneStage records carry ``details`` (round, model, leakage); ``bench train`` records do not,
     so the model card (``tunebench.json`` beside the model, when it is still on disk) fills in.
     """
+    if record.rung.kind == "adapter":  # its details hold the adapter card's leakage counts and policy
+        leakage = record.details.get("leakage") or {}
+        found = int(leakage.get("same_queries", 0)) + int(leakage.get("judged_positives", 0))
+        return {"leakage": found, "on_leakage": leakage.get("policy"), "round": None, "pairs": record.details.get("pairs")}
     card = model_card(record)
     config = card.get("config") or record.rung.config.get("train", {})
     round_ = record.details.get("round", card.get("round"))
@@ -207,7 +212,8 @@ def _training_pitfalls(finetuned: list[RunRecord]) -> list[str]:
     for record, fact in zip(finetuned, facts):
         if fact["leakage"] and fact["on_leakage"] != "drop":
             found.append(f"{record.rung.name}: {fact['leakage']} training pairs overlap the evaluation (on_leakage = {fact['on_leakage'] or 'unknown'}): its scores are inflated")
-    if finetuned and not any((f["round"] or 0) >= 1 for f in facts):
+    rounds = [f["round"] for r, f in zip(finetuned, facts) if r.rung.kind != "adapter"]
+    if rounds and not any((r or 0) >= 1 for r in rounds):
         found.append("fine-tuning used only in-batch (easy) negatives: no hard-negative mining round (r1) was recorded")
     return found
 

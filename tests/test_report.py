@@ -166,3 +166,13 @@ def test_a_model_folder_with_a_tunebench_card_is_a_finetuned_round(tmp_path):
     report = build_report([*cheaper(), ran], ladder())
     assert report.verdict == "GO" and report.sections[1].table[1][0][0] == "dense:model"
     assert any("dense:model: 5 training pairs overlap the evaluation (on_leakage = allow)" in p for p in report.pitfalls)
+
+
+def test_an_adapter_rung_counts_as_fine_tuning_with_its_leakage():
+    leaky = {"policy": "allow", "same_queries": 1, "judged_positives": 2}
+    adapter = finetuned(0.05, 0.01, name="voyage+adapter", kind="adapter", details={"leakage": leaky, "pairs": 40})
+    assert is_finetuned(adapter)
+    report = build_report([*cheaper(), adapter, *ood(0.0)], ladder())
+    assert report.verdict == "GO" and "voyage+adapter +0.050 ndcg@10 over bm25" in report.reasons[1]
+    assert any("voyage+adapter: 3 training pairs overlap the evaluation (on_leakage = allow)" in p for p in report.pitfalls)
+    assert not any("in-batch (easy) negatives" in p for p in report.pitfalls)  # an adapter mines its own hard negatives
