@@ -45,7 +45,7 @@ def plan_job(config: TrainConfig, *, models_root: Path, base: Path | None = None
     """Load the data, check it for leakage (raising unless allowed) and fix the output folder."""
     goldset = resolve_goldset(config.goldset, base) if config.goldset else None
     datasets: dict[str, list[Pair]] = {}
-    if goldset:
+    if goldset and config.train_split:
         datasets[f"{goldset.name}/{config.train_split}"] = goldset_pairs(goldset, config.train_split)
     for pair_file in config.pair_files:
         path = Path(pair_file.path)

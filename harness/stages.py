@@ -282,7 +282,7 @@ class FinetuneStage:
         encoder = EncoderConfig(model=str(model_dir), query_prompt=self.config.query_prompt, document_prompt=self.config.document_prompt, max_length=self.config.max_length)
         inner = RetrieverStage(DenseRung(name=self.rung.name, encoder=encoder, top_k=self.rung.top_k), self.cache)
         self.fingerprint = inner.fingerprint
-        details = {"round": self.rung.round, "model": str(model_dir), "trained_on": f"{job.goldset.name}/{job.config.train_split}", "pairs": sum(len(p) for p in job.datasets.values()), "leakage": job.leakage.count}
+        details = {"round": self.rung.round, "model": str(model_dir), "trained_on": ", ".join(job.datasets), "pairs": sum(len(p) for p in job.datasets.values()), "leakage": job.leakage.count}
         for split, result in inner.run(ctx, target, splits):
             result.details = details
             yield split, result

@@ -78,7 +78,7 @@ class TrainConfig(_Strict):
     name: str = "finetune"
     base_model: str = DEFAULT_MODEL
     goldset: str | None = "demo"
-    train_split: str = "train"
+    train_split: str | None = Field("train", description='split whose judgements become pairs; "" for none (pair files only: the goldset evaluates)')
     eval_split: str | None = Field("dev", description='split that picks the best epoch; "" for none (keep the last)')
     ood: list[str] = Field(default_factory=list, description="out-of-domain goldsets to evaluate besides the goldset's own companions")
     pair_files: list[PairFile] = Field(default_factory=list)
@@ -104,10 +104,12 @@ class TrainConfig(_Strict):
     def _has_data(self) -> TrainConfig:
         if self.eval_split == "":
             self.eval_split = None
+        if self.train_split == "":
+            self.train_split = None
         if self.learning_rate is None:
             self.learning_rate = 2e-4 if self.lora else 5e-5  # LoRA's updates start at zero and need a larger step
-        if not self.goldset and not self.pair_files:
-            raise ValueError("give a goldset (its train split becomes pairs) or pair_files")
+        if not (self.goldset and self.train_split) and not self.pair_files:
+            raise ValueError("give a goldset with a train_split (its judgements become pairs) or pair_files")
         if self.eval_split and self.eval_split == "test":
             raise ValueError("the best epoch must not be chosen on the test split; use eval_split = 'dev' (or none)")
         return self

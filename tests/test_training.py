@@ -262,13 +262,15 @@ def test_every_loss_trains_on_multi_task_pair_files(tmp_path, tiny_model, tiny_g
         f'sampling = "round-robin"\nloss = {{ kind = "{loss}", mini_batch_size = 2 }}\n'
         '[[pair_files]]\npath = "qa.jsonl"\n[[pair_files]]\npath = "titles.jsonl"\n[mining]\nrounds = 0\n'
     )
-    if loss in ("triplet", "cosine"):  # the goldset's own pairs have no negatives: train on the files alone
-        config.write_text(config.read_text().replace(f'goldset = "{tiny_goldset}"', 'goldset = ""'))
+    if loss in ("triplet", "cosine"):  # the goldset's own pairs have no negatives: train on the files alone, evaluate on the goldset
+        config.write_text(config.read_text().replace('eval_split = ""', 'eval_split = ""\ntrain_split = ""'))
     result = CliRunner().invoke(main, ["train", str(config), "--models-dir", str(tmp_path / "models"), "--json"])
     assert result.exit_code == 0, result.output
-    card = json.loads((Path(json.loads(result.stdout)["models"][0]) / "tunebench.json").read_text())
+    out = json.loads(result.stdout)
+    card = json.loads((Path(out["models"][0]) / "tunebench.json").read_text())
     assert card["config"]["loss"]["kind"] == loss and card["steps"] > 0
     assert card["pairs"] == (12 if loss in ("triplet", "cosine") else 14)
+    assert {(r["rung"], r["split"]) for r in out["records"]} == {("baseline", "test"), ("multi-r0", "test")}
 
 
 def test_cosine_without_negatives_is_one_clear_error(tmp_path, tiny_model, tiny_goldset):
