@@ -75,7 +75,8 @@ def run_job(job: Job, cache: Cache, up_to_round: int | None = None) -> list[Path
         start = base if r == 0 or config.mining.start_from == "base" else job.model_dir(r - 1)
         data = job.datasets if r == 0 else mine(job, job.model_dir(r - 1), cache)
         log.info("training %s round %d on %d pairs", config.name, r, sum(len(p) for p in data.values()))
-        result = trainer.train(config, data, start_model=start, out_dir=done.parent, evaluate_model=_dev_evaluator(job))
+        round_config = config.model_copy(update={"epochs": config.mining.epochs}) if r and config.mining.epochs else config
+        result = trainer.train(round_config, data, start_model=start, out_dir=done.parent, evaluate_model=_dev_evaluator(job))
         if is_main_process():
             trainer.write_card(result.model_dir, _card(job, r, result, data))
         _barrier()

