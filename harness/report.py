@@ -137,19 +137,15 @@ def ood_rows(panel: Panel, candidate: RunRecord, baseline: RunRecord, metric: st
 def training_facts(record: RunRecord) -> dict:
     """What a fine-tuning round's record and model card say: leakage count and policy, round, pairs.
 
-    FinetuneStage records carry ``details`` (round, model, leakage); ``bench train`` records do not,
+    FinetuneStage and AdapterStage records carry ``details`` (round or adapter, leakage, on_leakage); ``bench train`` records do not,
     so the model card (``tunebench.json`` beside the model, when it is still on disk) fills in.
     """
-    if record.rung.kind == "adapter":  # its details hold the adapter card's leakage counts and policy
-        leakage = record.details.get("leakage") or {}
-        found = int(leakage.get("same_queries", 0)) + int(leakage.get("judged_positives", 0))
-        return {"leakage": found, "on_leakage": leakage.get("policy"), "round": None, "pairs": record.details.get("pairs")}
     card = model_card(record)
     config = card.get("config") or record.rung.config.get("train", {})
     round_ = record.details.get("round", card.get("round"))
     if round_ is None and _ROUND.search(record.rung.name):
         round_ = int(_ROUND.search(record.rung.name).group(1))
-    return {"leakage": record.details.get("leakage", card.get("leakage")), "on_leakage": config.get("on_leakage"), "round": round_, "pairs": record.details.get("pairs", card.get("pairs"))}
+    return {"leakage": record.details.get("leakage", card.get("leakage")), "on_leakage": record.details.get("on_leakage", config.get("on_leakage")), "round": round_, "pairs": record.details.get("pairs", card.get("pairs"))}
 
 
 def query_origin(record: RunRecord) -> str:

@@ -328,7 +328,8 @@ class AdapterStage:
         self.fingerprint = inner.fingerprint
         details = {
             "adapter": str(folder), "trained_on": f"{goldset.name}/{self.rung.train_split}", "pairs": card.training.pairs,
-            "eval_split": eval_split, "best_epoch": card.training.best_epoch, "leakage": card.training.leakage, "fit_embedding": card.training.embedding,
+            "eval_split": eval_split, "best_epoch": card.training.best_epoch, "fit_embedding": card.training.embedding,
+            "leakage": card.training.leakage["same_queries"] + card.training.leakage["judged_positives"], "on_leakage": self.rung.on_leakage,
         }
         seen = {self.rung.train_split, eval_split} if ctx.tuning_target(target) == target else set()
         for split in [s for s in splits if s in seen]:

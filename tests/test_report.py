@@ -169,8 +169,7 @@ def test_a_model_folder_with_a_tunebench_card_is_a_finetuned_round(tmp_path):
 
 
 def test_an_adapter_rung_counts_as_fine_tuning_with_its_leakage():
-    leaky = {"policy": "allow", "same_queries": 1, "judged_positives": 2}
-    adapter = finetuned(0.05, 0.01, name="voyage+adapter", kind="adapter", details={"leakage": leaky, "pairs": 40})
+    adapter = finetuned(0.05, 0.01, name="voyage+adapter", kind="adapter", details={"leakage": 3, "on_leakage": "allow", "pairs": 40})
     assert is_finetuned(adapter)
     report = build_report([*cheaper(), adapter, *ood(0.0)], ladder())
     assert report.verdict == "GO" and "voyage+adapter +0.050 ndcg@10 over bm25" in report.reasons[1]
