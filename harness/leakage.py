@@ -17,6 +17,8 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from harness.errors import GoldsetError
 from harness.goldset import Goldset
 from harness.training import Pair
@@ -129,8 +131,8 @@ def char_ngram_vectors(texts: Sequence[str]):
 
 
 def near_duplicates(queries: Sequence[str], candidates: Sequence[str], threshold: float, block: int = 512) -> list[tuple[int, int, float]]:
-    """``(query index, candidate index, cosine)`` of each query's closest candidate when at least
-    ``threshold``: cosine of character 3-5-gram vectors (word-boundary grams of :func:`normalise`'d
+    """``(query index, candidate index, cosine)`` of every pair at or above ``threshold`` (every one, not
+    only each query's closest: a train set without them is then free of near duplicates): cosine of character 3-5-gram vectors (word-boundary grams of :func:`normalise`'d
     text, sublinear counts), robust to rewording, typos and inflection. No IDF weighting, so a pair's
     score does not depend on the other queries in the sets and one threshold fits small and large
     sets alike. Compared in blocks of ``block`` queries so memory stays bounded on large sets."""
@@ -141,8 +143,8 @@ def near_duplicates(queries: Sequence[str], candidates: Sequence[str], threshold
     out = []
     for start in range(0, len(queries), block):
         sims = (left[start : start + block] @ right).toarray()
-        best = sims.argmax(axis=1)
-        out += [(start + i, int(j), float(sims[i, j])) for i, j in enumerate(best) if sims[i, j] >= threshold]
+        rows, cols = np.nonzero(sims >= threshold)
+        out += [(start + int(i), int(j), float(sims[i, j])) for i, j in zip(rows, cols)]
     return out
 
 

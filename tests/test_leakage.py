@@ -59,6 +59,15 @@ def test_near_duplicate_threshold():
     assert near_duplicates(["grafting larvae into queen cups"], ["feeding sugar syrup in autumn"], 0.3) == []
 
 
+def test_dropping_near_duplicates_leaves_none(goldset):
+    """An evaluation query nearly repeated by two train queries: both are found, so the pairs left
+    after dropping are clean on a second check (the closest alone would leave the other behind)."""
+    twins = [Pair("Why did my queens swarm in the spring?", "A hive."), Pair("why did my queen swarm in the spring", "A hive."), *CLEAN]
+    found = leakage(twins, goldset, ["test"])
+    assert {e.train for e in found.evidence if e.kind == "near_queries"} >= {twins[0].query, twins[1].query}
+    assert leakage(without_leaks(twins, goldset, found), goldset, ["test"]).count == 0
+
+
 def test_check_leakage_cli_lists_every_kind_and_exits_1(tmp_path, goldset):
     write_pairs(tmp_path / "pairs.jsonl", [*CLEAN, *PLANTED.values()])
     result = CliRunner().invoke(main, ["check-leakage", str(tmp_path / "pairs.jsonl"), str(tmp_path / "g")])
