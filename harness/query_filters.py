@@ -1,7 +1,9 @@
 """Filters for generated queries, each dropping a query with a reason the report counts.
 
 In order (cheap first; a dropped query is not looked at again): length in words, copying (the longest
-run of words shared with the passage, found by :class:`difflib.SequenceMatcher`), exact duplicates
+run of words shared with the passage, found by :class:`difflib.SequenceMatcher`), pointing at the
+passage ("What is the main finding of the passage?", "according to the text": small models write
+these, and no searcher types them, since they have no passage in front of them), exact duplicates
 (case, accents and punctuation aside; a paraphrase equal to its original counts), near duplicates
 (cosine of character 3-5-gram vectors, as the leakage guard measures it), and round-trip consistency.
 """
@@ -13,6 +15,11 @@ import re
 from dataclasses import dataclass
 
 WORD = re.compile(r"\w+")
+PASSAGE_REFERENCE = re.compile(
+    r"\b(?:(?:the|this|that|above|given|following)\s+(?:passage|text|excerpt|paragraph|article|abstract)|(?:next|last|previous|above)\s+question)\b",
+    re.IGNORECASE,
+)
+REASONS = ("too_short", "too_long", "copies_passage", "refers_to_passage", "exact_duplicate", "near_duplicate", "round_trip")
 
 
 @dataclass
@@ -70,6 +77,8 @@ def apply_filters(candidates: list[Candidate], config, round_trip=None) -> None:
     _drop(candidates, "too_short", lambda c: len(words(c.query)) < config.min_words)
     _drop(candidates, "too_long", lambda c: len(words(c.query)) > config.max_words)
     _drop(candidates, "copies_passage", lambda c: longest_copied_run(c.query, c.passage) >= config.max_copy_words)
+    if not config.passage_references:
+        _drop(candidates, "refers_to_passage", lambda c: PASSAGE_REFERENCE.search(c.query) is not None)
     seen = {normalise(c.original) for c in candidates if c.original}
     for c in candidates:
         if c.reason is None:

@@ -29,13 +29,14 @@ from harness.generation import STYLES, CachedGenerator, GeneratorConfig, build_g
 from harness.goldset import Document, Goldset
 from harness.leakage import NEAR_DUPLICATE
 from harness.pairs import PairSet, read_corpus, text_id
-from harness.query_filters import Candidate, apply_filters
+from harness.query_filters import REASONS, Candidate, apply_filters
 from harness.rungs import EncoderConfig
 from harness.training import Pair
 
 PASSAGE_STYLES = ("keyword", "question", "detailed")
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]+|\d+\s*[.):]|(?:q|query|question|request)\s*\d*\s*[:.)])\s*", re.IGNORECASE)
 _ANSWER = re.compile(r"^\s*(?:a|answer)\s*\d*\s*:", re.IGNORECASE)  # small models answer their own questions
+_NEXT_QUESTION = re.compile(r"(?<=\?)\s+(?=\w)")  # small models run questions together on one line
 
 
 class SyntheticConfig(BaseModel):
@@ -56,6 +57,7 @@ class SyntheticConfig(BaseModel):
     min_words: int = Field(2, ge=1)
     max_words: int = Field(48, ge=1)
     max_copy_words: int = Field(8, ge=2, description="drop a query sharing a run of this many words with its passage")
+    passage_references: bool = Field(False, description="keep queries that point at their passage ('according to the text', 'this study'), which no searcher would type")
     near_duplicate: float = Field(NEAR_DUPLICATE, gt=0, le=1, description="character 3-5-gram cosine (the leakage guard's) at or above which a later query is dropped; 1: exact only")
     round_trip_k: int = Field(10, ge=0, description="keep a query only if a source chunk is in the encoder's top k (0: off)")
     encoder: EncoderConfig = EncoderConfig()
@@ -153,15 +155,16 @@ def chunk_documents(corpus: dict[str, Document], config: SyntheticConfig) -> Chu
 
 def parse_queries(text: str, count: int) -> list[str]:
     """Queries from an answer written one per line: bullets, numbers, "Q:" and quotes stripped; lines
-    that introduce a list ("Here are three questions:") or answer a question ("A: ...") skipped; at
-    most ``count``."""
+    that introduce a list ("Here are three questions:") or answer a question ("A: ...") skipped;
+    several questions run together on one line split at each "? "; at most ``count``."""
     out = []
     for line in text.splitlines():
         if _ANSWER.match(line):
             continue
-        query = _BULLET.sub("", line).strip().strip("\"'\u201c\u201d").strip()
-        if query and not query.endswith(":"):
-            out.append(query)
+        for part in _NEXT_QUESTION.split(line):
+            query = _BULLET.sub("", part).strip().strip("\"'\u201c\u201d").strip()
+            if query and not query.endswith(":"):
+                out.append(query)
     return out[:count]
 
 
@@ -306,7 +309,7 @@ def _report(source: str, config: SyntheticConfig, result: SyntheticResult, tasks
         "generation_seconds": round(stats.seconds, 3),
         "queries_per_second": round(len(result.candidates) / stats.seconds, 3) if stats.seconds else None,
         "generated": len(result.candidates),
-        "dropped": {r: reasons.get(r, 0) for r in ("too_short", "too_long", "copies_passage", "exact_duplicate", "near_duplicate", "round_trip")},
+        "dropped": {r: reasons.get(r, 0) for r in REASONS},
         "kept": reasons.get(None, 0),
         "by_style": by_style,
         "pairs": sum(len(c.sources) for c in result.kept),

@@ -204,6 +204,7 @@ def test_parse_queries_strips_lists_and_preambles():
     text = 'Here are three questions:\n1. What kills varroa?\nA: oxalic acid\n- "how to feed bees"\nQ: why swarm\n\n* extra one'
     assert parse_queries(text, 3) == ["What kills varroa?", "how to feed bees", "why swarm"]
     assert parse_queries("Question 1: when to split\nAnswer: in May\n2) Queen cells?", 5) == ["when to split", "Queen cells?"]
+    assert parse_queries("What is a nuc? How big is one? why 5 frames?", 5) == ["What is a nuc?", "How big is one?", "why 5 frames?"]
 
 
 # --- filters on constructed examples -----------------------------------------------------------------
@@ -224,9 +225,17 @@ def test_length_copy_and_duplicate_filters():
         "when should i treat the varroa mites with oxalic acid",  # near duplicate
         " ".join(["why"] * 50),  # too long
         "does winter treatment work without brood",  # kept
+        "What is the main finding of the passage?",  # points at its passage
+        "According to the text, when do mites die?",  # points at its passage
+        "what does the next question ask",  # points at the prompt
+        "which text editor for hive records",  # kept: 'text' alone is no reference
     )
     apply_filters(found, SyntheticConfig(round_trip_k=0, max_copy_words=8))
-    assert [c.reason for c in found] == ["too_short", None, "copies_passage", "exact_duplicate", "near_duplicate", "too_long", None]
+    refs = ["refers_to_passage"] * 3
+    assert [c.reason for c in found] == ["too_short", None, "copies_passage", "exact_duplicate", "near_duplicate", "too_long", None, *refs, None]
+    kept_refs = candidates("What is the main finding of the passage?")
+    apply_filters(kept_refs, SyntheticConfig(round_trip_k=0, passage_references=True))
+    assert kept_refs[0].reason is None
     assert longest_copied_run(found[2].query, PASSAGE) == 10
 
 

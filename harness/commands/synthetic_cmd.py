@@ -28,12 +28,13 @@ from harness.commands.pairs_cmd import emit, output_options
 @click.option("--min-words", type=int, default=2, show_default=True)
 @click.option("--max-words", type=int, default=48, show_default=True)
 @click.option("--max-copy-words", type=int, default=8, show_default=True, help="Drop a query sharing a run of this many words with its passage.")
+@click.option("--passage-references", is_flag=True, help="Keep queries that point at their passage ('of the passage', 'the above text'); dropped by default.")
 @click.option("--near-duplicate", type=float, default=None, help="Character 3-5-gram cosine at which a later query is a near duplicate (default: the leakage guard's, 0.85; 1: exact only).")
 @click.option("--review", type=click.IntRange(min=0), default=0, help="Write a CSV sample of N queries (kept and dropped, with reasons) beside the pair file (.review.csv).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache folder (default: $TUNEBENCH_CACHE or ~/.cache/tunebench).")
 @output_options
 def synthetic(source, backend, model, base_url, api_key_env, temperature, max_tokens, concurrency, styles, per_chunk, prompt_dir, exclude_judged_by, max_chunks,
-              chunk_words, round_trip_k, encoder_backend, encoder_model, min_words, max_words, max_copy_words, near_duplicate, review, cache_dir, **out):
+              chunk_words, round_trip_k, encoder_backend, encoder_model, min_words, max_words, max_copy_words, passage_references, near_duplicate, review, cache_dir, **out):
     """Queries written by an LLM for the chunks of SOURCE (a corpus.jsonl, or a goldset), filtered, as pairs.
 
     The report (calls, tokens, cost, what each filter dropped) is written beside the pair file
@@ -48,7 +49,7 @@ def synthetic(source, backend, model, base_url, api_key_env, temperature, max_to
     generator = {"backend": backend, "model": model, "base_url": base_url, "api_key_env": api_key_env, "temperature": temperature, "max_tokens": max_tokens, "concurrency": concurrency}
     encoder = {"backend": encoder_backend} | ({"model": encoder_model} if encoder_model else {})
     settings = dict(generator=generator, styles=list(styles), per_chunk=per_chunk, prompt_dir=prompt_dir, exclude_judged_by=list(exclude_judged_by), max_chunks=max_chunks, chunk_words=chunk_words,
-                    round_trip_k=round_trip_k, encoder=encoder, min_words=min_words, max_words=max_words, max_copy_words=max_copy_words, near_duplicate=near_duplicate, seed=out["seed"])
+                    round_trip_k=round_trip_k, encoder=encoder, min_words=min_words, max_words=max_words, max_copy_words=max_copy_words, passage_references=passage_references, near_duplicate=near_duplicate, seed=out["seed"])
     config = validate(SyntheticConfig, {k: v for k, v in settings.items() if v is not None}, "options", ConfigError)
     result = generate_synthetic(source, config, Cache(cache_dir))
     written = write_sidecars(result, out["output"], review)
