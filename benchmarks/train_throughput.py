@@ -96,7 +96,7 @@ def main() -> None:
             results[contender].append(json.loads(line))
             print(line, file=sys.stderr)
     median = {c: {k: statistics.median(r[k] for r in rows) for k in ("pairs_per_s", "peak_mb", "seconds")} for c, rows in results.items()}
-    print(f"| contender | steps | median s | pairs/s | peak MB | vs plain |\n|---|---:|---:|---:|---:|---|")
+    print("| contender | steps | median s | pairs/s | peak MB | vs plain |\n|---|---:|---:|---:|---:|---|")
     for c in CONTENDERS:
         m = median[c]
         ratio = f"{m['pairs_per_s'] / median['plain']['pairs_per_s']:.3f}x throughput, {m['peak_mb'] / median['plain']['peak_mb']:.3f}x memory"
