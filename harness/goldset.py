@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,6 +42,9 @@ class Manifest(BaseModel):
     splits: list[str] | None = Field(None, description="splits to load; default: every qrels/*.tsv")
     eval_splits: list[str] = Field(["test"], description="splits `bench run` evaluates by default")
     ood: list[str] = Field([], description="out-of-domain companion goldsets (paths relative to this folder, or names)")
+    query_origin: Literal["", "human", "synthetic", "structure"] = Field(
+        "", description="who wrote the queries: human (users' searches, annotators), synthetic (an LLM), structure (headings and titles); '' unknown"
+    )
     ignore_identical_ids: bool = Field(
         False, description="drop a retrieved document whose id equals the query id (BEIR's default; needed for e.g. ArguAna, Quora)"
     )

@@ -139,9 +139,12 @@ def write_goldset(
     seed: int = 42,
     name: str | None = None,
     description: str = "",
+    query_origin: str = "",
 ) -> dict[str, str]:
     """Write a BEIR goldset folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv, goldset.toml) with
-    the judged queries split at the query level (:func:`split_queries`); return each query's split."""
+    the judged queries split at the query level (:func:`split_queries`); return each query's split.
+    ``query_origin`` (the manifest's: human, synthetic, structure) tells the go/no-go report who wrote
+    the queries it is judged on."""
     folder = Path(folder)
     assignment = split_queries(qrels, splits, seed)
     (folder / "qrels").mkdir(parents=True, exist_ok=True)
@@ -153,6 +156,7 @@ def write_goldset(
         (folder / "qrels" / f"{split}.tsv").write_text("\n".join(["query-id\tcorpus-id\tscore", *rows]) + "\n", encoding="utf-8")
     eval_splits = ["test"] if "test" in names else names[-1:]
     manifest = [f"name = {json.dumps(name or folder.name)}", f"description = {json.dumps(description)}", f"splits = {json.dumps(names)}", f"eval_splits = {json.dumps(eval_splits)}"]
+    manifest += [f"query_origin = {json.dumps(query_origin)}"] if query_origin else []
     (folder / MANIFEST).write_text("\n".join(manifest) + "\n", encoding="utf-8")
     return assignment
 

@@ -148,17 +148,17 @@ def training_facts(record: RunRecord) -> dict:
     return {"leakage": record.details.get("leakage", card.get("leakage")), "on_leakage": record.details.get("on_leakage", config.get("on_leakage")), "round": round_, "pairs": record.details.get("pairs", card.get("pairs"))}
 
 
-def query_origin(record: RunRecord) -> str:
-    """Where the evaluation queries came from ("" if nothing records it).
+ORIGINS = {"synthetic": "written by an LLM", "structure": "headings and titles taken from the documents"}
 
-    Hook: goldset manifests do not yet say whether queries were written by people or generated (issue 5's
-    generators should record it); when a manifest carries ``query_origin``, this reads it.
-    """
+
+def query_origin(record: RunRecord) -> str:
+    """Who wrote the evaluation queries, as the goldset manifest's ``query_origin`` says (``bench pairs``
+    writes it: human for labels and click logs, synthetic, structure); "" when nothing records it."""
     from harness.goldset import read_manifest
 
     folder = Path(record.goldset.source)
     manifest = read_manifest(folder) if (folder / "goldset.toml").is_file() else None
-    return str(getattr(manifest, "query_origin", "") or "")
+    return manifest.query_origin if manifest else ""
 
 
 # ---- the decision ----------------------------------------------------------------------------------
@@ -191,7 +191,7 @@ def pitfalls(panel: Panel, finetuned: list[RunRecord], best: Row | None, decisio
         found.append("no out-of-domain set: a fine-tuned model's losses outside this domain cannot be seen (add ood = [...] to the goldset manifest)")
     origin = query_origin(first)
     if origin and origin != "human":
-        found.append(f"the evaluation queries are {origin}, not written by users: scores may flatter a model trained on the same generator")
+        found.append(f"the evaluation queries are {ORIGINS[origin]}, not written by users: scores may flatter a model trained on the same kind of queries")
     elif not origin:
         found.append("where the evaluation queries came from is not recorded (people or a generator); synthetic-only evaluation cannot be ruled out")
     if first.goldset.n_queries < decision.min_queries:

@@ -123,6 +123,7 @@ def test_from_labels_by_id_into_a_corpus_writes_a_graded_goldset(tmp_path):
     assert "wrote 6 pairs" in result.output and "(train split only: 6 dev/test queries are held out)" in result.output
     goldset = load_goldset(tmp_path / "g")
     assert {s: len(goldset.qrels[s]) for s in goldset.splits} == {"train": 6, "dev": 3, "test": 3}
+    assert goldset.manifest.query_origin == "human"
     assert goldset.queries["q1"] == "swarming" and goldset.corpus["d1"].title == "Swarming"
     split_of = {q: s for s in goldset.splits for q in goldset.qrels[s]}
     assert goldset.qrels[split_of["q0"]]["q0"] == {"d0": 1, "d11": 0} and goldset.qrels[split_of["q1"]]["q1"] == {"d1": 2}

@@ -110,6 +110,15 @@ def test_pitfalls_leakage_easy_negatives_and_small_goldsets():
     assert not any("easy" in p for p in mined.pitfalls)
 
 
+@pytest.mark.parametrize(("origin", "fragment"), [("synthetic", "the evaluation queries are written by an LLM"), ("structure", "headings and titles"), ("human", None)])
+def test_pitfall_names_who_wrote_the_evaluation_queries(tmp_path, origin, fragment):
+    (tmp_path / "goldset.toml").write_text(f'query_origin = "{origin}"\n')
+    records = [r.model_copy(update={"goldset": r.goldset.model_copy(update={"source": str(tmp_path)})}) for r in [*cheaper(), finetuned(0.05, 0.01)]]
+    pitfalls = "\n".join(build_report(records, ladder()).pitfalls)
+    assert "where the evaluation queries came from is not recorded" not in pitfalls
+    assert (fragment in pitfalls) if fragment else "the evaluation queries are" not in pitfalls
+
+
 def test_holm_corrects_over_the_rounds_compared():
     one = build_report([*cheaper(), finetuned(0.01, 0.03)], ladder())
     two = build_report([*cheaper(), finetuned(0.01, 0.03), finetuned(0.0, 0.03, name="ft-r2")], ladder())

@@ -145,7 +145,7 @@ def test_from_structure_on_this_repositorys_docs(tmp_path):
     out = json.loads(result.stdout)
     assert out["counts"]["files"] >= 1 and out["counts"]["queries"] >= 8 and out["pairs"] > 0
     goldset = load_goldset(tmp_path / "g")
-    assert set(goldset.splits) == {"train", "dev", "test"}
+    assert set(goldset.splits) == {"train", "dev", "test"} and goldset.manifest.query_origin == "structure"
     pairs = read_pair_file(tmp_path / "p.jsonl")
     assert {p.positive_id.split("#")[0].split("/")[0] for p in pairs} <= {"README.md", "docs"}
     validate = CliRunner().invoke(main, ["goldset", "validate", str(tmp_path / "g")])

@@ -368,6 +368,7 @@ def test_bench_pairs_synthetic_writes_pairs_goldset_report_and_review(llm, tiny_
     assert pairs and all(p.source == "synthetic:question" and p.positive_id in {"d5", "d6"} and p.generated_from == [p.positive_id] for p in pairs)
     goldset = load_goldset(tmp_path / "gs")
     assert goldset.splits == ["train", "dev"] and len(goldset.corpus) == 6  # d5 and d6 only: one document group per split
+    assert goldset.manifest.query_origin == "synthetic"  # the go/no-go report warns when judged on these
     assert {p.query_id for p in pairs} == set(goldset.split_qrels("train")), "the pair file holds the train split only"
     report = json.loads(out.with_suffix(".report.json").read_text())
     assert report["kept"] == info["counts"]["kept"] and report["settings"]["styles"] == ["question", "keyword"]

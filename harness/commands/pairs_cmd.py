@@ -43,7 +43,7 @@ def output_options(command):
     return command
 
 
-def emit(built, *, output, goldset_out, seed, splits, as_json, description: str) -> None:
+def emit(built, *, output, goldset_out, seed, splits, as_json, description: str, query_origin: str) -> None:
     """Write a :class:`~harness.pairs.PairSet` as a pair file (and a goldset) and report its counts."""
     from harness.errors import ConfigError
     from harness.pairs import write_goldset, write_pairs
@@ -55,7 +55,7 @@ def emit(built, *, output, goldset_out, seed, splits, as_json, description: str)
         raise ConfigError("--splits: at least one share must be above 0")
     pairs, held_out, sizes = built.pairs, 0, {}
     if goldset_out:
-        assignment = write_goldset(goldset_out, built.corpus, built.queries, built.qrels, splits=shares, seed=seed, description=description)
+        assignment = write_goldset(goldset_out, built.corpus, built.queries, built.qrels, splits=shares, seed=seed, description=description, query_origin=query_origin)
         sizes = {s: sum(1 for v in assignment.values() if v == s) for s in shares if s in assignment.values()}
         pairs = [p for p in built.pairs if assignment.get(p.query_id) == "train"]
         held_out = len(assignment) - sizes.get("train", 0)
@@ -99,7 +99,7 @@ def from_labels(labels, corpus, query_column, query_id_column, document_column, 
 
     columns = LabelColumns(query=query_column, query_id=query_id_column, document=document_column, doc_id=doc_id_column, label=label_column)
     built = from_labels(labels, corpus=read_corpus(corpus) if corpus else None, columns=columns, min_label=min_label)
-    emit(built, description=f"labelled pairs from {Path(labels).name}", **out)
+    emit(built, description=f"labelled pairs from {Path(labels).name}", query_origin="human", **out)
 
 
 @pairs.command("from-clicks", short_help="Pairs from a search log: satisfied clicks, skipped results above them.")
@@ -121,7 +121,7 @@ def from_clicks(log, corpus, min_dwell, skip_above, **out):
     from harness.pairs import read_corpus
 
     built = from_clicks(log, corpus=read_corpus(corpus) if corpus else None, min_dwell=min_dwell, skip_above=skip_above)
-    emit(built, description=f"click pairs from {Path(log).name} (dwell >= {min_dwell:g} s)", **out)
+    emit(built, description=f"click pairs from {Path(log).name} (dwell >= {min_dwell:g} s)", query_origin="human", **out)
 
 
 @pairs.command("from-structure")
@@ -136,4 +136,4 @@ def from_structure(paths, chunk_words, overlap, min_words, **out):
     from harness.structure import from_structure
 
     built = from_structure(paths, chunk_words=chunk_words, overlap=overlap, min_words=min_words)
-    emit(built, description=f"pairs from the structure of {', '.join(Path(p).name for p in paths)}", **out)
+    emit(built, description=f"pairs from the structure of {', '.join(Path(p).name for p in paths)}", query_origin="structure", **out)

@@ -54,5 +54,5 @@ def synthetic(source, backend, model, base_url, api_key_env, temperature, max_to
     result = generate_synthetic(source, config, Cache(cache_dir))
     written = write_sidecars(result, out["output"], review)
     model_name = result.report["generator"]["model"]
-    emit(result.pair_set(), description=f"synthetic queries by {model_name} from {source}", **out)
+    emit(result.pair_set(), description=f"synthetic queries by {model_name} from {source}", query_origin="synthetic", **out)
     click.echo("wrote " + ", ".join(written), err=True)
