@@ -23,10 +23,11 @@ from harness.protocols import Generation, Generator
 
 PROMPT_DIR = Path(__file__).resolve().parent / "prompts"
 STYLES = ("keyword", "question", "detailed", "multihop", "paraphrase")
+PASSAGE_FIELDS = {"passage", "count"}  # one chunk per prompt: the packaged keyword, question, detailed and any user style
 PLACEHOLDERS = {
-    "keyword": {"passage", "count"},
-    "question": {"passage", "count"},
-    "detailed": {"passage", "count"},
+    "keyword": PASSAGE_FIELDS,
+    "question": PASSAGE_FIELDS,
+    "detailed": PASSAGE_FIELDS,
     "multihop": {"passage_a", "passage_b", "count"},
     "paraphrase": {"query", "passage", "count"},
 }
@@ -56,16 +57,19 @@ def load_prompts(styles: Sequence[str], prompt_dir: Path | str | None = None) ->
     """The prompt template of each style: ``<prompt_dir>/<style>.txt`` where it exists, else the packaged one.
 
     Templates use ``str.format`` fields (``{passage}``, ``{count}``; multihop ``{passage_a}``,
-    ``{passage_b}``; paraphrase ``{query}``); literal braces are doubled. A template missing a field
-    it needs, or naming one that does not exist, is an error naming the file.
+    ``{passage_b}``; paraphrase ``{query}``); literal braces are doubled. A style that is not packaged
+    is a template of its own in ``prompt_dir`` (``claim.txt`` makes the style ``claim``), written per
+    chunk like ``question`` (``{passage}``, ``{count}``): queries shaped like a team's real ones. A
+    template missing a field it needs, or naming one that does not exist, is an error naming the file.
     """
     out = {}
     for style in styles:
-        if style not in STYLES:
-            raise ConfigError(f"unknown style '{style}' (choices: {', '.join(STYLES)})")
         path = Path(prompt_dir) / f"{style}.txt" if prompt_dir else None
+        if style not in STYLES and not (path and path.is_file()):
+            where = f" and {path} does not exist" if path else "; put your own as <style>.txt in a --prompt-dir"
+            raise ConfigError(f"unknown style '{style}' (packaged: {', '.join(STYLES)}{where})")
         path = path if path and path.is_file() else PROMPT_DIR / f"{style}.txt"
-        out[style] = _checked_template(path, PLACEHOLDERS[style])
+        out[style] = _checked_template(path, PLACEHOLDERS.get(style, PASSAGE_FIELDS))
     return out
 
 

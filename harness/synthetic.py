@@ -33,7 +33,7 @@ from harness.query_filters import REASONS, Candidate, apply_filters
 from harness.rungs import EncoderConfig
 from harness.training import Pair
 
-PASSAGE_STYLES = ("keyword", "question", "detailed")
+PAIRED_STYLES = ("multihop", "paraphrase")  # every other style is written from one chunk
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]+|\d+\s*[.):]|(?:q|query|question|request)\s*\d*\s*[:.)])\s*", re.IGNORECASE)
 _ANSWER = re.compile(r"^\s*(?:a|answer)\s*\d*\s*:", re.IGNORECASE)  # small models answer their own questions
 _NEXT_QUESTION = re.compile(r"(?<=\?)\s+(?=\w)")  # small models run questions together on one line
@@ -45,7 +45,7 @@ class SyntheticConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     generator: GeneratorConfig = GeneratorConfig()
-    styles: list[str] = Field(["question"], min_length=1, description=f"any of {', '.join(STYLES)}")
+    styles: list[str] = Field(["question"], min_length=1, description=f"any of {', '.join(STYLES)}, or <style>.txt in prompt_dir")
     per_chunk: int = Field(3, ge=1, le=20, description="queries asked for per prompt")
     prompt_dir: str | None = Field(None, description="folder of <style>.txt templates overriding the packaged ones")
     chunk_words: int = Field(256, ge=16, description="documents are cut into windows of this many words")
@@ -186,7 +186,7 @@ class _Planner:
 
     def tasks(self, goldset: Goldset | None) -> list[Task]:
         chosen = self.sample(self.allowed)
-        out = [self._passage_task(style, i) for style in self.config.styles if style in PASSAGE_STYLES for i in chosen]
+        out = [self._passage_task(style, i) for style in self.config.styles if style not in PAIRED_STYLES for i in chosen]
         if "multihop" in self.config.styles:
             out += self._multihop(chosen)
         if "paraphrase" in self.config.styles:

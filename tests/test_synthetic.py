@@ -276,6 +276,17 @@ def test_styles_counts_and_report(llm, tiny_goldset, bow_backend, tmp_path):
     assert again.report["calls"] == {"made": 0, "cached": 12} and again.report["cost_usd"] == report["cost_usd"] and len(llm.requests) == 12
 
 
+def test_a_style_of_the_users_own_is_a_prompt_file(llm, tiny_goldset, bow_backend, tmp_path):
+    """--prompt-dir with claim.txt adds a 'claim' style, written per chunk like the packaged ones."""
+    (tmp_path / "claim.txt").write_text("State {count} claims this passage supports or refutes:\n{passage}")
+    llm.respond = lambda prompt: "Oxalic acid kills mites in winter." if prompt.startswith("State 2 claims") else "What kills mites?"
+    result = generate_synthetic(str(tiny_goldset), config(llm, styles=["claim", "question"], per_chunk=2, round_trip_k=0, prompt_dir=str(tmp_path)), Cache(tmp_path / "c"))
+    assert result.report["by_style"]["claim"]["prompts"] == result.report["by_style"]["question"]["prompts"] == 6
+    assert {p.source for p in result.pairs()} == {"synthetic:claim", "synthetic:question"}
+    with pytest.raises(ConfigError, match="unknown style 'claims'.*claims.txt does not exist"):
+        load_prompts(["claims"], tmp_path)
+
+
 def test_round_trip_drops_a_query_its_chunk_does_not_answer(llm, tiny_goldset, bow_backend, tmp_path):
     llm.respond = lambda prompt: "oxalic acid varroa mites winter\nwax moth larvae stored comb freezing" if "Oxalic" in prompt else "nothing"
     result = generate_synthetic(str(tiny_goldset), config(llm, round_trip_k=1), Cache(tmp_path / "c"))
