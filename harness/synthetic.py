@@ -181,8 +181,11 @@ class _Planner:
         self.rng = random.Random(config.seed)
 
     def sample(self, items: list) -> list:
+        """A seeded sample of ``max_chunks`` items (chunk indices or paraphrase tasks), in their order."""
         limit = self.config.max_chunks
-        return items if limit is None or len(items) <= limit else sorted(self.rng.sample(items, limit))
+        if limit is None or len(items) <= limit:
+            return items
+        return [items[i] for i in sorted(self.rng.sample(range(len(items)), limit))]
 
     def tasks(self, goldset: Goldset | None) -> list[Task]:
         chosen = self.sample(self.allowed)

@@ -323,6 +323,16 @@ def test_max_chunks_samples_with_the_seed(llm, tmp_path, bow_backend):
     assert again.report["calls"]["made"] == 0
 
 
+def test_max_chunks_samples_paraphrased_queries_too(llm, tmp_path, bow_backend):
+    docs = {f"d{i}": (f"Doc {i}", f"bees collect nectar number {i} from flowers in field {i}") for i in range(8)}
+    queries = {f"q{i}": f"where do bees find nectar {i}" for i in range(8)}
+    folder = write_goldset(tmp_path / "g", docs=docs, queries=queries, qrels={"train": {f"q{i}": {f"d{i}": 1} for i in range(8)}})
+    result = generate_synthetic(str(folder), config(llm, styles=["paraphrase"], max_chunks=3, seed=1, round_trip_k=0), Cache(tmp_path / "c"))
+    assert result.report["by_style"]["paraphrase"]["prompts"] == 3
+    originals = [c.original for c in result.candidates]
+    assert originals == sorted(originals, key=lambda q: int(q.split()[-1])), "sampled queries keep the goldset's order"
+
+
 def test_review_csv_samples_kept_and_dropped_with_reasons(llm, tiny_goldset, bow_backend, tmp_path):
     result = generate_synthetic(str(tiny_goldset), config(llm, styles=["question", "keyword"], round_trip_k=0), Cache(tmp_path / "c"))
     write_review(result, tmp_path / "review.csv", 10, seed=1)
