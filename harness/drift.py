@@ -19,6 +19,9 @@ from harness.errors import ConfigError
 from harness.leakage import normalise
 
 WARN_AUC = 0.8
+WARN_KS = 0.3  # with p < WARN_P: SciFact claims against SmolLM2's paraphrases (median 12 vs 17 words) give 0.38
+WARN_P = 0.01
+WARN_MIX = 0.5  # total variation distance between question-word mixes: half the queries open differently
 WH_WORDS = ("what", "how", "why", "which", "who", "when", "where")
 YES_NO = ("is", "are", "does", "do", "can", "could", "should", "will", "would", "was", "were", "did", "has", "have")
 
@@ -136,6 +139,19 @@ def drift_warnings(report: dict, warn_auc: float = WARN_AUC) -> list[str]:
             "and A is real, a model that improves on a synthetic eval may fail in production; evaluate on real queries before deciding"
         )
     lengths = report["length_words"]
-    if lengths["ks_statistic"] > 0.5:
-        out.append(f"query lengths differ a lot (median {lengths['a']['median']:g} words in A, {lengths['b']['median']:g} in B; KS {lengths['ks_statistic']:.2f})")
+    if lengths["ks_statistic"] > WARN_KS and lengths["ks_pvalue"] < WARN_P:
+        a, b = lengths["a"], lengths["b"]
+        out.append(
+            f"query lengths differ (median {a['median']:g} words in A, {b['median']:g} in B; p90 {a['p90']:g} and {b['p90']:g}; "
+            f"KS {lengths['ks_statistic']:.2f}, p = {lengths['ks_pvalue']:.2g}): a model tuned on one length may not serve the other"
+        )
+    mix_a, mix_b = (report["question_words"][side] for side in ("a", "b"))
+    kinds = [k for k in mix_a if k != "ends_with_?"]
+    distance = sum(abs(mix_a[k] - mix_b[k]) for k in kinds) / 2
+    if distance > WARN_MIX:
+        top = {side: max(kinds, key=mix.get) for side, mix in (("a", mix_a), ("b", mix_b))}
+        out.append(
+            f"the queries open differently: {mix_a[top['a']]:.0%} of A's start '{top['a']}', {mix_b[top['b']]:.0%} of B's start '{top['b']}' "
+            f"('other' is neither a question word nor a yes/no verb: a keyword query or a statement); {distance:.0%} of B would have to change to match A"
+        )
     return out

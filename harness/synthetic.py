@@ -34,7 +34,7 @@ from harness.rungs import EncoderConfig
 from harness.training import Pair
 
 PAIRED_STYLES = ("multihop", "paraphrase")  # every other style is written from one chunk
-_BULLET = re.compile(r"^\s*(?:[-*\u2022]+|\d+\s*[.):]|(?:q|query|question|request)\s*\d*\s*[:.)])\s*", re.IGNORECASE)
+_BULLET = re.compile(r"^\s*(?:[-*\u2022]+|\d+\s*[.):]|(?:q|query|question|request|rewrite|rewritten query|paraphrase)\s*\d*\s*[:.)])\s*", re.IGNORECASE)
 _ANSWER = re.compile(r"^\s*(?:a|answer)\s*\d*\s*:", re.IGNORECASE)  # small models answer their own questions
 _NEXT_QUESTION = re.compile(r"(?<=\?)\s+(?=\w)")  # small models run questions together on one line
 

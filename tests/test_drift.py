@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from conftest import write_goldset
 from harness.cli import main
-from harness.drift import question_mix, read_queries, vocabulary
+from harness.drift import drift_warnings, question_mix, read_queries, vocabulary
 from harness.pairs import write_pairs
 from harness.training import Pair
 
@@ -63,6 +63,8 @@ def test_keywords_against_questions_are_far_apart_and_warned(tmp_path, bow_backe
     assert report["length_words"]["ks_statistic"] == 1.0 and report["vocabulary"]["b_tokens_seen_in_a"] < 0.1
     assert report["question_words"]["a"]["other"] == 1.0 and report["question_words"]["b"]["ends_with_?"] == 1.0
     assert any("a model that improves on a synthetic eval may fail in production" in w for w in report["warnings"])
+    assert any(w.startswith("query lengths differ") for w in report["warnings"])
+    assert any(w.startswith("the queries open differently: 100% of A's start 'other'") for w in report["warnings"])
     text = compare(tmp_path, keyword_queries(80, 1), question_queries(80, 2))
     assert "warning: the two query sets are easy to tell apart" in text.output and "classifier AUC (A vs B, 80 + 80 queries)" in text.output
 
@@ -75,6 +77,20 @@ def test_two_halves_of_one_set_look_alike(tmp_path, bow_backend):
     assert 0.35 < report["classifier_auc"] < 0.65 and report["warnings"] == []
     assert report["vocabulary"]["b_tokens_seen_in_a"] > 0.99
     assert "the two sets look alike on every measure" in compare(tmp_path, queries[::2], queries[1::2]).output
+
+
+def test_lengths_alone_are_warned_when_the_classifier_sees_no_difference():
+    """SmolLM2's paraphrases of SciFact claims: the classifier cannot tell them apart (AUC 0.52), but
+    they run longer (median 17 words against 12), which alone deserves a warning."""
+    report = {
+        "classifier_auc": 0.52,
+        "length_words": {"a": {"mean": 12.3, "median": 12.0, "p90": 19.0}, "b": {"mean": 19.4, "median": 17.0, "p90": 36.0}, "ks_statistic": 0.38, "ks_pvalue": 8.4e-09},
+        "question_words": {"a": {"what": 0.0, "other": 1.0, "ends_with_?": 0.0}, "b": {"what": 0.01, "other": 0.99, "ends_with_?": 0.04}},
+    }
+    warnings = drift_warnings(report)
+    assert len(warnings) == 1 and warnings[0].startswith("query lengths differ (median 12 words in A, 17 in B; p90 19 and 36; KS 0.38")
+    report["length_words"]["ks_pvalue"] = 0.2  # a large KS on few queries is not evidence
+    assert drift_warnings(report) == []
 
 
 def test_too_few_queries_is_one_line(tmp_path, bow_backend):

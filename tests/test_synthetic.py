@@ -205,6 +205,7 @@ def test_parse_queries_strips_lists_and_preambles():
     assert parse_queries(text, 3) == ["What kills varroa?", "how to feed bees", "why swarm"]
     assert parse_queries("Question 1: when to split\nAnswer: in May\n2) Queen cells?", 5) == ["when to split", "Queen cells?"]
     assert parse_queries("What is a nuc? How big is one? why 5 frames?", 5) == ["What is a nuc?", "How big is one?", "why 5 frames?"]
+    assert parse_queries("Rewrite: feeding bees in winter\nRewritten query 2: winter feeding", 5) == ["feeding bees in winter", "winter feeding"]
 
 
 # --- filters on constructed examples -----------------------------------------------------------------

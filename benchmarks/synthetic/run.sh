@@ -32,8 +32,12 @@ n = len(read_pair_file(work / "pairs_rt.jsonl"))
 random.Random(0).shuffle(clean)
 write_pairs(work / "pairs_real.jsonl", clean[:n])
 PY
-# 3. Drift: real train queries against the synthetic ones.
+# 3. Drift: real train queries against the synthetic ones, and against paraphrases of 300 real train
+#    queries (the paraphrase style; their documents are not test-judged either).
 bench compare-queries "$data:train" "$work/pairs_rt.jsonl" --json > "$work/drift.json"
+bench pairs synthetic "$data" --generator local --model smollm2 --temperature 0.2 --max-tokens 128 --style paraphrase --per-chunk 3 \
+  --exclude-judged-by "$data:test" --max-chunks 300 --cache-dir benchmarks/_work/syncache --review 40 -o "$work/pairs_para.jsonl" --json > "$work/pairs_para.json"
+bench compare-queries "$data:train" "$work/pairs_para.jsonl" --json > "$work/drift_para.json"
 # 4. Fine-tune on each (round 0) and evaluate on SciFact's real test queries.
 for config in real_all real_leaky_same_size syn_roundtrip syn_no_roundtrip real_same_size; do
   bench train "benchmarks/synthetic/$config.toml" --leaderboard "$work/leaderboard" --cache-dir benchmarks/_work/cache --json > "$work/$config.json"
