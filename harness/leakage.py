@@ -132,10 +132,10 @@ def char_ngram_vectors(texts: Sequence[str]):
 
 def near_duplicates(queries: Sequence[str], candidates: Sequence[str], threshold: float, block: int = 512) -> list[tuple[int, int, float]]:
     """``(query index, candidate index, cosine)`` of every pair at or above ``threshold`` (every one, not
-    only each query's closest: a train set without them is then free of near duplicates): cosine of character 3-5-gram vectors (word-boundary grams of :func:`normalise`'d
-    text, sublinear counts), robust to rewording, typos and inflection. No IDF weighting, so a pair's
-    score does not depend on the other queries in the sets and one threshold fits small and large
-    sets alike. Compared in blocks of ``block`` queries so memory stays bounded on large sets."""
+    only each query's closest, so a train set without them is free of near duplicates): cosine of
+    character 3-5-gram vectors (word-boundary grams of :func:`normalise`'d text, sublinear counts),
+    robust to rewording, typos and inflection. No IDF weighting, so a pair's score does not depend on
+    the other queries in the sets and one threshold fits small and large sets alike. Compared in blocks of ``block`` queries so memory stays bounded on large sets."""
     if not queries or not candidates:
         return []
     vectors = char_ngram_vectors([*queries, *candidates])

@@ -137,8 +137,9 @@ def ood_rows(panel: Panel, candidate: RunRecord, baseline: RunRecord, metric: st
 def training_facts(record: RunRecord) -> dict:
     """What a fine-tuning round's record and model card say: leakage count and policy, round, pairs.
 
-    FinetuneStage and AdapterStage records carry ``details`` (round or adapter, leakage, on_leakage); ``bench train`` records do not,
-    so the model card (``tunebench.json`` beside the model, when it is still on disk) fills in.
+    FinetuneStage and AdapterStage records carry ``details`` (round or adapter, leakage, on_leakage);
+    ``bench train`` records do not, so the model card (``tunebench.json`` beside the model, when it is
+    still on disk) fills in.
     """
     card = model_card(record)
     config = card.get("config") or record.rung.config.get("train", {})
