@@ -11,8 +11,8 @@ This module is the adapter folder's format and its serving side: :class:`Adapter
 :class:`AdapterEncoder` (encoder backend ``adapter``), which serves a folder as an
 :class:`~harness.protocols.Encoder`: documents get the base vectors unchanged, queries the adapted ones,
 computed by :func:`apply_adapter` with numpy (torch is needed to train, not to serve, and is not
-imported here). Training, and :func:`~backends.adapter_train.fit_adapter` which writes the folder,
-live in :mod:`backends.adapter_train`.
+imported here). Training, and :func:`~harness.training.adapter.fit_adapter` which writes the folder,
+live in :mod:`harness.training.adapter`.
 """
 
 from __future__ import annotations
@@ -23,18 +23,17 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.cache import Cache, CachedEncoder
+from harness.choices import AdapterKind
 from harness.config import validate
 from harness.errors import ConfigError
 from harness.protocols import InputType
-
-if TYPE_CHECKING:
-    from torch.nn import Module
+from harness.registry import EncoderConfig, build_encoder
 
 log = logging.getLogger(__name__)
 
@@ -47,41 +46,6 @@ FORMULAS = {
 }
 """What each kind computes from a base query vector ``x``, written into adapter.json so the map can be
 applied outside tunebench (a search service, with numpy) from the safetensors file alone."""
-
-
-class AdapterOptions(BaseModel):
-    """Training options, with the defaults and why. Unknown keys are rejected. Defined here, not in
-    :mod:`backends.adapter_train`, because every :class:`AdapterCard` carries them."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["linear", "residual"] = "linear"
-    hidden: int = Field(256, ge=1, description="residual kind's bottleneck width")
-    # 256: a bottleneck keeps the residual adapter small (2*d*256 weights), as in the adapters of
-    # Houlsby et al. 2019, so it fits the hundreds of training queries a goldset usually has.
-    epochs: int = Field(3, ge=1)
-    # 3, as bench train: longer training memorises the training queries. MiniLM on SciFact (624 leak-free
-    # train pairs; base 0.645 nDCG@10 on test): 3 epochs 0.643, 10 epochs 0.628, 30 epochs 0.606.
-    # With an evaluation split (fit_adapter's eval_split) the best epoch on it is kept, and epoch 0,
-    # the identity, competes: an adapter that does not help on dev is the base model unchanged.
-    lr: float = Field(1e-3, gt=0)
-    # AdamW at 1e-3: the usual rate for small heads trained from scratch (a transformer's 2e-5 would
-    # barely move a freshly initialised map).
-    weight_decay: float = Field(0.01, ge=0)
-    # torch's AdamW default. The parameters are deviations from the identity (see
-    # adapter_train.QueryAdapter), so decay shrinks the adapter towards the base model, never towards
-    # the zero map.
-    batch_size: int = Field(32, ge=1)
-    # In-batch negatives grow with the batch; 32 keeps several steps per epoch on small training splits.
-    temperature: float = Field(0.05, gt=0)
-    # 0.05 as in SimCSE (Gao et al. 2021) and most InfoNCE retrievers: logits of unit vectors span +-20.
-    hard_negatives: int = Field(4, ge=0)
-    # A few mined negatives per query, as NV-Retriever does; they are free here (vectors are precomputed).
-    max_relative: float = Field(0.95, gt=0, le=1)
-    # TopK-PercPos (Moreira et al. 2024): a mined negative scoring above 95% of the positive's score is
-    # likely an unjudged relevant document (a false negative), so it is skipped. Named and bounded as
-    # bench train's mining.max_relative.
-    seed: int = 0
 
 
 class TrainingData(BaseModel):
@@ -106,11 +70,11 @@ class AdapterCard(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    schema_version: Literal[1]
-    kind: Literal["linear", "residual"]
+    schema_version: Literal[SCHEMA_VERSION]
+    kind: AdapterKind
     dim: int
     formula: str
-    options: AdapterOptions
+    options: dict[str, Any] = Field(description="the training options (harness.training.adapter.AdapterOptions), resolved")
     base: dict[str, Any] = Field(description="the base EncoderConfig (backend, model, prompts, normalize, ...)")
     base_fingerprint: str
     training: TrainingData
@@ -121,19 +85,22 @@ class AdapterCard(BaseModel):
 # -- saving, loading and serving -----------------------------------------------------------------------
 
 
-def save_adapter(adapter: Module, card: AdapterCard, folder: Path) -> Path:
-    """Write the weights, then ``adapter.json`` (last, so a folder with a card is complete)."""
-    from safetensors.torch import save_file
+def save_adapter(weights: Mapping[str, np.ndarray], card: Mapping[str, Any], folder: Path) -> Path:
+    """Write the weights (name -> float32 array), then ``adapter.json`` (last, so a folder with a card is
+    complete). ``card`` is an :class:`AdapterCard` without ``schema_version`` and ``formula``, which are
+    this format's to fill in."""
+    from safetensors.numpy import save_file
 
+    checked = validate(AdapterCard, {**card, "schema_version": SCHEMA_VERSION, "formula": FORMULAS.get(card.get("kind"), "")}, f"{folder / CARD_FILE}")
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in adapter.state_dict().items()}, str(folder / WEIGHTS_FILE))
-    (folder / CARD_FILE).write_text(card.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}, str(folder / WEIGHTS_FILE))
+    (folder / CARD_FILE).write_text(checked.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return folder
 
 
 def read_card(folder: Path) -> AdapterCard:
     """The folder's :class:`AdapterCard`, or a one-line :class:`ConfigError` naming the path and the fix."""
-    fix = "give a folder written by backends.adapter_train.fit_adapter (it holds adapter.json and adapter.safetensors)"
+    fix = "give a folder written by harness.training.adapter.fit_adapter (it holds adapter.json and adapter.safetensors)"
     if not folder.is_dir():
         raise ConfigError(f"adapter folder '{folder}' does not exist; {fix}")
     for name in (CARD_FILE, WEIGHTS_FILE):
@@ -149,7 +116,7 @@ def read_card(folder: Path) -> AdapterCard:
 
 
 def _shapes(card: AdapterCard) -> dict[str, tuple[int, ...]]:
-    d, h = card.dim, card.options.hidden
+    d, h = card.dim, card.options.get("hidden", 0)
     if card.kind == "linear":
         return {"delta.bias": (d,), "delta.weight": (d, d)}
     return {"down.bias": (d,), "down.weight": (d, h), "up.bias": (h,), "up.weight": (h, d)}
@@ -172,7 +139,7 @@ def read_weights(folder: Path, card: AdapterCard) -> dict[str, np.ndarray]:
 
 
 def apply_adapter(weights: Mapping[str, np.ndarray], kind: str, x: np.ndarray) -> np.ndarray:
-    """:class:`~backends.adapter_train.QueryAdapter`'s forward pass in numpy (see :data:`FORMULAS`):
+    """:class:`~harness.training.adapter.QueryAdapter`'s forward pass in numpy (see :data:`FORMULAS`):
     serving an adapter needs no torch, and numpy's BLAS is the pool a latency measurement already
     pins to one thread."""
     if kind == "linear":
@@ -187,7 +154,7 @@ def apply_adapter(weights: Mapping[str, np.ndarray], kind: str, x: np.ndarray) -
 
 class AdapterEncoder:
     """An :class:`~harness.protocols.Encoder` whose ``model`` is an adapter folder (written by
-    :func:`~backends.adapter_train.fit_adapter`).
+    :func:`~harness.training.adapter.fit_adapter`).
 
     The base encoder is rebuilt from ``adapter.json``: documents get its vectors unchanged, queries
     the adapter applied to its query vectors. With a ``cache``, base document vectors (and a paid
@@ -207,9 +174,6 @@ class AdapterEncoder:
         query_prompt: str = "",
         document_prompt: str = "",
     ):
-        from harness.retrieval import build_encoder
-        from harness.rungs import EncoderConfig
-
         self.folder = Path(model).expanduser()
         self.card = read_card(self.folder)
         self._check_restated(max_length=max_length, normalize=normalize, query_prompt=query_prompt, document_prompt=document_prompt)
@@ -217,7 +181,7 @@ class AdapterEncoder:
         self.base_encoder = build_encoder(base)
         self.base = CachedEncoder(self.base_encoder, cache) if cache is not None else self.base_encoder
         paid = hasattr(self.base_encoder, "encode_with_usage")
-        # A local base encodes queries afresh, as harness.retrieval.EncoderReranker does: it is cheap, and
+        # A local base encodes queries afresh, as harness.retrieval.retrievers.EncoderReranker does: it is cheap, and
         # a latency probe then times the real query path, not a cache hit. A paid base's are never bought twice.
         self._query_base = self.base if paid else self.base_encoder
         if cache is None and paid:
@@ -268,3 +232,8 @@ class AdapterEncoder:
             return np.asarray(self.base.encode(list(texts), input_type="document"), dtype=np.float32)
         vectors = np.asarray(self._query_base.encode(list(texts), input_type="query"), dtype=np.float32)
         return apply_adapter(self.weights, self.card.kind, vectors)
+
+
+# The folder format, as harness.training.adapter writes and reads it (harness.protocols.AdapterFormat).
+AdapterEncoder.save = staticmethod(save_adapter)
+AdapterEncoder.read_card = staticmethod(read_card)

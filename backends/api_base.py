@@ -1,9 +1,12 @@
-"""What every paid API backend is, whichever the provider: options, key, client, retries, fingerprint.
+"""What every API backend is, whichever the provider: transport, key, client, retries, fingerprint.
 
-A provider module (:mod:`backends.cohere`, :mod:`backends.voyage`) declares an :class:`ApiService`
-(its name, key variable, SDK client and error mapping) and subclasses :class:`ApiEncoder` /
-:class:`ApiReranker` with the one request each makes. The interface the cache relies on
-(``price_key``, ``concurrency``, ``batches``, ``encode_with_usage``, ``rerank_with_usage``) is here.
+A provider module (:mod:`backends.cohere`, :mod:`backends.voyage`, :mod:`backends.llm_openai`)
+declares an :class:`ApiService` (its name, key variable, client and error mapping) and subclasses
+:class:`ApiEncoder` / :class:`ApiReranker` / :class:`ApiBackend` with the one request each makes.
+Every one reaches its server through one :class:`Transport` (base URL, requests in flight, retries,
+timeout). The paid-API protocols the cache relies on (:class:`~harness.protocols.PaidEncoder`,
+:class:`~harness.protocols.PaidReranker`, :class:`~harness.protocols.Batched`,
+:class:`~harness.protocols.Concurrent`) are implemented here.
 """
 
 from __future__ import annotations
@@ -30,18 +33,37 @@ class ApiService:
     failure: Callable[[Exception], Failure | None]  # an SDK exception as an HTTP status and headers
 
 
-class _ApiBackend:
+@dataclass(frozen=True)
+class Transport:
+    """How an API backend reaches its server: the base URL (None: the provider's, or its environment
+    variable's), requests in flight at once, retries of one request, and seconds per attempt. Every
+    API backend's constructor takes these four options and hands them here."""
+
+    base_url: str | None = None
+    concurrency: int = 4
+    max_retries: int = 6
+    timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        check_options(concurrency=self.concurrency, max_retries=self.max_retries, timeout=self.timeout)
+
+
+class ApiBackend:
+    """An API client with tunebench's transport: ``model``, ``price_key``, ``concurrency``, the SDK client
+    and one retry loop; subclasses make their requests through :meth:`_call`."""
+
     service: ClassVar[ApiService]
     default_model: ClassVar[str]
 
-    def _connect(self, model: str | None, base_url: str | None, concurrency: int, max_retries: int, timeout: float) -> None:
+    def connect(self, model: str | None, transport: Transport, *, key: str | None = None) -> None:
+        """Set up the client; ``key`` defaults to the service's variable (unset: :class:`MissingCredentials`)."""
         service = self.service
         self.model = model or self.default_model
-        self.concurrency = concurrency
+        self.concurrency = transport.concurrency
         self.price_key = f"{service.prefix}:{self.model}"
-        key = api_key(service.key_env, service.name)
-        self.client = service.client(key, base_url, timeout)
-        self._retry = RetryPolicy(service.name, service.key_env, service.failure, max_retries, secret=key)
+        key = api_key(service.key_env, service.name) if key is None else key
+        self.client = service.client(key, transport.base_url, transport.timeout)
+        self._retry = RetryPolicy(service.name, service.key_env, service.failure, transport.max_retries, secret=key)
 
     def _call(self, request: Callable[[], Any], operation: str) -> Any:
         return self._retry.call(request, operation=operation, model=self.model)
@@ -53,7 +75,7 @@ class _ApiBackend:
         return f"{type(self).__name__}(model={self.model!r})"
 
 
-class ApiEncoder(_ApiBackend):
+class ApiEncoder(ApiBackend):
     """An :class:`~harness.protocols.Encoder` over an embeddings API; subclasses make one request in
     :meth:`encode_with_usage` and say how texts are grouped into requests in :meth:`batches`."""
 
@@ -76,7 +98,8 @@ class ApiEncoder(_ApiBackend):
         timeout: float = 60.0,
         output_dimension: int | None = None,
     ):
-        check_options(batch_size=batch_size, max_length=max_length, concurrency=concurrency, max_retries=max_retries, timeout=timeout, output_dimension=output_dimension)
+        check_options(batch_size=batch_size, max_length=max_length, output_dimension=output_dimension)
+        transport = Transport(base_url, concurrency, max_retries, timeout)
         if max_length is not None and self.max_length_option is None:
             raise ConfigError(f"the {self.service.prefix} encoder has no max_length option (the API truncates at the model's context length); remove it")
         self.prompts = {"query": query_prompt, "document": document_prompt}
@@ -84,7 +107,7 @@ class ApiEncoder(_ApiBackend):
         self.max_length = max_length
         self.normalize = normalize
         self.output_dimension = output_dimension
-        self._connect(model, base_url, concurrency, max_retries, timeout)
+        self.connect(model, transport)
 
     @property
     def fingerprint(self) -> str:
@@ -101,7 +124,7 @@ class ApiEncoder(_ApiBackend):
         raise NotImplementedError
 
 
-class ApiReranker(_ApiBackend):
+class ApiReranker(ApiBackend):
     """A :class:`~harness.protocols.Reranker` over a rerank API; subclasses make one request in
     :meth:`_rerank`. ``batch_size`` caps documents per request (longer lists are split)."""
 
@@ -119,12 +142,13 @@ class ApiReranker(_ApiBackend):
         batch_size: int | None = None,
         max_length: int | None = None,
     ):
-        check_options(batch_size=batch_size, max_length=max_length, concurrency=concurrency, max_retries=max_retries, timeout=timeout)
+        check_options(batch_size=batch_size, max_length=max_length)
+        transport = Transport(base_url, concurrency, max_retries, timeout)
         if max_length is not None and self.max_length_option is None:
             raise ConfigError(f"the {self.service.prefix} reranker has no max_length option (the API truncates documents itself); remove it")
         self.max_length = max_length
         self.batch_size = min(batch_size or self.max_documents, self.max_documents)
-        self._connect(model, base_url, concurrency, max_retries, timeout)
+        self.connect(model, transport)
 
     @property
     def fingerprint(self) -> str:

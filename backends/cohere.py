@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from backends.api_base import ApiEncoder, ApiReranker, ApiService
-from backends.http_retry import Failure, estimate_tokens, group, malformed, scores_in_order, to_matrix
+from backends.http_retry import Failure, attribute_path, estimate_tokens, group, malformed, scores_in_order, to_matrix, transport_failure
 from harness.errors import require
 from harness.protocols import InputType
 
@@ -28,27 +28,15 @@ _INPUT_TYPES = {"query": "search_query", "document": "search_document"}
 
 def _failure(exc: Exception) -> Failure | None:
     """Map the SDK's exceptions: ``ApiError`` / ``ParsingError`` carry the status; httpx errors mean no response."""
-    import httpx
-
     if hasattr(exc, "status_code") and hasattr(exc, "body"):
         return Failure(exc.status_code, _server_message(exc.body), getattr(exc, "headers", None) or {})
-    if isinstance(exc, httpx.TimeoutException):
-        return Failure(None, f"timed out ({type(exc).__name__})")
-    if isinstance(exc, httpx.TransportError):
-        return Failure(None, f"{type(exc).__name__}: {str(exc)[:200]}")
-    return None
+    return transport_failure(exc)
 
 
 def _server_message(body: object) -> str:
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return body["message"][:300]
     return str(body)[:300] if body else ""
-
-
-def _attr(obj: object, *names: str) -> object:
-    for name in names:
-        obj = getattr(obj, name, None)
-    return obj
 
 
 def _client(key: str, base_url: str | None, timeout: float):
@@ -94,10 +82,10 @@ class CohereEncoder(ApiEncoder):
             lambda: self.client.embed(model=self.model, input_type=_INPUT_TYPES[input_type], texts=inputs, embedding_types=["float"], truncate="END", **options),
             "embed",
         )
-        rows = _attr(response, "embeddings", "float_")
+        rows = attribute_path(response, "embeddings", "float_")
         if rows is None:
             raise malformed("Cohere embed", "no float embeddings in the body")
-        return to_matrix(rows, len(texts), "Cohere embed", self.normalize), _attr(response, "meta", "billed_units", "input_tokens")
+        return to_matrix(rows, len(texts), "Cohere embed", self.normalize), attribute_path(response, "meta", "billed_units", "input_tokens")
 
 
 class CohereReranker(ApiReranker):
@@ -115,8 +103,8 @@ class CohereReranker(ApiReranker):
     def _rerank(self, query: str, documents: list[str]) -> tuple[list[float], float | None]:
         options = {"max_tokens_per_doc": self.max_length} if self.max_length else {}
         response = self._call(lambda: self.client.rerank(model=self.model, query=query, documents=documents, **options), "rerank")
-        results = _attr(response, "results")
+        results = attribute_path(response, "results")
         if not isinstance(results, list):
             raise malformed("Cohere rerank", "no results in the body")
-        pairs = [(_attr(r, "index"), _attr(r, "relevance_score")) for r in results]
-        return scores_in_order(pairs, len(documents), "Cohere rerank"), _attr(response, "meta", "billed_units", "search_units")
+        pairs = [(attribute_path(r, "index"), attribute_path(r, "relevance_score")) for r in results]
+        return scores_in_order(pairs, len(documents), "Cohere rerank"), attribute_path(response, "meta", "billed_units", "search_units")

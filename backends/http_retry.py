@@ -1,4 +1,4 @@
-"""What the Cohere and Voyage backends share: one retry loop, request batching and response checks.
+"""What every API backend shares (Cohere, Voyage, OpenAI-compatible): one retry loop, request batching and response checks.
 
 Each SDK's own retries are switched off, so :class:`RetryPolicy` is the only loop: it retries HTTP 408,
 429 and 5xx, timeouts and dropped connections with exponential backoff and full jitter (base 1 s,
@@ -130,6 +130,25 @@ class RetryPolicy:
             raise ApiError(f"{what} failed: {failure.describe()}; check the base URL and that model '{model}' exists")
         if not failure.retryable:
             raise ApiError(f"{what} failed: {failure.describe()}")
+
+
+def transport_failure(exc: Exception) -> Failure | None:
+    """An httpx error that got no response (a timeout, a dropped connection) as a retryable failure;
+    None for anything else (the cohere SDK and the OpenAI-compatible client talk httpx)."""
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException):
+        return Failure(None, f"timed out ({type(exc).__name__})")
+    if isinstance(exc, httpx.TransportError):
+        return Failure(None, f"{type(exc).__name__}: {str(exc)[:200]}")
+    return None
+
+
+def attribute_path(obj: object, *names: str) -> object:
+    """``obj.a.b.c`` for names ``a, b, c``, or None where any step is missing (an SDK response of an unexpected shape)."""
+    for name in names:
+        obj = getattr(obj, name, None)
+    return obj
 
 
 def malformed(what: str, problem: str) -> ApiError:

@@ -6,13 +6,13 @@ Key, base URL, client and error mapping are :mod:`backends.cohere`'s (``COHERE_A
 
 from __future__ import annotations
 
-from backends.api_base import _ApiBackend
-from backends.cohere import SERVICE, _attr
-from backends.http_retry import check_options, malformed
+from backends.api_base import ApiBackend, Transport
+from backends.cohere import SERVICE
+from backends.http_retry import attribute_path, check_options, malformed
 from harness.protocols import Generation
 
 
-class CohereGenerator(_ApiBackend):
+class CohereGenerator(ApiBackend):
     """A :class:`~harness.protocols.Generator` over ``v2/chat`` (``command-r7b-12-2024`` by default).
     Token counts are the billed units (input and output)."""
 
@@ -30,10 +30,11 @@ class CohereGenerator(_ApiBackend):
         max_retries: int = 6,
         timeout: float = 60.0,
     ):
-        check_options(max_tokens=max_tokens, concurrency=concurrency, max_retries=max_retries, timeout=timeout)
+        check_options(max_tokens=max_tokens)
+        transport = Transport(base_url, concurrency, max_retries, timeout)
         self.temperature = temperature
         self.max_tokens = max_tokens
-        self._connect(model, base_url, concurrency, max_retries, timeout)
+        self.connect(model, transport)
 
     @property
     def fingerprint(self) -> str:
@@ -46,11 +47,11 @@ class CohereGenerator(_ApiBackend):
             lambda: self.client.chat(model=self.model, messages=messages, temperature=self.temperature, max_tokens=self.max_tokens),
             "chat",
         )
-        parts = _attr(response, "message", "content")
+        parts = attribute_path(response, "message", "content")
         texts = [getattr(p, "text", None) for p in parts] if isinstance(parts, list) else []
         if not texts or not all(isinstance(t, str) for t in texts):
             raise malformed("Cohere chat", "no text content in the message")
-        billed = _attr(response, "usage", "billed_units")
+        billed = attribute_path(response, "usage", "billed_units")
         return Generation("".join(texts), _int(getattr(billed, "input_tokens", None)), _int(getattr(billed, "output_tokens", None)))
 
 

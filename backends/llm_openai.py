@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import os
 
-from backends.api_base import ApiService, _ApiBackend
-from backends.cohere import _failure as transport_failure
-from backends.http_retry import Failure, RetryPolicy, api_key, check_options, malformed
+from backends.api_base import ApiBackend, ApiService, Transport
+from backends.http_retry import Failure, api_key, check_options, malformed, transport_failure
 from harness.protocols import Generation
 
 OPENAI_URL = "https://api.openai.com/v1"
@@ -52,7 +51,7 @@ def _client(key: str, base_url: str | None, timeout: float):
     return httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
 
 
-class OpenAIChatGenerator(_ApiBackend):
+class OpenAIChatGenerator(ApiBackend):
     """A :class:`~harness.protocols.Generator` over ``/chat/completions`` (``gpt-4o-mini`` by default)."""
 
     default_model = "gpt-4o-mini"
@@ -69,18 +68,14 @@ class OpenAIChatGenerator(_ApiBackend):
         max_retries: int = 6,
         timeout: float = 60.0,
     ):
-        check_options(max_tokens=max_tokens, concurrency=concurrency, max_retries=max_retries, timeout=timeout)
-        url = base_url or os.environ.get(URL_ENV) or OPENAI_URL
+        check_options(max_tokens=max_tokens)
+        transport = Transport(base_url or os.environ.get(URL_ENV) or OPENAI_URL, concurrency, max_retries, timeout)
         # OpenAI itself needs a key (a clear error now, not a 401 later); a self-hosted server may not.
-        key = api_key(api_key_env, "OpenAI") if url.rstrip("/") == OPENAI_URL else os.environ.get(api_key_env, "").strip()
+        key = api_key(api_key_env, "OpenAI") if transport.base_url.rstrip("/") == OPENAI_URL else os.environ.get(api_key_env, "").strip()
         self.service = ApiService("OpenAI-compatible chat", "openai", api_key_env, _client, _failure)
-        self.model = model or self.default_model
-        self.concurrency = concurrency
-        self.price_key = f"openai:{self.model}"
         self.temperature = temperature
         self.max_tokens = max_tokens
-        self.client = _client(key, url, timeout)
-        self._retry = RetryPolicy(self.service.name, api_key_env, _failure, max_retries, secret=key)
+        self.connect(model, transport, key=key)
 
     @property
     def fingerprint(self) -> str:

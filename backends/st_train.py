@@ -14,10 +14,10 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from harness.training import Pair, TrainConfig
+from harness.protocols import Pair, TrainResult
+from harness.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +78,6 @@ def _evaluator_class():
             return {f"{self.name}_{k}": v for k, v in scores.items()}
 
     return GoldsetEvaluator
-
-
-@dataclass
-class TrainResult:
-    model_dir: Path
-    steps: int
-    history: list[dict]
-    best_metric: float | None
 
 
 def train(
@@ -211,17 +203,13 @@ def write_card(model_dir: Path, card: dict) -> None:
     lines = [f"# {card['name']}", "", f"Fine-tuned by tunebench from `{card['base_model']}`.", "", "## Training", ""]
     lines += [f"- {k}: `{json.dumps(v)}`" for k, v in sorted(card["config"].items())]
     lines += ["", f"- pairs: {card['pairs']} (data fingerprint `{card['data_fingerprint']}`)", f"- steps: {card['steps']}", f"- leakage found: {card['leakage']}"]
-    if card.get("metrics"):
-        lines += ["", "## Metrics (before -> after)", "", "| goldset | split | metric | base | fine-tuned |", "|---|---|---|---:|---:|"]
-        for row in card["metrics"]:
-            lines.append(f"| {row['goldset']} | {row['split']} | {row['metric']} | {row['base']:.4f} | {row['tuned']:.4f} |")
     readme = model_dir / "README.md"
     previous = readme.read_text() if readme.exists() else ""
     readme.write_text("\n".join(lines) + "\n\n" + previous)
 
 
 class Trainer:
-    """The registry's face of this module (``harness`` reaches backends only through the registry)."""
+    """This module as a :class:`harness.protocols.Trainer` (the registry's ``sentence-transformers`` trainer)."""
 
     @staticmethod
     def resolve_model(model: str) -> Path:

@@ -33,15 +33,15 @@ CONTENDERS = ("tunebench", "plain")
 
 
 def pairs_of(data: Path, n: int):
-    from harness.goldset import load_goldset
-    from harness.training import goldset_pairs
+    from harness.data.goldset import load_goldset
+    from harness.data.pair_files import goldset_pairs
 
     return goldset_pairs(load_goldset(data), "train")[:n]
 
 
 def run_tunebench(pairs, model: Path, out: Path) -> int:
     from backends.st_train import train
-    from harness.training import TrainConfig
+    from harness.training.config import TrainConfig
 
     config = TrainConfig(epochs=1, eval_split="")
     return train(config, {"train": pairs}, start_model=model, out_dir=out).steps

@@ -2,9 +2,9 @@
 
 The Python API behind every ``bench`` command::
 
-    from harness.goldset import resolve_goldset
-    from harness.rungs import DenseRung, BM25Rung
-    from harness.runner import run_rungs
+    from harness.data.goldset import resolve_goldset
+    from harness.ladder.rungs import DenseRung, BM25Rung
+    from harness.ladder.runner import run_rungs
     from harness.records import Leaderboard
 
 Heavy imports (torch, sentence-transformers, ranx, bm25s) happen inside the functions that need them.

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import BenchError
-from harness.protocols import Encoder, InputType, Reranker
+from harness.protocols import Batched, Concurrent, Encoder, InputType, PaidEncoder, PaidReranker, Reranker
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,12 @@ class CacheStats:
     units: float = 0.0  # billed units of every item served, cached or not (for the cost of the whole evaluation)
 
 
-def _run_calls(calls: list, call: Callable, commit: Callable, workers: int) -> None:
+def concurrency(backend: object) -> int:
+    """Requests a backend may have in flight: its own ``concurrency`` (an API), else one."""
+    return backend.concurrency if isinstance(backend, Concurrent) else 1
+
+
+def run_calls(calls: list, call: Callable, commit: Callable, workers: int) -> None:
     """Run ``call(item)`` for each item with at most ``workers`` in flight; ``commit(item, result)``
     runs in this thread as each finishes. On Ctrl-C, calls already in flight are awaited and committed
     (they are paid for), the rest cancelled."""
@@ -192,7 +197,7 @@ class _Cached:
     @property
     def price_key(self) -> str | None:
         """The wrapped backend's price-table key; None for a local model."""
-        return getattr(self.inner, "price_key", None)
+        return self.inner.price_key if isinstance(self.inner, (PaidEncoder, PaidReranker)) else None
 
     def take_stats(self) -> CacheStats:
         """The counters since the last call, which start again from zero."""
@@ -213,7 +218,7 @@ class CachedEncoder(_Cached):
         return self.inner
 
     def _call(self, texts: list[str], input_type: InputType) -> tuple[np.ndarray, float | None]:
-        if hasattr(self.encoder, "encode_with_usage"):
+        if isinstance(self.encoder, PaidEncoder):
             vectors, units = self.encoder.encode_with_usage(texts, input_type=input_type)
             self.stats.api_calls += 1
         else:
@@ -221,7 +226,7 @@ class CachedEncoder(_Cached):
         return np.asarray(vectors, dtype=np.float32), units
 
     def _groups(self, texts: list[str]) -> list[list[int]]:
-        if hasattr(self.encoder, "batches"):
+        if isinstance(self.encoder, Batched):
             return self.encoder.batches(texts)
         return [list(range(s, min(s + BLOCK, len(texts)))) for s in range(0, len(texts), BLOCK)]
 
@@ -248,8 +253,7 @@ class CachedEncoder(_Cached):
             if self.on_progress:
                 self.on_progress(done[0], len(missing))
 
-        workers = getattr(self.encoder, "concurrency", 1)
-        _run_calls(self._groups(missing_texts), lambda g: self._call([missing_texts[i] for i in g], input_type), commit, workers)
+        run_calls(self._groups(missing_texts), lambda g: self._call([missing_texts[i] for i in g], input_type), commit, concurrency(self.encoder))
         self.stats.units += sum(u or 0.0 for _, u in self.cache.usage(self.fingerprint, input_type, list(unique)).values())
         if not hashes:
             return np.zeros((0, 0), dtype=np.float32)
@@ -257,14 +261,14 @@ class CachedEncoder(_Cached):
 
     @property
     def paid(self) -> bool:
-        return hasattr(self.inner, "encode_with_usage")
+        return isinstance(self.inner, PaidEncoder)
 
     def probe(self, texts: Sequence[str], *, input_type: InputType) -> list[float | None]:
         """Seconds a paid API takes to encode each text alone, timed once, when the vector is bought.
 
         A text timed before reuses its time; a vector already bought is never bought again just to
         time it (its latency is then unknown, None). Local models are timed afresh instead, by the
-        retriever (:meth:`harness.retrieval.DenseRetriever.latency`).
+        retriever (:meth:`harness.retrieval.retrievers.DenseRetriever.latency`).
         """
         hashes = [text_hash(t) for t in texts]
         known = self.cache.usage(self.fingerprint, input_type, hashes)
@@ -305,7 +309,7 @@ class CachedReranker(_Cached):
 
     def _call(self, query: str, documents: list[str]) -> tuple[list[float], float | None, float]:
         start = time.perf_counter()
-        if hasattr(self.reranker, "rerank_with_usage"):
+        if isinstance(self.reranker, PaidReranker):
             scores, units = self.reranker.rerank_with_usage(query, documents)
             self.stats.api_calls += 1
         else:
@@ -315,7 +319,7 @@ class CachedReranker(_Cached):
     def probe(self, items: dict[str, tuple[str, list[str]]]) -> dict[str, float]:
         """Seconds to rerank each query's candidates alone: timed afresh for a local model, and for
         a paid API the time of the call that bought the scores (never a second call just to time it)."""
-        if not hasattr(self.inner, "rerank_with_usage"):
+        if not isinstance(self.inner, PaidReranker):
             return dict(zip(items, timed(lambda item: self.inner.rerank(*item), list(items.values()))))
         keys = {qid: _item_hash(text_hash(q), [text_hash(d) for d in docs]) for qid, (q, docs) in items.items()}
         usage = self.cache.usage(self.fingerprint, "rerank", list(keys.values()))
@@ -352,7 +356,7 @@ class CachedReranker(_Cached):
             if self.on_progress:
                 self.on_progress(done[0], len(todo))
 
-        _run_calls(todo, call, commit, getattr(self.reranker, "concurrency", 1))
+        run_calls(todo, call, commit, concurrency(self.reranker))
         usage = self.cache.usage(self.fingerprint, "rerank", [p[2] for p in plan.values()])
         for qid, (qh, dhs, item, cached) in plan.items():
             scores[qid] = [cached[h] for h in dhs]

@@ -12,7 +12,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.errors import ConfigError, did_you_mean
 
@@ -100,3 +100,9 @@ def _path(parts: list) -> str:
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
+
+
+class StrictModel(BaseModel):
+    """The base of every configuration table: an unknown key is an error, never ignored."""
+
+    model_config = ConfigDict(extra="forbid")

@@ -1,8 +1,8 @@
 """Scoring runs against judgements, through ranx.
 
-ranx is the one metric implementation (no metric code of our own); this module is the single place
-that touches it, because ranx asserts on bad input, mutates the Run it is given, takes ~1.3 s to
-import and JIT-compiles on first use. Validation happens in :mod:`harness.goldset` before we get here.
+ranx is the one metric implementation (no metric code of our own); this module and
+:mod:`harness.retrieval.fusion` (ranx's fusion) are the only places that touch it, because ranx
+asserts on bad input, mutates the Run it is given, takes ~1.3 s to import and JIT-compiles on first use. Validation happens in :mod:`harness.data.goldset` before we get here.
 """
 
 from __future__ import annotations
@@ -26,6 +26,24 @@ DEFAULT_METRICS = (
 )
 """Every metric is computed per query; the first is the primary metric. nDCG uses trec_eval's linear
 gain (ranx ``ndcg``), as MTEB and BEIR do through pytrec_eval."""
+
+METRICS = ("hits", "hit_rate", "precision", "recall", "f1", "mrr", "map", "dcg", "dcg_burges", "ndcg", "ndcg_burges")
+"""ranx's metric names that take an ``@k`` cut-off (``ranx.meta.evaluate.metric_switch``; a test keeps
+this list in step with the installed ranx). ``rbp`` is left out: it takes a persistence, not a cut-off."""
+WHOLE_RANKING = ("r-precision", "bpref")
+"""ranx's metrics of the whole ranking (no cut-off)."""
+
+
+def metric_problem(name: str) -> str | None:
+    """Why ``name`` is not a metric ranx computes (None if it is), checked without importing ranx."""
+    base, at, cutoff = name.partition("@")
+    if name in WHOLE_RANKING:
+        return None
+    if base not in METRICS or (at and not cutoff.isdigit()):
+        return f"unknown metric '{name}' (ranx names such as ndcg@10, recall@100, mrr@10, map@100, precision@10; {', '.join(WHOLE_RANKING)} without a cut-off)"
+    if at and int(cutoff) < 1:
+        return f"metric '{name}': the cut-off after '@' must be at least 1"
+    return None
 
 
 @dataclass(frozen=True)

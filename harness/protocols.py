@@ -1,10 +1,16 @@
-"""The protocols that backends implement. ``harness`` depends on these, never on a backend module."""
+"""Everything the core calls on a backend, and the nouns that cross the line.
+
+``harness`` depends on these, never on a backend module: it gets a backend class from
+:mod:`harness.registry` by name and calls it only through the protocols below. A backend imports
+this module and small kernel helpers (errors, config, the cache), never orchestration.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -28,13 +34,44 @@ class Encoder(Protocol):
         ...
 
 
-# A paid API backend also has:
-#   price_key: str                  e.g. "cohere:embed-v4.0", looked up in the ladder's price table
-#   concurrency: int                requests in flight at once
-#   batches(texts) -> list[list[int]]    how texts are grouped into requests (size and token caps)
-#   encode_with_usage(texts, *, input_type) -> (vectors, billed units)
-#   rerank_with_usage(query, documents) -> (scores, billed units)
-# harness.cache uses them when present: one commit per request, nothing paid for twice.
+@runtime_checkable
+class Concurrent(Protocol):
+    """A backend that may have several requests in flight (an API); others are called one at a time."""
+
+    concurrency: int
+
+
+@runtime_checkable
+class Batched(Protocol):
+    """An encoder that groups texts into requests itself (an API's size and token caps); the cache
+    commits each request's vectors as it returns, so a crash loses at most the requests in flight."""
+
+    def batches(self, texts: Sequence[str]) -> list[list[int]]:
+        """Indices of ``texts``, one list per request."""
+        ...
+
+
+@runtime_checkable
+class PaidEncoder(Protocol):
+    """An encoder that bills per call: its price-table key and the units each call was billed for.
+    :class:`harness.cache.CachedEncoder` records the units with the vectors: nothing is paid for twice."""
+
+    price_key: str  # e.g. "cohere:embed-v4.0", looked up in the ladder's price table
+
+    def encode_with_usage(self, texts: Sequence[str], *, input_type: InputType) -> tuple[np.ndarray, float | None]:
+        """:meth:`Encoder.encode`, and the billed units (None where the API does not say)."""
+        ...
+
+
+@runtime_checkable
+class PaidReranker(Protocol):
+    """A reranker that bills per call (see :class:`PaidEncoder`)."""
+
+    price_key: str
+
+    def rerank_with_usage(self, query: str, documents: Sequence[str]) -> tuple[Sequence[float], float | None]:
+        """:meth:`Reranker.rerank`, and the billed units (None where the API does not say)."""
+        ...
 
 
 @runtime_checkable
@@ -87,5 +124,65 @@ class Generator(Protocol):
         ...
 
 
-# A generator may also have price_key (chat prices per million input and output tokens) and
-# concurrency (requests in flight); harness.generation caches every answer as it arrives.
+# A generator may also be Concurrent, and have a price_key (chat prices per million input and
+# output tokens); harness.pairs.generators caches every answer as it arrives.
+
+
+@dataclass
+class Pair:
+    """One training example: a query, a relevant text, and optional hard negatives, with where it came from."""
+
+    query: str
+    positive: str
+    negatives: list[str] = field(default_factory=list)
+    source: str = ""  # which goldset split or file it came from (multi-task sampling)
+    query_id: str | None = None  # goldset pairs: for the leakage check and mining
+    positive_id: str | None = None
+    generated_from: list[str] = field(default_factory=list)  # synthetic pairs: ids of the documents the query was written from
+
+
+@dataclass
+class TrainResult:
+    """What one training round left: the model folder, steps taken, the log, and the best dev score."""
+
+    model_dir: Path
+    steps: int
+    history: list[dict]
+    best_metric: float | None
+
+
+class Trainer(Protocol):
+    """Fine-tunes a model on pairs, one round at a time (the ``trainer`` registry kind).
+
+    ``config`` is a :class:`harness.training.config.TrainConfig` (loss, batch, learning rate, LoRA, ...).
+    The core plans rounds, mines negatives and records results; the trainer only trains and saves.
+    """
+
+    def resolve_model(self, model: str) -> Path:
+        """The local folder of ``model`` (a hub id or a folder), or :class:`~harness.errors.ModelUnavailable`."""
+        ...
+
+    def train(
+        self, config: Any, datasets: dict[str, list[Pair]], *, start_model: Path, out_dir: Path, evaluate_model: Callable[[Any], dict[str, float]] | None = None
+    ) -> TrainResult:
+        """Train ``start_model`` on ``datasets`` (one list per source; several make multi-task
+        training), keep the best epoch by ``evaluate_model`` (metric name -> value on a dev split) and
+        save the model to ``out_dir / "model"``; re-running with the same ``out_dir`` resumes."""
+        ...
+
+    def write_card(self, model_dir: Path, card: dict) -> None:
+        """Write the model card (machine-readable and README) beside the model's own files."""
+        ...
+
+
+class AdapterFormat(Protocol):
+    """The folder format of query adapters, as the encoder backend that serves them (``adapter``)
+    defines it; :mod:`harness.training.adapter` fits an adapter and writes and reads folders only through it."""
+
+    def save(self, weights: Mapping[str, np.ndarray], card: Mapping[str, Any], folder: Path) -> Path:
+        """Write the weights (name -> array) and the card; the folder counts as complete once the card is there."""
+        ...
+
+    def read_card(self, folder: Path) -> Any:
+        """The folder's card (``kind``, ``dim``, ``training``, ``history``, ...), or a one-line ConfigError."""
+        ...

@@ -103,7 +103,7 @@ class Environment(_Record):
 class RunRecord(_Record):
     """Everything needed to trust, compare and reproduce one score. Every field is required."""
 
-    schema_version: Literal[2]
+    schema_version: Literal[SCHEMA_VERSION]
     key: str
     created_at: str
     status: Literal["ok", "skipped"]
@@ -125,7 +125,7 @@ class RunRecord(_Record):
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     """Bring an older record up to the current schema (v1 had no latency, cost or details)."""
     if data.get("schema_version") == 1:
-        data = {**data, "schema_version": 2, "latency": None, "cost": {"api_calls": 0, "usage": {}, "usd": 0.0}, "details": {}}
+        data = {**data, "schema_version": SCHEMA_VERSION, "latency": None, "cost": {"api_calls": 0, "usage": {}, "usd": 0.0}, "details": {}}
     return data
 
 

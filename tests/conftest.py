@@ -190,9 +190,9 @@ encoder = { backend = "voyage", model = "voyage-3-large" }
 def views_leaderboard(tmp_path, bow_backend, monkeypatch):
     """A leaderboard of real records for views and reports: the tiny goldset with an out-of-domain
     companion, rungs baseline (bag of words), bm25, hybrid, and voyage (skipped: no key)."""
-    from harness.api import run_ladder
     from harness.cache import Cache
-    from harness.ladder import load_ladder
+    from harness.ladder.plan import run_ladder
+    from harness.ladder.schema import load_ladder
     from harness.records import Leaderboard
 
     monkeypatch.delenv("VOYAGE_API_KEY", raising=False)

@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 
 import bow_encoder
-from backends.adapter import AdapterEncoder, AdapterOptions, apply_adapter
-from backends.adapter_train import batches_without_duplicates, fit_adapter, info_nce, mine_hard_negatives, new_adapter, train_adapter
+from backends.adapter import AdapterEncoder, apply_adapter
 from conftest import write_goldset, write_ladder
 from harness import registry
-from harness.api import run_ladder
 from harness.cache import Cache
+from harness.data.goldset import Goldset, load_goldset
 from harness.errors import ConfigError, GoldsetError
-from harness.goldset import Goldset, load_goldset
-from harness.ladder import load_ladder
+from harness.ladder.plan import run_ladder
+from harness.ladder.schema import load_ladder
 from harness.metrics import evaluate
 from harness.records import Leaderboard
-from harness.search import to_run, top_k_dense
+from harness.retrieval.dense import to_run, top_k_dense
+from harness.training.adapter import AdapterOptions, batches_without_duplicates, fit_adapter, info_nce, mine_hard_negatives, new_adapter, train_adapter
 
 # Documents say "car", queries say "automobile": a bag of words scores every query 0 against its
 # document, but the map from query words to document words is consistent, so a linear adapter can learn it.
@@ -140,7 +140,7 @@ def test_same_seed_same_weights(goldset, tmp_path, adapter_backend):
 def test_an_untrained_adapter_is_the_identity(kind):
     import torch
 
-    from backends.adapter_train import QueryAdapter  # torch loads on first use only
+    from harness.training.adapter import QueryAdapter  # torch loads on first use only
 
     x = torch.randn(5, 16)
     adapter = new_adapter(16, AdapterOptions(kind=kind, hidden=8))

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.decide.report import build_report
+from harness.decide.views import leaderboard_html
 from harness.records import Leaderboard
-from harness.report import build_report
-from harness.views import leaderboard_html
 
 pytestmark = pytest.mark.slow  # the first run installs Chromium (a minute or more)
 
@@ -158,7 +158,7 @@ def test_leaderboard_page_renders_without_console_errors(browser, views_leaderbo
 
 
 def test_report_page_renders_without_console_errors(browser, views_leaderboard, tmp_path):
-    from harness.ladder import load_ladder
+    from harness.ladder.schema import load_ladder
 
     report = build_report(Leaderboard(views_leaderboard).latest(), load_ladder(tmp_path / "ladder.toml"))
     page = ARTIFACTS / "report.html"

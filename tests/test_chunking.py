@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.chunking import chunk_corpus, windows, word_spans
-from harness.goldset import Document
+from harness.data.goldset import Document
+from harness.retrieval.chunking import chunk_corpus, windows, word_spans
 
 
 @pytest.mark.parametrize(("n", "size", "overlap", "expected"), [(0, 4, 1, 1), (3, 4, 1, 1), (4, 4, 1, 1), (5, 4, 1, 2), (10, 4, 1, 3), (11, 4, 2, 5)])

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from conftest import write_goldset
 from harness.cli import main
-from harness.drift import drift_warnings, question_mix, read_queries, vocabulary
-from harness.pairs import write_pairs
-from harness.training import Pair
+from harness.pairs.drift import drift_warnings, question_mix, read_queries, vocabulary
+from harness.pairs.pairset import write_pairs
+from harness.protocols import Pair
 
 PESTS = ["varroa", "wax moth", "small hive beetle", "nosema", "chalkbrood", "foulbrood", "tracheal mites", "hornets"]
 TREATMENTS = ["oxalic acid", "formic acid", "thymol", "freezing frames", "requeening", "screened boards", "sugar dusting"]

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from conftest import TINY_QUERIES, write_goldset, write_ladder
+from harness.decide.gate import run_gate
 from harness.errors import ConfigError
-from harness.gate import run_gate
-from harness.ladder import Gate, GateRule, load_ladder
+from harness.ladder.schema import Gate, GateRule, load_ladder
 from record_factory import scored_record
 from test_cli import assert_one_line_error, bench
 

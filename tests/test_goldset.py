@@ -7,8 +7,9 @@ import json
 import pytest
 
 from conftest import write_goldset
+from harness.data.goldset import load_goldset, scan_goldset
+from harness.data.resolve import resolve_goldset
 from harness.errors import GoldsetError
-from harness.goldset import load_goldset, resolve_goldset, scan_goldset
 
 
 def issues(folder):
@@ -55,7 +56,7 @@ def test_malformed_json_reports_file_and_line(tiny_goldset):
     [
         ('{"title": "t", "text": "no id"}', 'missing or invalid "_id"'),
         ('{"_id": "d1", "title": "t", "text": "again"}', "duplicate document id 'd1' (first on line 1)"),
-        ('["not", "an", "object"]', "not an object"),
+        ('["not", "an", "object"]', "not a JSON object"),
         ('{"_id": "d9", "title": 3, "text": "x"}', 'field "title" of document \'d9\' must be a string'),
     ],
 )

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conftest import write_ladder
 from harness.cli import main
 from harness.errors import ConfigError
-from harness.ladder import DEFAULT_LADDER, ROOT, load_ladder
+from harness.ladder.schema import DEFAULT_LADDER, ROOT, load_ladder
 
 RUNGS = """
 [[rungs]]

@@ -53,3 +53,23 @@ def test_a_run_with_no_hit_at_all_scores_zero():
 
     scores = evaluate({"q1": {"d1": 1}, "q2": {"d2": 1}}, {"q1": {}, "q2": {}}, ("ndcg@10", "recall@10"))
     assert scores.mean == {"ndcg@10": 0.0, "recall@10": 0.0} and scores.per_query["q2"]["recall@10"] == 0.0
+
+
+def test_metric_names_are_the_ones_ranx_computes():
+    """harness.metrics checks names without importing ranx; this keeps its list in step with ranx's."""
+    import inspect
+    import re
+
+    from ranx.meta.evaluate import metric_switch
+
+    from harness.metrics import METRICS, WHOLE_RANKING
+
+    ranx_names = set(re.findall(r'metric == "([^"]+)"', inspect.getsource(metric_switch))) - {"rbp"}
+    assert set(METRICS) | set(WHOLE_RANKING) == ranx_names
+
+
+@pytest.mark.parametrize(("name", "ok"), [("ndcg@10", True), ("map", True), ("bpref", True), ("recal@10", False), ("recall@0", False), ("recall@x", False), ("", False)])
+def test_metric_problem(name, ok):
+    from harness.metrics import metric_problem
+
+    assert (metric_problem(name) is None) == ok

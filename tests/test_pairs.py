@@ -11,10 +11,11 @@ from click.testing import CliRunner
 
 from conftest import TINY_DOCS
 from harness.cli import main
+from harness.data.goldset import Document, load_goldset
+from harness.data.pair_files import read_pair_file
 from harness.errors import ConfigError, GoldsetError
-from harness.goldset import Document, load_goldset
-from harness.pairs import split_queries, write_goldset, write_pairs
-from harness.training import Pair, read_pair_file
+from harness.pairs.pairset import split_queries, write_goldset, write_pairs
+from harness.protocols import Pair
 
 
 def bench(*args):

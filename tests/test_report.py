@@ -6,10 +6,10 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
+from harness.decide.report import build_report, is_finetuned
 from harness.errors import ConfigError
-from harness.ladder import Ladder, load_ladder
+from harness.ladder.schema import Ladder, load_ladder
 from harness.records import RunRecord
-from harness.report import build_report, is_finetuned
 from record_factory import scored_record
 
 QIDS = [f"q{i:03d}" for i in range(60)]

@@ -12,12 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import pytrec_eval_reference, shared_dataset
-from harness.api import plan_targets
 from harness.cache import Cache
 from harness.cli import main
+from harness.ladder.plan import plan_targets
+from harness.ladder.rungs import BM25Rung, DenseRung, HybridRung
+from harness.ladder.runner import run_rungs
 from harness.records import Leaderboard
-from harness.rungs import BM25Rung, DenseRung, HybridRung
-from harness.runner import run_rungs
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +76,7 @@ def test_default_ladder_end_to_end_offline(monkeypatch, tmp_path):
     the hub or API keys are skipped with their reasons, the rest run; then an unchanged re-run.
     To keep CI within its time, the ladder runs with no mining round (round 1 costs 3.5x round 0 and
     is tested on a tiny model in test_training.py)."""
-    from harness.ladder import DEFAULT_LADDER
+    from harness.ladder.schema import DEFAULT_LADDER
 
     for key in ("COHERE_API_KEY", "VOYAGE_API_KEY"):
         monkeypatch.delenv(key, raising=False)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 
 from conftest import write_goldset, write_ladder
-from harness import fusion
-from harness.api import run_ladder
 from harness.cache import Cache
 from harness.errors import ApiError, MissingCredentials, RunFailure
-from harness.ladder import load_ladder
+from harness.ladder.plan import run_ladder
+from harness.ladder.schema import load_ladder
 from harness.records import Leaderboard
+from harness.retrieval import fusion
 
 HYBRID = """
 [[rungs]]
@@ -187,7 +187,7 @@ def test_paid_rung_records_tokens_and_dollars_and_never_pays_twice(tmp_path, tin
 def test_bi_encoder_reranker_scores_are_cosines_over_cached_document_vectors(tmp_path, bow_backend):
     from bow_encoder import BagOfWordsEncoder
     from conftest import TINY_DOCS, TINY_QUERIES
-    from harness.retrieval import EncoderReranker
+    from harness.retrieval.retrievers import EncoderReranker
 
     cache = Cache(tmp_path)
     reranker = EncoderReranker("bow", cache=cache, encoder_backend="bow")

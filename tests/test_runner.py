@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.api import plan_targets
 from harness.cache import Cache
+from harness.data.goldset import load_goldset
 from harness.errors import GoldsetError
-from harness.goldset import load_goldset
+from harness.ladder.plan import plan_targets
+from harness.ladder.rungs import BM25Rung, DenseRung
+from harness.ladder.runner import Target, run_rungs
 from harness.records import Leaderboard, RunRecord, read_record
-from harness.rungs import BM25Rung, DenseRung, EncoderConfig
-from harness.runner import Target, run_rungs
+from harness.registry import EncoderConfig
 
 DATA = Path(__file__).parent / "data"
 

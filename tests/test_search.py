@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.runner import drop_identical_ids
-from harness.search import break_ties, to_run, top_k_chunked, top_k_dense
+from harness.ladder.runner import drop_identical_ids
+from harness.retrieval.dense import break_ties, to_run, top_k_chunked, top_k_dense
 
 
 @pytest.mark.parametrize(("query_block", "doc_block"), [(1, 7), (3, 50), (256, 65_536)])

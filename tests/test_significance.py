@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from harness.decide.significance import bootstrap_ci, compare, differences, holm, minimum_detectable_difference, paired_test
 from harness.errors import BenchError
-from harness.significance import bootstrap_ci, compare, differences, holm, minimum_detectable_difference, paired_test
 from record_factory import scored_record
 
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from conftest import TINY_DOCS, TINY_QRELS, TINY_QUERIES
+from harness.data.resolve import resolve_goldset
 from harness.errors import GoldsetError
-from harness.goldset import resolve_goldset
 
 loaders = pytest.importorskip("mteb.abstasks.retrieval_dataset_loaders")
 

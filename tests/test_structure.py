@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
+from harness.data.goldset import load_goldset
+from harness.data.pair_files import read_pair_file
 from harness.errors import ConfigError
-from harness.goldset import load_goldset
-from harness.structure import from_structure, parse_file
-from harness.training import read_pair_file
+from harness.pairs.structure import from_structure, parse_file
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,10 +25,10 @@ from fake_llm import FakeLlm
 from harness import registry
 from harness.cache import Cache
 from harness.errors import ApiError, ConfigError, MissingCredentials
-from harness.generation import CachedGenerator, GeneratorConfig, build_generator, load_prompts
+from harness.pairs.filters import Candidate, apply_filters, longest_copied_run, near_duplicates
+from harness.pairs.generators import CachedGenerator, GeneratorConfig, build_generator, load_prompts
+from harness.pairs.synthetic import SyntheticConfig, generate_synthetic, parse_queries, write_review
 from harness.prices import DEFAULT_PRICES
-from harness.query_filters import Candidate, apply_filters, longest_copied_run, near_duplicates
-from harness.synthetic import SyntheticConfig, generate_synthetic, parse_queries, write_review
 
 pytestmark = pytest.mark.usefixtures("sleeps")  # backoff delays recorded, not waited
 
@@ -158,7 +158,7 @@ KILLED_RUN = """
 import sys
 from backends.llm_openai import OpenAIChatGenerator
 from harness.cache import Cache
-from harness.generation import CachedGenerator
+from harness.pairs.generators import CachedGenerator
 
 prompts = [f"Write 2 questions.\\n\\nPassage:\\nfrost {i} on the hive roof" for i in range(10)]
 CachedGenerator(OpenAIChatGenerator(concurrency=1, timeout=30), Cache(sys.argv[1])).generate_all(prompts)
@@ -376,8 +376,8 @@ def bench(*args: str):
 
 
 def test_bench_pairs_synthetic_writes_pairs_goldset_report_and_review(llm, tiny_goldset, bow_backend, tmp_path):
-    from harness.goldset import load_goldset
-    from harness.training import read_pair_file
+    from harness.data.goldset import load_goldset
+    from harness.data.pair_files import read_pair_file
 
     out = tmp_path / "syn" / "pairs.jsonl"
     args = ["pairs", "synthetic", str(tiny_goldset), "--base-url", llm.url + "/v1", "--encoder-backend", "bow", "--encoder-model", "bow", "--style", "question", "--style", "keyword",

@@ -13,10 +13,11 @@ from click.testing import CliRunner
 from conftest import TINY_QUERIES, write_goldset
 from harness.cli import main
 from harness.config import validate
+from harness.data.goldset import load_goldset
+from harness.data.pair_files import goldset_pairs, read_pair_file
 from harness.errors import ConfigError, GoldsetError
-from harness.goldset import load_goldset
-from harness.leakage import check_leakage, leakage, without_leaks
-from harness.training import TrainConfig, goldset_pairs, read_pair_file
+from harness.training.config import TrainConfig
+from harness.training.leakage import check_leakage, leakage, without_leaks
 
 
 @pytest.mark.parametrize(
@@ -140,9 +141,9 @@ def test_leaking_training_data_stops_bench_train(tmp_path, tiny_model):
 
 def test_finetune_rung_in_a_ladder_records_every_round(tmp_path, tiny_model, bow_backend):
     from conftest import TINY_DOCS, write_ladder
-    from harness.api import run_ladder
     from harness.cache import Cache
-    from harness.ladder import load_ladder
+    from harness.ladder.plan import run_ladder
+    from harness.ladder.schema import load_ladder
     from harness.records import Leaderboard
 
     write_goldset(tmp_path / "other", docs={**TINY_DOCS, "d7": ("Mice", "Mouse guards keep mice out in winter.")})

@@ -12,9 +12,9 @@ import pandas as pd
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.plots import pareto_front
+from harness.decide.plots import pareto_front
+from harness.decide.views import VIEW_FILES, leaderboard_html, leaderboard_markdown, panels, records_frame, write_views
 from harness.records import Leaderboard
-from harness.views import VIEW_FILES, leaderboard_html, leaderboard_markdown, panels, records_frame, write_views
 
 DATA = Path(__file__).parent / "data"
 

@@ -4,16 +4,16 @@
 
 Every fine-tuned round (a ``*-r0`` rung) on SciFact test against the base model, and the pairs named
 below against each other: nDCG@10 and recall@10, the paired difference in nDCG@10 with its 95%
-bootstrap interval and Fisher randomisation p-value (harness.significance, as ``bench report`` uses it).
+bootstrap interval and Fisher randomisation p-value (harness.decide.significance, as ``bench report`` uses it).
 """
 
 from __future__ import annotations
 
 import sys
 
+from harness.decide.report import model_card
+from harness.decide.significance import compare
 from harness.records import Leaderboard
-from harness.report import model_card
-from harness.significance import compare
 
 METRIC = "ndcg@10"
 HEAD_TO_HEAD = [("syn-roundtrip-r0", "syn-no-roundtrip-r0"), ("syn-roundtrip-r0", "real-same-size-r0"), ("real-all-r0", "syn-roundtrip-r0"), ("real-leaky-same-size-r0", "real-all-r0")]

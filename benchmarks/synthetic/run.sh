@@ -18,10 +18,10 @@ bench pairs synthetic "$data" "${gen[@]}" --round-trip-k 0 -o "$work/pairs_all.j
 python - "$data" "$work" <<'PY'
 import random, sys
 from pathlib import Path
-from harness.goldset import load_goldset
-from harness.leakage import leakage, without_leaks
-from harness.pairs import write_pairs
-from harness.training import goldset_pairs, read_pair_file
+from harness.data.goldset import load_goldset
+from harness.training.leakage import leakage, without_leaks
+from harness.pairs.pairset import write_pairs
+from harness.training.config import goldset_pairs, read_pair_file
 goldset, work = load_goldset(sys.argv[1]), Path(sys.argv[2])
 pairs = goldset_pairs(goldset, "train")
 clean = without_leaks(pairs, goldset, leakage(pairs, goldset, ["test"]))

@@ -24,9 +24,8 @@ def compare_queries(a, b, encoder_backend, model, max_queries, warn_auc, seed, c
     line, or GOLDSET:SPLIT): lengths, vocabulary, question words, and how well a classifier on
     embeddings tells them apart (cross-validated AUC; 0.5 = indistinguishable)."""
     from harness.cache import Cache, CachedEncoder
-    from harness.drift import compare_queries, read_queries
-    from harness.retrieval import build_encoder
-    from harness.rungs import DEFAULT_MODEL, EncoderConfig
+    from harness.pairs.drift import compare_queries, read_queries
+    from harness.registry import DEFAULT_MODEL, EncoderConfig, build_encoder
 
     encoder = CachedEncoder(build_encoder(EncoderConfig(backend=encoder_backend, model=model or DEFAULT_MODEL)), Cache(cache_dir))
     report = compare_queries(read_queries(a), read_queries(b), encoder, max_queries=max_queries, seed=seed, warn_auc=warn_auc)

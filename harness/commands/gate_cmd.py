@@ -6,9 +6,9 @@ import json
 
 import click
 
+from harness.choices import PairedTest, values
 from harness.commands.options import json_option, leaderboard_option
 from harness.commands.run_cmd import ladder_option
-from harness.significance import METHODS
 
 
 @click.command()
@@ -24,7 +24,7 @@ from harness.significance import METHODS
 @click.option("--max-drop", type=click.FloatRange(min=0), default=None, help="Largest absolute drop allowed, for every check (default: each rule's; 0.01).")
 @click.option("--significant/--any-drop", default=None, help="Fail only when the drop is also significant / on any drop past --max-drop (default: each rule's).")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None, help="Significance level (default: the [gate] table's; 0.05).")
-@click.option("--test", type=click.Choice(METHODS), default=None, help="Paired test (default: the [gate] table's; fisher).")
+@click.option("--test", type=click.Choice(values(PairedTest)), default=None, help="Paired test (default: the [gate] table's; fisher).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Embedding cache folder for --model and --run.")
 @leaderboard_option
 @json_option
@@ -36,9 +36,9 @@ def gate(ctx, candidate, baseline, baseline_leaderboard, model, run_now, ladder_
     a goldset whose content changed since the baseline). Thresholds come from the ladder's [gate]
     table; the flags override them.
     """
-    from harness.gate import gate_summary, gate_table, load_records, run_gate
-    from harness.ladder import resolve_ladder
-    from harness.views import print_rich
+    from harness.decide.gate import gate_summary, gate_table, load_records, run_gate
+    from harness.decide.views import print_rich
+    from harness.ladder.schema import resolve_ladder
 
     ladder = resolve_ladder(ladder_path)
     candidates = _candidates(ladder, candidate, model, run_now, goldsets, split, leaderboard_dir, cache_dir)
@@ -55,8 +55,8 @@ def gate(ctx, candidate, baseline, baseline_leaderboard, model, run_now, ladder_
 
 def _candidates(ladder, candidate, model, run_now, goldsets, split, leaderboard_dir, cache_dir):
     """The candidate's records: read from the leaderboard or a file, or evaluated now."""
+    from harness.decide.gate import load_records
     from harness.errors import ConfigError
-    from harness.gate import load_records
 
     if bool(candidate) == bool(model):
         raise ConfigError("name one candidate: a rung or a record file, or --model MODEL")
@@ -68,9 +68,9 @@ def _candidates(ladder, candidate, model, run_now, goldsets, split, leaderboard_
 
 
 def _evaluate_now(ladder, rung_name, model, goldsets, split, leaderboard_dir, cache_dir):
-    from harness.api import model_ladder, run_ladder
     from harness.cache import Cache
     from harness.commands.run_cmd import fail_if_asked_for_nothing
+    from harness.ladder.plan import model_ladder, run_ladder
     from harness.records import Leaderboard
 
     if model:
@@ -83,8 +83,8 @@ def _evaluate_now(ladder, rung_name, model, goldsets, split, leaderboard_dir, ca
 
 def _gate_settings(ladder, metrics, split, max_drop, significant, alpha, test):
     """The ladder's [gate] table with the command line's overrides: (Gate, rules)."""
-    from harness.gate import effective_rules
-    from harness.ladder import GateRule
+    from harness.decide.gate import effective_rules
+    from harness.ladder.schema import GateRule
 
     rules = [GateRule(metric=m) for m in metrics] if metrics else effective_rules(ladder.gate, ladder.primary_metric)
     overrides = {k: v for k, v in {"split": split, "max_drop": max_drop, "significant": significant}.items() if v is not None}

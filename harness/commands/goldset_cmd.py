@@ -17,7 +17,7 @@ def goldset():
 @click.argument("path", type=click.Path())
 def validate(path):
     """Check a goldset folder; list every problem with its file and line. Exit 2 if there are errors."""
-    from harness.goldset import scan_goldset
+    from harness.data.goldset import scan_goldset
 
     found, diag = scan_goldset(Path(path))
     for issue in diag.issues:
@@ -34,8 +34,8 @@ def validate(path):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def stats(source, as_json):
     """Describe a goldset (folder, bundled name or mteb:<Task>): sizes, lengths, judgements per split."""
-    from harness.goldset import resolve_goldset
-    from harness.stats import goldset_stats, print_stats
+    from harness.data.resolve import resolve_goldset
+    from harness.data.summary import goldset_stats, print_stats
 
     info = goldset_stats(resolve_goldset(source))
     if as_json:

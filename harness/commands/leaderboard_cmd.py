@@ -16,9 +16,9 @@ from harness.commands.options import json_option, leaderboard_option
 @json_option
 def leaderboard(goldset_names, write, leaderboard_dir, as_json):
     """Show the latest records as a table (--write: also as Markdown, CSV and an HTML page with plots)."""
+    from harness.decide.views import records_json, records_table, write_views
     from harness.errors import BenchError
     from harness.records import Leaderboard
-    from harness.views import records_json, records_table, write_views
 
     records = Leaderboard(leaderboard_dir).latest()
     if goldset_names:

@@ -24,8 +24,8 @@ def check_leakage(train, goldsets, train_split, eval_splits, threshold, no_near,
     """Check TRAIN (a pair file, or a goldset's train split) against each GOLDSET's evaluation splits:
     repeated and nearly repeated queries, evaluation-judged documents used as positives, and synthetic
     queries written from evaluation-judged documents. Exit 0 when clean, 1 when anything leaks."""
-    from harness.goldset import resolve_with_split
-    from harness.leakage import NEAR_DUPLICATE, leakage
+    from harness.data.resolve import resolve_with_split
+    from harness.training.leakage import NEAR_DUPLICATE, leakage
 
     pairs, train_name = _train_pairs(train, train_split)
     near = None if no_near else (NEAR_DUPLICATE if threshold is None else threshold)
@@ -45,8 +45,8 @@ def check_leakage(train, goldsets, train_split, eval_splits, threshold, no_near,
 
 def _train_pairs(train: str, split: str):
     """Pairs of a pair file, or of a goldset's train split (GOLDSET or GOLDSET:SPLIT)."""
-    from harness.goldset import resolve_with_split
-    from harness.training import goldset_pairs, read_pair_file
+    from harness.data.pair_files import goldset_pairs, read_pair_file
+    from harness.data.resolve import resolve_with_split
 
     if Path(train).is_file():
         return read_pair_file(Path(train)), train
@@ -66,7 +66,7 @@ def _eval_splits(goldset, named: str | None, asked: tuple[str, ...], train_split
 
 
 def _print(train_name: str, count: int, reports: list[dict]) -> None:
-    from harness.leakage import KINDS
+    from harness.training.leakage import KINDS
 
     click.echo(f"training data: {train_name} ({count} pairs)")
     for report in reports:

@@ -44,9 +44,9 @@ def output_options(command):
 
 
 def emit(built, *, output, goldset_out, seed, splits, as_json, description: str, query_origin: str) -> None:
-    """Write a :class:`~harness.pairs.PairSet` as a pair file (and a goldset) and report its counts."""
+    """Write a :class:`~harness.pairs.pairset.PairSet` as a pair file (and a goldset) and report its counts."""
     from harness.errors import ConfigError
-    from harness.pairs import write_goldset, write_pairs
+    from harness.pairs.pairset import write_goldset, write_pairs
 
     if not built.pairs:
         raise ConfigError(f"no pairs: nothing was kept ({_counts_line(built.counts)})")
@@ -95,7 +95,7 @@ def from_labels(labels, corpus, query_column, query_id_column, document_column, 
     A row with a label of 0 or below (or under --min-label) is a negative for its query; whole-number
     labels become graded judgements in the goldset.
     """
-    from harness.pairs import LabelColumns, from_labels, read_corpus
+    from harness.pairs.pairset import LabelColumns, from_labels, read_corpus
 
     columns = LabelColumns(query=query_column, query_id=query_id_column, document=document_column, doc_id=doc_id_column, label=label_column)
     built = from_labels(labels, corpus=read_corpus(corpus) if corpus else None, columns=columns, min_label=min_label)
@@ -117,8 +117,8 @@ def from_clicks(log, corpus, min_dwell, skip_above, **out):
 
     Documents come from --corpus or from the results' own "title"/"text". Sessions of the same query are pooled.
     """
-    from harness.clicks import from_clicks
-    from harness.pairs import read_corpus
+    from harness.pairs.clicks import from_clicks
+    from harness.pairs.pairset import read_corpus
 
     built = from_clicks(log, corpus=read_corpus(corpus) if corpus else None, min_dwell=min_dwell, skip_above=skip_above)
     emit(built, description=f"click pairs from {Path(log).name} (dwell >= {min_dwell:g} s)", query_origin="human", **out)
@@ -133,7 +133,7 @@ def from_clicks(log, corpus, min_dwell, skip_above, **out):
 def from_structure(paths, chunk_words, overlap, min_words, **out):
     """Pairs from Markdown, reStructuredText and HTML files (folders are searched):
     heading <-> section body, title <-> first paragraph, section <-> subsection."""
-    from harness.structure import from_structure
+    from harness.pairs.structure import from_structure
 
     built = from_structure(paths, chunk_words=chunk_words, overlap=overlap, min_words=min_words)
     emit(built, description=f"pairs from the structure of {', '.join(Path(p).name for p in paths)}", query_origin="structure", **out)

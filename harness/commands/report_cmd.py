@@ -18,10 +18,10 @@ def report(ladder_path, goldset, split, fmt, output, leaderboard_dir):
     """GO / NO-GO / NOT YET on fine-tuning, with reasons, following the ladder."""
     from pathlib import Path
 
+    from harness.decide.report import build_report
     from harness.errors import BenchError
-    from harness.ladder import resolve_ladder
+    from harness.ladder.schema import resolve_ladder
     from harness.records import Leaderboard
-    from harness.report import build_report
 
     ladder = resolve_ladder(ladder_path)
     records = Leaderboard(leaderboard_dir).latest()

@@ -30,11 +30,11 @@ def run(ladder_path, goldsets, splits, rung_names, model, ood, overwrite, cache_
     Rungs that cannot run here (a hub model offline, an API key not set) are recorded as skipped,
     with the reason, and the others run.
     """
-    from harness.api import model_ladder, run_ladder
     from harness.cache import Cache
-    from harness.ladder import resolve_ladder
+    from harness.decide.views import outcomes_json, outcomes_table
+    from harness.ladder.plan import model_ladder, run_ladder
+    from harness.ladder.schema import resolve_ladder
     from harness.records import Leaderboard
-    from harness.views import outcomes_json, outcomes_table
 
     ladder = resolve_ladder(ladder_path)
     if model:
@@ -66,8 +66,8 @@ def validate(ladder_path):
     """Check a ladder file (default: ./ladder.toml, else the shipped default) without loading any model."""
     from collections import Counter
 
-    from harness.goldset import find_goldset
-    from harness.ladder import resolve_ladder
+    from harness.data.resolve import find_goldset
+    from harness.ladder.schema import resolve_ladder
 
     ladder = resolve_ladder(ladder_path)
     for source in ladder.goldsets:

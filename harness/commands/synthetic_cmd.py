@@ -44,7 +44,7 @@ def synthetic(source, backend, model, base_url, api_key_env, temperature, max_to
     from harness.cache import Cache
     from harness.config import validate
     from harness.errors import ConfigError
-    from harness.synthetic import SyntheticConfig, generate_synthetic, write_sidecars
+    from harness.pairs.synthetic import SyntheticConfig, generate_synthetic, write_sidecars
 
     generator = {"backend": backend, "model": model, "base_url": base_url, "api_key_env": api_key_env, "temperature": temperature, "max_tokens": max_tokens, "concurrency": concurrency}
     encoder = {"backend": encoder_backend} | ({"model": encoder_model} if encoder_model else {})

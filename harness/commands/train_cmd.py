@@ -6,6 +6,7 @@ import json
 
 import click
 
+from harness.choices import LeakagePolicy, values
 from harness.commands.options import json_option, leaderboard_option
 
 
@@ -18,7 +19,7 @@ from harness.commands.options import json_option, leaderboard_option
 @click.option("--learning-rate", "--lr", "learning_rate", type=float, default=None)
 @click.option("--rounds", type=int, default=None, help="Hard-negative mining rounds after round 0.")
 @click.option("--seed", type=int, default=None)
-@click.option("--on-leakage", type=click.Choice(["stop", "drop", "allow"]), default=None, help="When training data overlaps the evaluation: stop (default), drop those pairs, or allow (counted).")
+@click.option("--on-leakage", type=click.Choice(values(LeakagePolicy)), default=None, help="When training data overlaps the evaluation: stop (default), drop those pairs, or allow (counted).")
 @click.option("--models-dir", type=click.Path(file_okay=False), default=None, help="Where models are written (default: <leaderboard>/../models).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
 @leaderboard_option
@@ -30,12 +31,13 @@ def train(config_path, goldset, base_model, epochs, batch_size, learning_rate, r
 
     from harness.cache import Cache
     from harness.config import read_toml, validate
-    from harness.finetune import is_main_process, plan_job, run_job
+    from harness.decide.views import outcomes_json, outcomes_table
+    from harness.ladder.rungs import DenseRung
+    from harness.ladder.runner import run_rungs
     from harness.records import Leaderboard
-    from harness.rungs import DenseRung, EncoderConfig
-    from harness.runner import run_rungs
-    from harness.training import TrainConfig
-    from harness.views import outcomes_json, outcomes_table
+    from harness.registry import EncoderConfig
+    from harness.training.config import TrainConfig
+    from harness.training.job import is_main_process, plan_job, run_job
 
     path = Path(config_path)
     data = read_toml(path)
@@ -64,9 +66,9 @@ def train(config_path, goldset, base_model, epochs, batch_size, learning_rate, r
 
 def _targets(config, base):
     """The goldset's eval splits, its own out-of-domain companions, and the config's ``ood`` goldsets."""
-    from harness.api import plan_targets
-    from harness.goldset import resolve_goldset
-    from harness.runner import Target
+    from harness.data.resolve import resolve_goldset
+    from harness.ladder.plan import plan_targets
+    from harness.ladder.runner import Target
 
     targets = plan_targets([config.goldset], base=base)
     for source in config.ood:

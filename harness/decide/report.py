@@ -1,0 +1,336 @@
+"""The go/no-go report: should this team fine-tune its embedding model? GO, NO-GO or NOT YET, with reasons.
+
+It follows the ladder on one in-domain goldset split, using only records:
+
+1. the baseline (the ladder's first rung) against the quality bar (``recall@10`` >= 0.80 by default);
+2. what each cheaper rung bought over the baseline, at what cost and latency: paired tests on the
+   per-query scores, Holm-corrected over the rungs compared;
+3. whether the best fine-tuned round beats the best cheaper rung by ``finetune_margin``, significantly
+   (Holm over the rounds), without losing more than ``ood_tolerance`` against the baseline on an
+   out-of-domain companion (catastrophic forgetting shows there first);
+4. the cheapest option that meets the bar, and the pitfalls the evidence shows.
+
+GO: fine-tuning wins by the margin, significantly, with no OOD loss. NO-GO: a cheaper rung is as good
+(the 95% interval of the gain lies below the margin, or the gain is significant but below it), or
+fine-tuning loses out of domain. NOT YET: not enough evidence (fine-tuning not run, or a gain that is
+not significant while its interval still reaches the margin: too few queries to tell).
+Thresholds come from the ladder's ``[decision]`` table (:class:`harness.ladder.schema.Decision`).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.decide.significance import Comparison, compare, holm
+from harness.decide.views import COLUMNS, Panel, figures_html, html_page, html_table, markdown_table, panel_figures, panels
+from harness.errors import BenchError
+from harness.ladder.schema import Decision, Ladder
+from harness.records import RunRecord
+
+VERDICTS = ("GO", "NO-GO", "NOT YET")
+_ROUND = re.compile(r"-r(\d+)$")
+
+
+def is_finetuned(record: RunRecord) -> bool:
+    """Trained on the goldset's own data: a ``finetune`` round or an ``adapter`` rung, a rung named
+    ``<job>-r<i>`` as ``bench train`` records them, or any rung whose model folder holds a tunebench model
+    card (``bench run -m models/.../r0/model``)."""
+    return record.rung.kind in ("finetune", "adapter") or bool(_ROUND.search(record.rung.name)) or bool(model_card(record))
+
+
+def model_card(record: RunRecord) -> dict:
+    """The ``tunebench.json`` card beside the record's model, when the model is a folder still on disk ({} otherwise)."""
+    model = record.details.get("model") or record.rung.config.get("encoder", {}).get("model", "")
+    path = Path(model) / "tunebench.json" if model else None
+    return json.loads(path.read_text()) if path and path.is_file() else {}
+
+
+@dataclass
+class Row:
+    """A rung compared with a reference (the baseline, or the best cheaper rung), Holm-adjusted."""
+
+    record: RunRecord
+    comparison: Comparison | None = None
+    p_holm: float = math.nan
+
+    @property
+    def significant(self) -> bool:
+        return self.comparison is not None and self.p_holm < self.comparison.alpha
+
+
+@dataclass
+class Section:
+    """A heading, plain-text lines (bullets) and an optional table: rendered to Markdown and HTML alike."""
+
+    title: str
+    lines: list[str] = field(default_factory=list)
+    table: tuple[list[str], list[list[str]]] | None = None
+
+
+@dataclass
+class Report:
+    verdict: str
+    reasons: list[str]
+    panel: Panel
+    sections: list[Section]
+    pitfalls: list[str]
+
+    def markdown(self) -> str:
+        return render_markdown(self)
+
+    def html(self) -> str:
+        return render_html(self)
+
+
+# ---- evidence --------------------------------------------------------------------------------------
+
+
+def choose_panel(records: list[RunRecord], goldset: str | None, split: str | None) -> Panel:
+    """The in-domain goldset and split the report is about (default: the first goldset, its test split)."""
+    found = panels(records)
+    names = sorted({p.goldset for p in found})
+    if goldset:
+        found = [p for p in found if p.goldset == goldset]
+        if not found:
+            raise BenchError(f"no records of goldset '{goldset}' (goldsets with records: {', '.join(names) or 'none'}); run: bench run")
+    if not found:
+        raise BenchError("no in-domain records to report on; run: bench run")
+    if split:
+        chosen = [p for p in found if p.split == split]
+        if not chosen:
+            raise BenchError(f"no records of split '{split}' for goldset '{found[0].goldset}' (splits: {', '.join(p.split for p in found)})")
+        return chosen[0]
+    return next((p for p in found if p.split == "test"), found[0])
+
+
+def ordered(records: list[RunRecord], ladder: Ladder) -> list[RunRecord]:
+    """Ok records in ladder order (rungs the ladder does not list, such as ``bench train`` rounds, after)."""
+    rank = {r.name: i for i, r in enumerate(ladder.rungs)}
+    ok = [r for r in records if r.status == "ok"]
+    return sorted(ok, key=lambda r: rank.get(r.rung.name, len(rank)))
+
+
+def compare_all(records: list[RunRecord], reference: RunRecord, metric: str, decision: Decision) -> list[Row]:
+    """Each record against ``reference``, p-values Holm-adjusted over the records compared."""
+    rows = [Row(r, compare(r, reference, metric, method=decision.test, alpha=decision.alpha)) for r in records]
+    adjusted = holm({r.record.rung.name: r.comparison.p_value for r in rows})
+    for row in rows:
+        row.p_holm = adjusted[row.record.rung.name]
+    return rows
+
+
+def ood_rows(panel: Panel, candidate: RunRecord, baseline: RunRecord, metric: str, decision: Decision) -> list[Row]:
+    """The candidate against the baseline on each out-of-domain companion both were scored on."""
+    rows = []
+    for records in panel.companions.values():
+        by_rung = {r.rung.name: r for r in records if r.status == "ok"}
+        if candidate.rung.name in by_rung and baseline.rung.name in by_rung:
+            rows += compare_all([by_rung[candidate.rung.name]], by_rung[baseline.rung.name], metric, decision)
+    return rows
+
+
+def training_facts(record: RunRecord) -> dict:
+    """What a fine-tuning round's record and model card say: leakage count and policy, round, pairs.
+
+    FinetuneStage and AdapterStage records carry ``details`` (round or adapter, leakage, on_leakage);
+    ``bench train`` records do not, so the model card (``tunebench.json`` beside the model, when it is
+    still on disk) fills in.
+    """
+    card = model_card(record)
+    config = card.get("config") or record.rung.config.get("train", {})
+    round_ = record.details.get("round", card.get("round"))
+    if round_ is None and _ROUND.search(record.rung.name):
+        round_ = int(_ROUND.search(record.rung.name).group(1))
+    return {"leakage": record.details.get("leakage", card.get("leakage")), "on_leakage": record.details.get("on_leakage", config.get("on_leakage")), "round": round_, "pairs": record.details.get("pairs", card.get("pairs"))}
+
+
+ORIGINS = {"synthetic": "written by an LLM", "structure": "headings and titles taken from the documents"}
+
+
+def query_origin(record: RunRecord) -> str:
+    """Who wrote the evaluation queries, as the goldset manifest's ``query_origin`` says (``bench pairs``
+    writes it: human for labels and click logs, synthetic, structure); "" when nothing records it."""
+    from harness.data.goldset import read_manifest
+
+    folder = Path(record.goldset.source)
+    manifest = read_manifest(folder) if (folder / "goldset.toml").is_file() else None
+    return manifest.query_origin if manifest else ""
+
+
+# ---- the decision ----------------------------------------------------------------------------------
+
+
+def verdict(best: Row | None, ood: list[Row], decision: Decision, cheaper: str) -> tuple[str, str]:
+    """GO / NO-GO / NOT YET and the one reason that decided it (see the module docstring)."""
+    if best is None:
+        return "NOT YET", "fine-tuning has not been run on this goldset: add a finetune rung to the ladder or run bench train"
+    c, name = best.comparison, best.record.rung.name
+    drops = [row for row in ood if row.comparison.delta < -decision.ood_tolerance]
+    if drops:
+        worst = min(drops, key=lambda row: row.comparison.delta)
+        return "NO-GO", f"{name} loses {-worst.comparison.delta:.3f} {c.metric} out of domain on {worst.record.goldset.name} (tolerance {decision.ood_tolerance})"
+    gain = f"{name} {_signed(c.delta)} {c.metric} over {cheaper} (95% CI {_signed(c.ci_low)} to {_signed(c.ci_high)}, p = {best.p_holm:.3g} after Holm)"
+    if best.significant:
+        if c.delta >= decision.finetune_margin:
+            return "GO", f"{gain}: significant and at least the margin {decision.finetune_margin}"
+        return "NO-GO", f"{gain}: {cheaper} is as good or better (the gain is below the margin {decision.finetune_margin})"
+    if c.ci_high < decision.finetune_margin:  # the interval already rules out a gain worth having
+        return "NO-GO", f"{gain}: not significant, and the interval excludes a gain of the margin {decision.finetune_margin}; {cheaper} is as good"
+    return "NOT YET", f"{gain}: not significant, and too few queries to tell: with {c.n} queries only differences of {c.mdd:.3f} or more are detectable (margin {decision.finetune_margin})"
+
+
+def pitfalls(panel: Panel, finetuned: list[RunRecord], best: Row | None, decision: Decision) -> list[str]:
+    """Problems visible in the evidence that weaken any decision taken on it."""
+    first = panel.records[0]
+    found = []
+    if not any(r.status == "ok" for rs in panel.companions.values() for r in rs):
+        found.append("no out-of-domain set: a fine-tuned model's losses outside this domain cannot be seen (add ood = [...] to the goldset manifest)")
+    origin = query_origin(first)
+    if origin and origin != "human":
+        found.append(f"the evaluation queries are {ORIGINS[origin]}, not written by users: scores may flatter a model trained on the same kind of queries")
+    elif not origin:
+        found.append("where the evaluation queries came from is not recorded (people or a generator); synthetic-only evaluation cannot be ruled out")
+    if first.goldset.n_queries < decision.min_queries:
+        found.append(f"only {first.goldset.n_queries} evaluation queries (fewer than {decision.min_queries}): differences are hard to tell apart")
+    if best is not None and best.comparison.mdd > decision.finetune_margin:
+        found.append(f"too few queries to tell: the minimum detectable difference is {best.comparison.mdd:.3f} against a margin of {decision.finetune_margin}")
+    found += _training_pitfalls(finetuned)
+    return found
+
+
+def _training_pitfalls(finetuned: list[RunRecord]) -> list[str]:
+    facts = [training_facts(r) for r in finetuned]
+    found = []
+    for record, fact in zip(finetuned, facts):
+        if fact["leakage"] and fact["on_leakage"] != "drop":
+            found.append(f"{record.rung.name}: {fact['leakage']} training pairs overlap the evaluation (on_leakage = {fact['on_leakage'] or 'unknown'}): its scores are inflated")
+    rounds = [f["round"] for r, f in zip(finetuned, facts) if r.rung.kind != "adapter"]
+    if rounds and not any((r or 0) >= 1 for r in rounds):
+        found.append("fine-tuning used only in-batch (easy) negatives: no hard-negative mining round (r1) was recorded")
+    return found
+
+
+def cheapest_meeting_bar(records: list[RunRecord], decision: Decision) -> RunRecord | None:
+    """The rung at or above the bar with the lowest cost, then latency; rungs that need no training first."""
+    meeting = [r for r in records if r.metrics.get(decision.recall_metric, 0.0) >= decision.recall_bar]
+    return min(meeting, key=lambda r: (math.inf if r.cost.usd is None else r.cost.usd, is_finetuned(r), _p50(r)), default=None)
+
+
+def build_report(records: list[RunRecord], ladder: Ladder, goldset: str | None = None, split: str | None = None) -> Report:
+    """The report on ``goldset``/``split`` from the leaderboard's latest ``records``, with the ladder's thresholds."""
+    decision, panel = ladder.decision, choose_panel(records, goldset, split)
+    metric = panel.metric
+    ok = ordered(panel.records, ladder)
+    if not ok:
+        raise BenchError(f"every rung on {panel.goldset}/{panel.split} was skipped; nothing to decide on (run: bench run)")
+    names = [r.rung.name for r in ok]
+    baseline = ok[names.index(ladder.rungs[0].name)] if ladder.rungs[0].name in names else ok[0]
+    cheaper = [r for r in ok if not is_finetuned(r)]
+    finetuned = [r for r in ok if is_finetuned(r)]
+    steps = compare_all([r for r in cheaper if r is not baseline], baseline, metric, decision)
+    best_cheaper = max(cheaper, key=lambda r: r.metrics[metric], default=baseline)
+    rounds = compare_all(finetuned, best_cheaper, metric, decision)
+    best = max(rounds, key=lambda row: row.comparison.delta, default=None)
+    ood = ood_rows(panel, best.record, baseline, metric, decision) if best else []
+    decided, reason = verdict(best, ood, decision, best_cheaper.rung.name)
+    reasons = [_bar_line(baseline, decision), reason]
+    sections = _sections(baseline, steps, rounds, ood, best_cheaper, cheapest_meeting_bar(ok, decision), decision, metric)
+    return Report(decided, reasons, panel, sections, pitfalls(panel, finetuned, best, decision))
+
+
+# ---- sections and rendering -----------------------------------------------------------------------
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.3f}"
+
+
+def _p50(record: RunRecord) -> float:
+    return record.latency.p50_ms if record.latency and record.latency.p50_ms is not None else math.inf
+
+
+def _label(metric: str) -> str:
+    return dict(COLUMNS).get(metric, metric)
+
+
+def _bar_line(baseline: RunRecord, decision: Decision) -> str:
+    from harness.decide.views import interval
+
+    value, (low, high) = baseline.metrics[decision.recall_metric], interval(baseline, decision.recall_metric)
+    side = "meets" if value >= decision.recall_bar else "is below"
+    return f"the baseline, {baseline.rung.name}: {decision.recall_metric} {value:.3f} (95% CI {low:.3f} to {high:.3f}) {side} the bar of {decision.recall_bar:.2f}"
+
+
+def _comparison_cells(row: Row) -> list[str]:
+    c = row.comparison
+    return [f"{c.candidate:.3f}", _signed(c.delta), f"{_signed(c.ci_low)} to {_signed(c.ci_high)}", f"{row.p_holm:.3g}", "yes" if row.significant else "no"]
+
+
+def _step_table(baseline: RunRecord, steps: list[Row], metric: str, decision: Decision) -> tuple[list[str], list[list[str]]]:
+    from harness.decide.views import cells
+
+    headers = ["rung", "kind", _label(metric), "delta", "95% CI of delta", "p (Holm)", "significant", decision.recall_metric, "meets bar", "p50 ms", "cost $"]
+    rows = []
+    for row in [Row(baseline), *steps]:
+        r = row.record
+        stats = _comparison_cells(row) if row.comparison else [f"{r.metrics[metric]:.3f}", "(reference)", "", "", ""]
+        recall = r.metrics.get(decision.recall_metric, 0.0)
+        rows.append([r.rung.name, r.rung.kind, *stats, f"{recall:.3f}", "yes" if recall >= decision.recall_bar else "no", *cells(r)[-3:-2], cells(r)[-1]])
+    return headers, rows
+
+
+def _round_table(rounds: list[Row], metric: str) -> tuple[list[str], list[list[str]]]:
+    headers = ["round", _label(metric), "delta", "95% CI of delta", "p (Holm)", "significant", "detectable (MDD)", "training pairs", "leaking pairs"]
+    rows = []
+    for row in rounds:
+        facts = training_facts(row.record)
+        rows.append([row.record.rung.name, *_comparison_cells(row), f"{row.comparison.mdd:.3f}", str(facts["pairs"] or "?"), str(facts["leakage"] if facts["leakage"] is not None else "?")])
+    return headers, rows
+
+
+def _sections(baseline, steps, rounds, ood, best_cheaper, cheapest, decision: Decision, metric: str) -> list[Section]:
+    test = f"paired {decision.test} test on per-query {metric}, Holm-corrected over {{n}} comparisons, alpha {decision.alpha}"
+    sections = [Section("What each cheaper rung bought", [f"against {baseline.rung.name}; " + test.format(n=len(steps))], _step_table(baseline, steps, metric, decision))]
+    if rounds:
+        lines = [f"against the best cheaper rung, {best_cheaper.rung.name} ({best_cheaper.metrics[metric]:.3f}); " + test.format(n=len(rounds)) + f"; margin {decision.finetune_margin}"]
+        lines += [f"out of domain, {row.record.rung.name} on {row.record.goldset.name}: {_signed(row.comparison.delta)} {metric} against {baseline.rung.name} "
+                  f"(p = {row.p_holm:.3g}; tolerance {decision.ood_tolerance})" for row in ood]
+        sections.append(Section("Fine-tuning against the best cheaper rung", lines, _round_table(rounds, metric)))
+    else:
+        sections.append(Section("Fine-tuning against the best cheaper rung", ["not run: no fine-tuned round is recorded on this goldset"]))
+    bar = f"{decision.recall_metric} >= {decision.recall_bar:.2f}"
+    option = (f"{cheapest.rung.name} ({cheapest.rung.kind}): {decision.recall_metric} {cheapest.metrics[decision.recall_metric]:.3f}, "
+              f"{metric} {cheapest.metrics[metric]:.3f}, cost ${cheapest.cost.usd if cheapest.cost.usd is not None else '?'}, p50 {_p50(cheapest):.1f} ms"
+              if cheapest else "none: no rung reaches the bar")
+    sections.append(Section(f"Cheapest option that meets the bar ({bar})", [option]))
+    sections.append(Section("Thresholds (the ladder's [decision] table)", [", ".join(f"{k} = {v}" for k, v in decision.model_dump().items())]))
+    return sections
+
+
+def render_markdown(report: Report) -> str:
+    panel = report.panel
+    parts = [f"# Go/no-go: {panel.goldset} / {panel.split}", "", f"**Decision: {report.verdict}**", "", *(f"- {r}" for r in report.reasons)]
+    for section in [*report.sections, Section("Pitfalls", report.pitfalls or ["none seen in the records"])]:
+        parts += ["", f"## {section.title}", "", *(f"- {line}" for line in section.lines)]
+        if section.table:
+            parts += ["", markdown_table(*section.table)]
+    return "\n".join(parts) + "\n"
+
+
+def render_html(report: Report) -> str:
+    panel = report.panel
+    body = [f"<h1>Go/no-go: {html.escape(panel.goldset)} / {html.escape(panel.split)}</h1>",
+            f'<p class="verdict {report.verdict.replace(" ", "-")}"><strong>Decision: {report.verdict}</strong></p>', _ul(report.reasons)]
+    for section in [*report.sections, Section("Pitfalls", report.pitfalls or ["none seen in the records"])]:
+        body.append(f"<h2>{html.escape(section.title)}</h2>{_ul(section.lines)}{html_table(*section.table) if section.table else ''}")
+    body.append(f"<h2>Plots</h2>{figures_html(panel_figures(panel))}")
+    return html_page(f"go/no-go: {panel.goldset}", "\n".join(body))
+
+
+def _ul(lines: list[str]) -> str:
+    return "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>"

@@ -1,0 +1,281 @@
+"""Views of records: the terminal table, JSON, and the files ``bench leaderboard --write`` makes
+(``README.md``, ``leaderboard.csv``, ``index.html`` with plots). Every view is a pure function of the
+records: the same records give byte-identical files (no clock, no random ids, sorted keys).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.records import RunRecord
+
+COLUMNS = (("ndcg@10", "nDCG@10"), ("recall@10", "R@10"), ("recall@100", "R@100"), ("mrr@10", "MRR@10"))
+
+
+def _goldset_label(record: RunRecord) -> str:
+    return f"{record.goldset.name} (ood)" if record.goldset.ood_of else record.goldset.name
+
+
+def records_json(records: list[RunRecord]) -> list[dict]:
+    return [
+        {
+            "goldset": r.goldset.name,
+            "ood_of": r.goldset.ood_of,
+            "split": r.goldset.split,
+            "rung": r.rung.name,
+            "kind": r.rung.kind,
+            "status": r.status,
+            "reason": r.reason,
+            "n_queries": r.goldset.n_queries,
+            "metrics": r.metrics,
+            "latency_p50_ms": r.latency.p50_ms if r.latency else None,
+            "latency_p95_ms": r.latency.p95_ms if r.latency else None,
+            "cost_usd": r.cost.usd,
+            "api_calls": r.cost.api_calls,
+            "encode_s": round(r.timings.index_s + r.timings.encode_queries_s, 4),
+            "search_s": r.timings.search_s,
+            "total_s": r.timings.total_s,
+            "created_at": r.created_at,
+            "key": r.key,
+        }
+        for r in records
+    ]
+
+
+def outcomes_json(outcomes) -> list[dict]:
+    return [{**records_json([o.record])[0], "action": o.action} for o in outcomes]
+
+
+def _cost(record: RunRecord) -> str:
+    if record.status != "ok":
+        return ""
+    if record.cost.usd is None:
+        return "?"
+    return "0" if record.cost.usd == 0 else f"{record.cost.usd:.4f}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else (f"{value:.1f}" if value < 100 else f"{value:.0f}")
+
+
+HEADERS = ("goldset", "split", "rung", *(label for _, label in COLUMNS), "queries", "p50 ms", "p95 ms", "cost $")
+
+
+def cells(record: RunRecord) -> list[str]:
+    """One record as the text cells under :data:`HEADERS` (the terminal, Markdown and HTML tables)."""
+    r, latency = record, record.latency
+    row = [_goldset_label(r), r.goldset.split, r.rung.name]
+    row += [f"{r.metrics[m]:.3f}" if m in r.metrics else "-" for m, _ in COLUMNS]
+    return row + [str(r.goldset.n_queries), _ms(latency.p50_ms if latency else None), _ms(latency.p95_ms if latency else None), _cost(r)]
+
+
+def _table(records: list[RunRecord], title: str, actions: list[str] | None = None):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for header in (*HEADERS, "encode s", "search s"):
+        table.add_column(header, justify="left" if header in ("goldset", "split", "rung") else "right")
+    if actions:
+        table.add_column("")
+    for i, r in enumerate(records):
+        t = r.timings
+        timings = [f"{t.index_s + t.encode_queries_s:.1f}", f"{t.search_s:.1f}"] if r.status == "ok" else ["", ""]
+        table.add_row(*cells(r), *timings, *([actions[i]] if actions else []))
+    return table
+
+
+def _skips(records: list[RunRecord]) -> list[str]:
+    """One line per skipped rung (the reason is usually the same on every goldset)."""
+    reasons: dict[str, str] = {}
+    for r in records:
+        if r.status == "skipped":
+            reasons.setdefault(r.rung.name, r.reason or "")
+    return [f"skipped {name}: {reason}" for name, reason in reasons.items()]
+
+
+def print_rich(renderable, soft_wrap: bool = False) -> None:
+    """Print a rich table or text to stdout (200 columns when piped, so nothing is cut to a guessed 80)."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:  # piped or captured: never truncate columns to a guessed 80
+        console = Console(width=200)
+    console.print(renderable, soft_wrap=soft_wrap)
+
+
+def _print_skips(records: list[RunRecord]) -> None:
+    from rich.text import Text
+
+    for line in _skips(records):
+        print_rich(Text(line), soft_wrap=True)  # plain text (a reason may contain [brackets]), one line each
+
+
+def records_table(records: list[RunRecord], title: str) -> None:
+    print_rich(_table(records, title))
+    _print_skips(records)
+
+
+def outcomes_table(outcomes, title: str) -> None:
+    labels = {"unchanged": "unchanged", "ran": "new", "skipped": "skipped"}
+    records = [o.record for o in outcomes]
+    print_rich(_table(records, title, [labels[o.action] for o in outcomes]))
+    _print_skips(records)
+
+
+# ---- files: Markdown, CSV, HTML ---------------------------------------------------------------
+
+VIEW_FILES = ("README.md", "leaderboard.csv", "index.html")
+
+
+@dataclass
+class Panel:
+    """One in-domain goldset and split, its rungs in order, and its out-of-domain companions' records."""
+
+    goldset: str
+    split: str
+    records: list[RunRecord]
+    companions: dict[str, list[RunRecord]] = field(default_factory=dict)
+
+    @property
+    def metric(self) -> str:
+        return self.records[0].primary_metric
+
+
+def panels(records: list[RunRecord]) -> list[Panel]:
+    """Group records (as :meth:`Leaderboard.latest` orders them) by in-domain goldset and split."""
+    out: dict[tuple[str, str], Panel] = {}
+    for r in records:
+        if r.goldset.ood_of is None:
+            out.setdefault((r.goldset.name, r.goldset.split), Panel(r.goldset.name, r.goldset.split, [])).records.append(r)
+    for r in records:
+        for panel in out.values():
+            if r.goldset.ood_of == panel.goldset:
+                panel.companions.setdefault(f"{r.goldset.name} ({r.goldset.split})", []).append(r)
+    return list(out.values())
+
+
+def records_frame(records: list[RunRecord]):
+    """A pandas frame, one row per record, every metric a column (the CSV view)."""
+    import pandas as pd
+
+    frame = pd.json_normalize(records_json(records), sep=".")
+    frame.columns = [c.removeprefix("metrics.") for c in frame.columns]
+    return frame
+
+
+def interval(record: RunRecord, metric: str) -> tuple[float, float] | None:
+    """95% bootstrap confidence interval of ``metric``'s mean over the record's queries (None if skipped)."""
+    from harness.decide.significance import bootstrap_ci
+
+    if record.status != "ok" or not record.per_query:
+        return None
+    return bootstrap_ci([scores[metric] for scores in record.per_query.values()])
+
+
+def _ci_cell(record: RunRecord, metric: str) -> str:
+    ci = interval(record, metric)
+    return "-" if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}"
+
+
+def _rows(records: list[RunRecord], metric: str) -> tuple[list[str], list[list[str]]]:
+    headers = [*HEADERS, f"{dict(COLUMNS).get(metric, metric)} 95% CI", "status"]
+    return headers, [[*cells(r), _ci_cell(r, metric), r.status] for r in records]
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    def line(values):
+        return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
+
+    return "\n".join([line(headers), line(["---"] * len(headers)), *map(line, rows)])
+
+
+def html_table(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def leaderboard_markdown(records: list[RunRecord]) -> str:
+    """``leaderboard/README.md``: one table per goldset and split (with its OOD companions), skip reasons."""
+    parts = ["# Leaderboard", "", f"Generated by `bench leaderboard --write` from {len(records)} records; do not edit by hand. "
+             "Intervals are 95% bootstrap confidence intervals over the queries. Plots: [index.html](index.html); data: "
+             "[leaderboard.csv](leaderboard.csv)."]
+    for panel in panels(records):
+        group = panel.records + [r for rs in panel.companions.values() for r in rs]
+        parts += ["", f"## {panel.goldset} / {panel.split}", "", markdown_table(*_rows(group, panel.metric))]
+        parts += ["", *(f"- {line}" for line in _skips(group))] if _skips(group) else []
+    return "\n".join(parts) + "\n"
+
+
+def leaderboard_csv(records: list[RunRecord]) -> str:
+    return records_frame(records).to_csv(index=False, lineterminator="\n")
+
+
+def plot_frame(records: list[RunRecord], metric: str):
+    """:func:`records_frame` plus the ``ci_lo`` and ``ci_hi`` of ``metric`` (what the plots draw)."""
+    frame = records_frame(records)
+    if metric not in frame.columns:
+        frame[metric] = float("nan")
+    bounds = [interval(r, metric) or (float("nan"), float("nan")) for r in records]
+    frame["ci_lo"], frame["ci_hi"] = [b[0] for b in bounds], [b[1] for b in bounds]
+    return frame
+
+
+def panel_figures(panel: Panel) -> list[tuple[str, str, str]]:
+    """(name, caption, svg) of the panel's plots: the ladder, quality against cost and latency, in- against out-of-domain."""
+    from harness.decide import plots
+
+    metric, frame = panel.metric, plot_frame(panel.records, panel.metric)
+    figures = [("ladder", f"{metric} per rung with 95% bootstrap confidence intervals", plots.ladder_chart(frame, metric)),
+               ("cost", f"{metric} against the evaluation's cost; red: the Pareto front", plots.tradeoff_chart(frame, metric, "cost_usd", "cost, $ (list price)", log=False))]
+    if frame["latency_p50_ms"].notna().any():
+        figures.append(("latency", f"{metric} against median query latency; red: the Pareto front",
+                        plots.tradeoff_chart(frame, metric, "latency_p50_ms", "p50 latency, ms per query", log=True)))
+    if panel.companions:
+        companions = {name: records_frame(rs) for name, rs in panel.companions.items()}
+        figures.append(("ood", f"{metric} in-domain against out-of-domain, per rung", plots.ood_chart(frame, companions, metric)))
+    return figures
+
+
+def figures_html(figures: list[tuple[str, str, str]]) -> str:
+    return "".join(f'<figure class="plot" data-plot="{name}">{svg}<figcaption>{html.escape(caption)}</figcaption></figure>' for name, caption, svg in figures)
+
+
+CSS = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;color:#222}table{border-collapse:collapse;font-size:90%}"
+       "th,td{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}th:nth-child(-n+3),td:nth-child(-n+3){text-align:left}"
+       "figure.plot{display:inline-block;margin:1em 1em 0 0;vertical-align:top}figcaption{font-size:85%;color:#555}"
+       ".GO{color:#1a7f37}.NO-GO{color:#cf222e}.NOT-YET{color:#9a6700}")
+
+
+def html_page(title: str, body: str) -> str:
+    """A self-contained page (inline CSS and SVG, nothing fetched)."""
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{CSS}</style></head><body>\n{body}\n</body></html>\n")
+
+
+def leaderboard_html(records: list[RunRecord]) -> str:
+    """``leaderboard/index.html``: per goldset and split, the table and the plots."""
+    body = [f"<h1>Leaderboard</h1><p>Generated by <code>bench leaderboard --write</code> from {len(records)} records.</p>"]
+    for panel in panels(records):
+        group = panel.records + [r for rs in panel.companions.values() for r in rs]
+        skips = "".join(f"<li>{html.escape(line)}</li>" for line in _skips(group))
+        body.append(f"<section><h2>{html.escape(panel.goldset)} / {html.escape(panel.split)}</h2>{html_table(*_rows(group, panel.metric))}"
+                    f"{f'<ul>{skips}</ul>' if skips else ''}{figures_html(panel_figures(panel))}</section>")
+    return html_page("tunebench leaderboard", "\n".join(body))
+
+
+def write_views(records: list[RunRecord], folder: Path | str) -> list[Path]:
+    """Write :data:`VIEW_FILES` into ``folder`` (the leaderboard folder); return their paths."""
+    from harness.errors import BenchError
+
+    folder = Path(folder)
+    texts = (leaderboard_markdown(records), leaderboard_csv(records), leaderboard_html(records))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in zip(VIEW_FILES, texts):
+            (folder / name).write_text(text, encoding="utf-8", newline="\n")
+    except OSError as exc:
+        raise BenchError(f"cannot write views into '{folder}' ({exc.strerror}); pass a writable folder") from exc
+    return [folder / name for name in VIEW_FILES]

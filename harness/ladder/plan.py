@@ -1,0 +1,68 @@
+"""Small helpers that turn CLI-shaped choices into API objects (usable from a notebook too)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.cache import Cache
+from harness.data.resolve import resolve_goldset
+from harness.ladder.runner import Outcome, Settings, Target, run_rungs
+from harness.ladder.schema import Ladder
+from harness.records import Leaderboard
+
+
+def plan_targets(sources: Sequence[str], splits: Sequence[str] = (), *, include_ood: bool = True, base: Path | None = None) -> list[Target]:
+    """Load goldsets and their out-of-domain companions.
+
+    ``splits`` applies to the named goldsets (default: each one's ``eval_splits``); companions are
+    evaluated on their own ``eval_splits``. A companion reached twice is loaded once. Relative
+    folders are looked up under ``base`` (a ladder file's folder) first.
+    """
+    targets: list[Target] = []
+    seen: set[str] = set()
+    for source in sources:
+        goldset = resolve_goldset(source, base)
+        if goldset.fingerprint in seen:
+            continue
+        seen.add(goldset.fingerprint)
+        chosen = tuple(splits) or tuple(s for s in goldset.manifest.eval_splits if s in goldset.qrels) or tuple(goldset.qrels)[-1:]
+        targets.append(Target(goldset, chosen))
+        for companion_source in goldset.ood_sources() if include_ood else []:
+            companion = resolve_goldset(companion_source)
+            if companion.fingerprint not in seen:
+                seen.add(companion.fingerprint)
+                targets.append(Target(companion, tuple(s for s in companion.manifest.eval_splits if s in companion.qrels), ood_of=goldset.name))
+    return targets
+
+
+def model_ladder(ladder: Ladder, model: str) -> Ladder:
+    """``ladder`` with its rungs replaced by one dense rung over ``model`` (a hub id or a folder), named ``dense:<last part>``."""
+    from harness.ladder.rungs import DenseRung
+    from harness.registry import EncoderConfig
+
+    name = "dense:" + model.rstrip("/").split("/")[-1]
+    return ladder.model_copy(update={"rungs": [DenseRung(name=name, encoder=EncoderConfig(model=model))]})
+
+
+def run_ladder(
+    ladder: Ladder,
+    *,
+    leaderboard: Leaderboard,
+    cache: Cache,
+    goldsets: Sequence[str] = (),
+    splits: Sequence[str] = (),
+    rungs: Sequence[str] = (),
+    ood: bool | None = None,
+    overwrite: bool = False,
+) -> list[Outcome]:
+    """Run a ladder; each argument left empty takes the ladder's value (goldsets named here are
+    relative to the working directory, the ladder's to its file)."""
+    targets = plan_targets(
+        goldsets or ladder.goldsets,
+        splits or ladder.splits,
+        include_ood=ladder.ood if ood is None else ood,
+        base=None if goldsets else ladder.base,
+    )
+    settings = Settings(metrics=ladder.metric_order, latency_queries=ladder.latency_queries, prices=ladder.price_table())
+    return run_rungs(targets, ladder.select(rungs), leaderboard=leaderboard, cache=cache, overwrite=overwrite, settings=settings)

@@ -1,0 +1,167 @@
+"""Rungs of the ladder as typed configuration.
+
+A rung's resolved configuration is recorded verbatim and hashed into the record key, so changing any
+option (or the model's weights, through the encoder fingerprint, or an input rung's result) makes a
+new record instead of silently reusing an old one.
+
+Backend tables (``encoder``, ``reranker``) take the common options below plus whatever keyword
+arguments the chosen backend's constructor accepts (``concurrency``, ``base_url``, ...); those are
+checked against the backend's signature by :func:`harness.ladder.schema.check_backends`, without loading
+a model.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from harness.choices import LeakagePolicy
+from harness.config import StrictModel
+from harness.registry import EncoderConfig, RerankerConfig
+
+FUSION_METHODS = ("rrf", "wsum", "wmnz", "sum", "mnz", "max", "isr", "bordafuse")
+"""ranx fusion methods that need no training run: reciprocal rank fusion (Cormack et al. 2009), weighted
+sum and weighted CombMNZ of normalised scores, CombSUM/CombMNZ/CombMAX (Fox & Shaw 1994), ISR, Borda."""
+TUNABLE_METHODS = ("rrf", "wsum", "wmnz")
+"""Methods whose parameters ``ranx.optimize_fusion`` searches (``k`` for RRF, weights otherwise)."""
+NORMS = ("min-max", "zmuv", "max", "sum", "rank", "borda")
+
+
+class DenseRung(StrictModel):
+    """Exact nearest-neighbour search over embeddings (inner product; cosine when normalised)."""
+
+    kind: Literal["dense"] = "dense"
+    name: str
+    encoder: EncoderConfig = EncoderConfig()
+    top_k: int = Field(100, ge=1)
+
+
+class BM25Rung(StrictModel):
+    """Lexical BM25 through bm25s."""
+
+    kind: Literal["bm25"] = "bm25"
+    name: str
+    k1: float = 1.5
+    b: float = 0.75
+    method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = "lucene"
+    stemmer: str | None = "english"
+    stopwords: str | None = "en"
+    top_k: int = Field(100, ge=1)
+
+
+class HybridRung(StrictModel):
+    """Fusion of earlier rungs' runs through ``ranx.fuse``.
+
+    ``tune_on`` names a split (never the evaluated one) on which ``ranx.optimize_fusion`` picks the
+    parameters (weights, or RRF's k) for ``tune_metric``; the in-domain goldset's tuned parameters
+    are reused for its out-of-domain companions, as they would be in deployment.
+    """
+
+    kind: Literal["hybrid"] = "hybrid"
+    name: str
+    inputs: list[str] = Field(min_length=2)
+    method: Literal[FUSION_METHODS] = "rrf"  # type: ignore[valid-type]
+    norm: Literal[NORMS] | None = "min-max"  # type: ignore[valid-type]
+    weights: list[float] | None = None
+    rrf_k: int = Field(60, ge=1, description="RRF's k (60 in Cormack et al. 2009)")
+    tune_on: str | None = None
+    tune_metric: str | None = Field(None, description="default: the ladder's primary metric")
+    top_k: int = Field(100, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HybridRung:
+        if self.tune_on and self.method not in TUNABLE_METHODS:
+            raise ValueError(f"method '{self.method}' has nothing to tune; use one of {', '.join(TUNABLE_METHODS)} with tune_on")
+        if self.tune_on == "test":
+            raise ValueError("fusion must never be tuned on the test split; use tune_on = 'dev' (or 'train')")
+        if self.weights is not None and len(self.weights) != len(self.inputs):
+            raise ValueError(f"weights has {len(self.weights)} values for {len(self.inputs)} inputs")
+        if self.weights is not None and self.tune_on:
+            raise ValueError("give weights or tune_on, not both")
+        return self
+
+
+class RerankRung(StrictModel):
+    """An earlier rung's top ``depth`` candidates re-scored by a reranker."""
+
+    kind: Literal["rerank"] = "rerank"
+    name: str
+    first_stage: str
+    depth: int = Field(100, ge=1)
+    reranker: RerankerConfig = RerankerConfig()
+    top_k: int = Field(100, ge=1)
+
+
+class ChunkedRung(StrictModel):
+    """Documents split into overlapping token windows, each embedded; a document scores by its chunks.
+
+    ``aggregate``: ``max`` (MaxP), ``sum`` (SumP) or ``first`` (FirstP), after Dai & Callan 2019,
+    "Deeper Text Understanding for IR with Contextual Neural Language Modeling".
+    """
+
+    kind: Literal["chunked"] = "chunked"
+    name: str
+    encoder: EncoderConfig = EncoderConfig()
+    chunk_size: int = Field(128, ge=8, description="tokens of the encoder's tokenizer per chunk")
+    overlap: int = Field(32, ge=0)
+    prefix_title: bool = True
+    prefix_metadata: list[str] = Field(default_factory=list, description="metadata fields written as 'field: value' before each chunk")
+    aggregate: Literal["max", "sum", "first"] = "max"
+    top_k: int = Field(100, ge=1)
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> ChunkedRung:
+        if self.overlap >= self.chunk_size:
+            raise ValueError(f"overlap ({self.overlap}) must be smaller than chunk_size ({self.chunk_size})")
+        return self
+
+
+class FinetuneRung(StrictModel):
+    """A model fine-tuned on the goldset's train split (``train`` is a training table, see
+    :class:`harness.training.config.TrainConfig`), evaluated like a dense rung. A ladder lists it once;
+    it becomes one rung per round, ``<name>-r0``, ``<name>-r1``, ... (round 0, then mining rounds).
+    Out-of-domain companions are scored with the model trained on their in-domain goldset."""
+
+    kind: Literal["finetune"] = "finetune"
+    name: str
+    train: dict = Field(default_factory=dict)
+    round: int | None = Field(None, ge=0, description="set by the ladder when it expands the rounds")
+    top_k: int = Field(100, ge=1)
+
+
+class AdapterRung(StrictModel):
+    """A query-side adapter over a frozen encoder (``backends.adapter``): fine-tuning for API embedders
+    whose vendors offer none. Fitted on the in-domain goldset's ``train_split`` with the ``adapter``
+    options (kind, epochs, lr, ...; see ``backends.adapter.AdapterOptions``), the epoch kept chosen on
+    ``eval_split`` when the goldset has it, then evaluated like a dense rung: documents keep the base
+    encoder's (cached, paid-once) vectors, queries are adapted. Out-of-domain companions are scored with
+    the adapter fitted on their in-domain goldset."""
+
+    kind: Literal["adapter"] = "adapter"
+    name: str
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig, description="the frozen base encoder")
+    adapter: dict = Field(default_factory=dict, description="adapter training options")
+    train_split: str = "train"
+    eval_split: str = Field("dev", description="split that picks the epoch (skipped when the goldset lacks it; '' never)")
+    on_leakage: LeakagePolicy = "stop"
+    top_k: int = Field(100, ge=1)
+
+    @model_validator(mode="after")
+    def _never_test(self) -> AdapterRung:
+        if "test" in (self.train_split, self.eval_split):
+            raise ValueError(f"rung '{self.name}': an adapter is never fitted or selected on 'test'; use train_split = 'train', eval_split = 'dev'")
+        return self
+
+
+AnyRung = DenseRung | BM25Rung | HybridRung | RerankRung | ChunkedRung | FinetuneRung | AdapterRung
+Rung = Annotated[AnyRung, Field(discriminator="kind")]
+
+
+def depends_on(rung: AnyRung) -> list[str]:
+    """Names of the rungs whose runs this rung consumes."""
+    if isinstance(rung, HybridRung):
+        return list(rung.inputs)
+    if isinstance(rung, RerankRung):
+        return [rung.first_stage]
+    return []

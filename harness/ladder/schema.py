@@ -1,0 +1,232 @@
+"""The ladder file: goldsets, metrics and rungs, cheapest first, as one TOML file a team keeps in its repo.
+
+::
+
+    name = "my-search"
+    goldsets = ["goldsets/support"]        # folders (relative to this file), bundled names, mteb:<Task>
+    primary_metric = "ndcg@10"
+
+    [[rungs]]
+    name = "baseline"
+    kind = "dense"
+    encoder = { model = "sentence-transformers/all-MiniLM-L6-v2" }
+
+    [[rungs]]
+    name = "bm25"
+    kind = "bm25"
+
+    [[rungs]]
+    name = "hybrid"
+    kind = "hybrid"
+    inputs = ["bm25", "baseline"]
+
+:func:`load_ladder` parses and checks it (unknown keys, rung references, metric names, backend names
+and options) without loading a model or a goldset; ``bench validate`` is that check.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from harness.choices import PairedTest
+from harness.config import read_toml, validate
+from harness.errors import ConfigError, did_you_mean
+from harness.ladder.rungs import AnyRung, ChunkedRung, DenseRung, FinetuneRung, RerankRung, Rung, depends_on
+from harness.metrics import DEFAULT_METRICS, metric_problem
+from harness.prices import DEFAULT_PRICES, Price
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_LADDER = ROOT / "ladder.toml"
+LADDER_FILE = "ladder.toml"
+
+
+
+class Decision(BaseModel):
+    """The ``[decision]`` table: the thresholds ``bench report`` decides GO / NO-GO / NOT YET with.
+
+    Defaults are conventions, not laws: the 80% recall bar and a one-point margin are the usual
+    "good enough" and "worth a training pipeline" lines; alpha 0.05 is the usual test level.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    recall_metric: str = Field("recall@10", description="the metric the quality bar applies to")
+    recall_bar: float = Field(0.80, ge=0, le=1, description="a rung at or above this on recall_metric meets the bar")
+    finetune_margin: float = Field(0.01, ge=0, description="fine-tuning must beat the best cheaper rung by this much of the primary metric")
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level, after Holm's correction over the rungs compared")
+    test: PairedTest = Field("fisher", description="paired test: Fisher's randomisation test or the paired t-test")
+    ood_tolerance: float = Field(0.01, ge=0, description="largest out-of-domain drop of the primary metric fine-tuning may cause")
+    min_queries: int = Field(50, ge=1, description="fewer evaluation queries than this is reported as a pitfall")
+
+
+class GateRule(BaseModel):
+    """One ``[[gate.rules]]`` threshold: a drop of ``metric`` larger than ``max_drop`` fails ``bench gate``
+    (with ``significant``, only when the paired test also finds the drop at the gate's ``alpha``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str
+    max_drop: float = Field(0.01, ge=0, description="largest absolute drop allowed (0.01: one point of nDCG@10)")
+    significant: bool = Field(False, description="fail only when the drop is also statistically significant")
+    split: str | None = Field(None, description="only this split (default: every split compared)")
+    goldset: str | None = Field(None, description="only this goldset, e.g. an out-of-domain companion (default: every one)")
+
+
+class Gate(BaseModel):
+    """The ``[gate]`` table: what ``bench gate`` fails a candidate on. Without rules, the primary metric
+    may drop by at most 0.01 on every goldset and split."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the paired test")
+    test: PairedTest = Field("fisher", description="paired test: Fisher's randomisation test or the paired t-test")
+    rules: list[GateRule] = Field(default_factory=list)
+
+
+class Ladder(BaseModel):
+    """A parsed ladder file. ``source`` is the file it came from (goldset paths are relative to it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "ladder"
+    description: str = ""
+    goldsets: list[str] = Field(default_factory=lambda: ["demo"])
+    splits: list[str] = Field(default_factory=list, description="default: each goldset's eval_splits")
+    ood: bool = True
+    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    primary_metric: str = "ndcg@10"
+    latency_queries: int = Field(50, ge=0, description="queries timed one at a time on the query path (0: none)")
+    prices: dict[str, Price] = Field(default_factory=dict)
+    rungs: list[Rung] = Field(min_length=1)
+    decision: Decision = Field(default_factory=Decision)
+    gate: Gate = Field(default_factory=Gate)
+    source: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _rounds(self) -> Ladder:
+        """A finetune rung becomes one rung per round (its train table checked as a TrainConfig)."""
+        from harness.config import describe
+        from harness.training.config import TrainConfig
+
+        expanded = []
+        for rung in self.rungs:
+            if isinstance(rung, FinetuneRung) and rung.round is None:
+                try:
+                    config = TrainConfig.model_validate({"name": rung.name, **rung.train})
+                except ValidationError as exc:
+                    raise ValueError(f"rung '{rung.name}' train table: {describe(exc, TrainConfig)}") from None
+                expanded += [rung.model_copy(update={"name": f"{rung.name}-r{i}", "round": i}) for i in range(config.mining.rounds + 1)]
+            else:
+                expanded.append(rung)
+        self.rungs = expanded
+        return self
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Ladder:
+        for metric in self.metrics:
+            if problem := metric_problem(metric):
+                raise ValueError(problem)
+        if self.primary_metric not in self.metrics:
+            raise ValueError(f"primary_metric '{self.primary_metric}' is not in metrics")
+        if self.decision.recall_metric not in self.metrics:
+            raise ValueError(f"decision.recall_metric '{self.decision.recall_metric}' is not in metrics")
+        for rule in self.gate.rules:
+            if rule.metric not in self.metrics:
+                raise ValueError(f"gate rule metric '{rule.metric}' is not in metrics ({', '.join(self.metrics)})")
+        seen: set[str] = set()
+        for rung in self.rungs:
+            if rung.name in seen:
+                raise ValueError(f"two rungs are named '{rung.name}'; rung names must be unique")
+            for needed in depends_on(rung):
+                if needed not in seen:
+                    where = "is defined later; list it first" if any(r.name == needed for r in self.rungs) else f"does not exist.{did_you_mean(needed, [r.name for r in self.rungs])}"
+                    raise ValueError(f"rung '{rung.name}' uses rung '{needed}', which {where}")
+            seen.add(rung.name)
+        return self
+
+    @property
+    def metric_order(self) -> tuple[str, ...]:
+        """Metrics with the primary one first (records and tables put it first)."""
+        return (self.primary_metric, *(m for m in self.metrics if m != self.primary_metric))
+
+    @property
+    def base(self) -> Path:
+        return self.source.parent if self.source else Path.cwd()
+
+    def price_table(self) -> dict[str, Price]:
+        return {**DEFAULT_PRICES, **self.prices}
+
+    def rung(self, name: str) -> AnyRung:
+        for rung in self.rungs:
+            if rung.name == name:
+                return rung
+        names = [r.name for r in self.rungs]
+        raise ConfigError(f"unknown rung '{name}' (rungs: {', '.join(names)}).{did_you_mean(name, names)}")
+
+    def select(self, names: list[str] | tuple[str, ...]) -> list[AnyRung]:
+        """The named rungs and every rung they consume, in ladder order (all rungs when ``names`` is empty)."""
+        if not names:
+            return list(self.rungs)
+        wanted: set[str] = set()
+        stack = [self.rung(n).name for n in names]
+        while stack:
+            name = stack.pop()
+            if name not in wanted:
+                wanted.add(name)
+                stack += depends_on(self.rung(name))
+        return [r for r in self.rungs if r.name in wanted]
+
+
+def load_ladder(path: Path | str) -> Ladder:
+    """Parse and check a ladder file; one :class:`ConfigError` line naming the file and key on any problem."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / LADDER_FILE
+    ladder = validate(Ladder, read_toml(path), str(path))
+    ladder.source = path.resolve()
+    check_backends(ladder, str(path))
+    return ladder
+
+
+def resolve_ladder(path: str | None) -> Ladder:
+    """``path``, else ``./ladder.toml``, else the default ladder shipped with tunebench."""
+    if path:
+        return load_ladder(path)
+    local = Path.cwd() / LADDER_FILE
+    return load_ladder(local if local.is_file() else DEFAULT_LADDER)
+
+
+def check_backends(ladder: Ladder, where: str) -> None:
+    """Every backend named exists, and every extra option is a keyword its constructor takes.
+
+    Imports the backend module (cheap: SDKs and models load lazily), never a model or an API client.
+    """
+    from harness import registry
+
+    for i, rung in enumerate(ladder.rungs):
+        tables = []
+        if isinstance(rung, (DenseRung, ChunkedRung)):
+            tables.append(("encoder", "encoder", rung.encoder))
+        if isinstance(rung, RerankRung):
+            tables.append(("reranker", "reranker", rung.reranker))
+        for key, kind, config in tables:
+            try:
+                cls = registry.load(kind, config.backend)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: rungs[{i}] ('{rung.name}').{key}.backend: {exc}") from exc
+            _check_options(cls, config, f"{where}: rungs[{i}] ('{rung.name}').{key}")
+
+
+def _check_options(cls: type, config, where: str) -> None:
+    params = inspect.signature(cls).parameters
+    if "cache" in (config.model_extra or {}):
+        raise ConfigError(f"{where}: 'cache' is set by tunebench (the run's cache), not in a ladder; remove it")
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [k for k in dict.fromkeys([*type(config).model_fields, *params]) if k != "cache"]
+    for key in config.model_extra or {}:
+        if key not in accepted:
+            raise ConfigError(f"{where}: unknown key '{key}' for backend '{config.backend}'.{did_you_mean(key, accepted)} (valid keys here: {', '.join(accepted)})")

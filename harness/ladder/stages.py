@@ -1,0 +1,372 @@
+"""What each kind of rung does on one goldset: a :class:`Stage` turns splits into :class:`SplitResult`s.
+
+``RetrieverStage`` (dense, bm25, chunked) indexes the corpus once and searches each split;
+``HybridStage`` fuses earlier rungs' runs; ``RerankStage`` re-scores an earlier rung's candidates.
+Composite stages read their inputs through the :class:`Context` (the runner), so an input that was
+already recorded is reused, not recomputed. Per-query latency is measured here; see
+:class:`harness.records.Latency` for what it covers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from harness import progress, registry
+from harness.cache import Cache, CachedReranker, CacheStats
+from harness.data.goldset import Goldset
+from harness.ladder.rungs import AdapterRung, AnyRung, BM25Rung, ChunkedRung, FinetuneRung, HybridRung, RerankRung
+from harness.protocols import Run
+from harness.records import Counts, RunRecord
+from harness.registry import build_encoder, build_reranker
+from harness.retrieval import fusion
+from harness.retrieval.chunking import Chunking
+from harness.retrieval.dense import break_ties
+from harness.retrieval.retrievers import ChunkedRetriever, DenseRetriever
+
+
+@dataclass
+class SplitResult:
+    run: Run
+    latency: dict[str, float]  # seconds per sampled query, whole query path
+    index_s: float = 0.0
+    encode_queries_s: float = 0.0
+    search_s: float = 0.0
+    counts: Counts = field(default_factory=lambda: Counts(documents_encoded=0, documents_cached=0, queries_encoded=0, queries_cached=0))
+    api_calls: int = 0
+    usage: dict[str, float] = field(default_factory=dict)  # price_key -> billed units
+    inherited: list[RunRecord] = field(default_factory=list)  # input records whose cost this result includes
+    details: dict = field(default_factory=dict)
+
+
+class Context(Protocol):
+    """What a stage may ask of the runner."""
+
+    latency_queries: int
+    models_root: Path
+
+    def input_record(self, target: int, split: str, rung: str) -> RunRecord: ...
+    def input_run(self, target: int, split: str, rung: str) -> Run: ...
+    def goldset(self, target: int) -> Goldset: ...
+    def tuning_target(self, target: int) -> int: ...
+    def metric(self, name: str | None) -> str: ...
+
+
+@contextmanager
+def one_blas_thread():
+    """Time single queries with numpy's BLAS on one thread.
+
+    A one-query product gains nothing from BLAS threads, and OpenBLAS's idle threads spin after each
+    call, fighting torch's threads for the cores: on this 2-core machine that doubled MiniLM's median
+    query time and made its p95 ten times its median. A query service would not run both pools.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
+def latency_sample(query_ids, n: int) -> list[str]:
+    """The same ``n`` queries for every rung of a split (ordered by a hash of their id, not by file order)."""
+    return sorted(query_ids, key=lambda q: hashlib.sha256(q.encode()).digest())[:n]
+
+
+def _digest(parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def build_retriever(rung: AnyRung, cache: Cache):
+    """A ready-to-index retriever for a dense, chunked or BM25 rung, and its encoder fingerprint (None for BM25)."""
+    if isinstance(rung, BM25Rung):
+        options = rung.model_dump(exclude={"kind", "name", "top_k"})
+        return registry.load("retriever", "bm25s")(**options), None
+    encoder = build_encoder(rung.encoder, cache)
+    retriever = ChunkedRetriever(encoder, cache, _chunking(rung)) if isinstance(rung, ChunkedRung) else DenseRetriever(encoder, cache)
+    return retriever, encoder.fingerprint
+
+
+def _chunking(rung: ChunkedRung) -> Chunking:
+    return Chunking(rung.chunk_size, rung.overlap, rung.prefix_title, tuple(rung.prefix_metadata), rung.aggregate)
+
+
+class RetrieverStage:
+    """Dense, BM25 and chunked rungs: one index per goldset, one search per split."""
+
+    def __init__(self, rung: AnyRung, cache: Cache):
+        self.rung = rung
+        self.retriever, self.fingerprint = build_retriever(rung, cache)
+
+    def dependency(self, ctx: Context, target: int, split: str) -> str | None:
+        return self.fingerprint
+
+    def run(self, ctx: Context, target: int, splits: list[str]) -> Iterator[tuple[str, SplitResult | SkipSplit]]:
+        goldset = ctx.goldset(target)
+        start = time.perf_counter()
+        if isinstance(self.retriever, ChunkedRetriever):
+            self.retriever.index_goldset(goldset)
+        else:
+            self.retriever.index({doc_id: goldset.document_text(doc) for doc_id, doc in goldset.corpus.items()})
+        index_s = time.perf_counter() - start
+        docs = self._take_counts()
+        for n, split in enumerate(splits):
+            yield split, self._search(ctx, goldset, split, index_s if n == 0 else 0.0, docs, first=n == 0)
+
+    def _search(self, ctx, goldset, split, index_s, docs, first) -> SplitResult:
+        queries = goldset.split_queries(split)
+        top_k = self.rung.top_k + 1 if goldset.manifest.ignore_identical_ids else self.rung.top_k
+        sample = latency_sample(queries, ctx.latency_queries)
+        with one_blas_thread():  # before the batch: a paid probe's vector is reused
+            latency = self._latency({q: queries[q] for q in sample}, top_k)
+        before_q = getattr(self.retriever, "encode_queries_s", 0.0)
+        start = time.perf_counter()
+        run = self.retriever.search(queries, top_k)
+        search_s = time.perf_counter() - start
+        encode_q_s = getattr(self.retriever, "encode_queries_s", 0.0) - before_q
+        q = self._take_counts()
+        result = SplitResult(run, latency, index_s=index_s, encode_queries_s=encode_q_s, search_s=search_s - encode_q_s)
+        result.counts = Counts(documents_encoded=docs["computed"], documents_cached=docs["hits"], queries_encoded=q["computed"], queries_cached=q["hits"])
+        result.api_calls = q["api_calls"] + (docs["api_calls"] if first else 0)
+        price_key = self.retriever.encoder.price_key if isinstance(self.retriever, DenseRetriever) else None
+        if price_key:
+            result.usage = {price_key: docs["units"] + q["units"]}
+        if isinstance(self.retriever, ChunkedRetriever):
+            result.details = self.retriever.chunk_details()
+        return result
+
+    def _latency(self, queries: dict[str, str], top_k: int) -> dict[str, float]:
+        if hasattr(self.retriever, "latency"):
+            return self.retriever.latency(queries, top_k)
+        out = {}
+        for qid, text in queries.items():  # any retriever: time a one-query search
+            start = time.perf_counter()
+            self.retriever.search({qid: text}, top_k)
+            out[qid] = time.perf_counter() - start
+        return out
+
+    def _take_counts(self) -> dict:
+        stats = self.retriever.encoder.take_stats() if isinstance(self.retriever, DenseRetriever) else CacheStats()
+        return vars(stats)
+
+
+class HybridStage:
+    """Fusion of earlier rungs' runs; parameters fixed, or tuned on the in-domain goldset's ``tune_on`` split."""
+
+    def __init__(self, rung: HybridRung):
+        self.rung = rung
+        self._tuned: dict[int, tuple[dict, float]] = {}
+
+    def dependency(self, ctx: Context, target: int, split: str) -> str:
+        keys = [ctx.input_record(target, split, name).key for name in self.rung.inputs]
+        if self.rung.tune_on:
+            tuner = ctx.tuning_target(target)
+            splits = ctx.goldset(tuner).qrels
+            if self.rung.tune_on not in splits:
+                raise SkipSplit(f"tune_on = '{self.rung.tune_on}', but goldset '{ctx.goldset(tuner).name}' has no such split (it has: {', '.join(splits)})")
+            keys += [ctx.input_record(tuner, self.rung.tune_on, name).key for name in self.rung.inputs]
+        return "hybrid-" + _digest(keys)
+
+    def _params(self, ctx: Context, target: int) -> tuple[dict, dict]:
+        rung = self.rung
+        if not rung.tune_on:
+            return fusion.params_for(rung.method, rung.weights, rung.rrf_k, len(rung.inputs)), {}
+        tuner = ctx.tuning_target(target)
+        if tuner not in self._tuned:
+            goldset = ctx.goldset(tuner)
+            runs = [ctx.input_run(tuner, rung.tune_on, name) for name in rung.inputs]
+            qrels = goldset.scored_qrels(rung.tune_on)
+            self._tuned[tuner] = fusion.optimize(qrels, runs, method=rung.method, norm=rung.norm, metric=ctx.metric(rung.tune_metric))
+        params, score = self._tuned[tuner]
+        tuning = {"goldset": ctx.goldset(tuner).name, "split": rung.tune_on, "metric": ctx.metric(rung.tune_metric), "score": round(score, 6)}
+        return params, tuning
+
+    def run(self, ctx: Context, target: int, splits: list[str]) -> Iterator[tuple[str, SplitResult | SkipSplit]]:
+        rung = self.rung
+        params, tuning = self._params(ctx, target)
+        for split in splits:
+            if tuning and split == rung.tune_on and ctx.tuning_target(target) == target:
+                yield split, SkipSplit(f"fusion is tuned on '{split}'; scoring that split would be optimistic")
+                continue
+            runs = [ctx.input_run(target, split, name) for name in rung.inputs]
+            inputs = [ctx.input_record(target, split, name) for name in rung.inputs]
+            start = time.perf_counter()
+            run = fusion.fuse(runs, method=rung.method, norm=rung.norm, params=params, top_k=rung.top_k)
+            fuse_s = time.perf_counter() - start
+            latency = _add_latencies(inputs, self._fuse_latency(runs, params, latency_sample(run, ctx.latency_queries)))
+            details = {"method": rung.method, "norm": rung.norm, "params": params, "tuned_on": tuning or None}
+            yield split, SplitResult(run, latency, search_s=fuse_s, inherited=inputs, details=details)
+
+
+    def _fuse_latency(self, runs: list[Run], params: dict, sample: list[str]) -> dict[str, float]:
+        """Seconds to fuse each sampled query's rankings on its own (after one untimed warm-up call)."""
+        rung, out = self.rung, {}
+        for n, qid in enumerate(sample[:1] + sample):
+            one = [{qid: run.get(qid, {})} for run in runs]
+            start = time.perf_counter()
+            fusion.fuse(one, method=rung.method, norm=rung.norm, params=params, top_k=rung.top_k)
+            if n:
+                out[qid] = time.perf_counter() - start
+        return out
+
+
+class RerankStage:
+    """An earlier rung's top ``depth`` candidates re-scored by a reranker, one scoring call per query."""
+
+    def __init__(self, rung: RerankRung, cache: Cache):
+        self.rung = rung
+        self.reranker = CachedReranker(build_reranker(rung.reranker, cache), cache)
+
+    def dependency(self, ctx: Context, target: int, split: str) -> str:
+        return "rerank-" + _digest([ctx.input_record(target, split, self.rung.first_stage).key, self.reranker.fingerprint])
+
+    def run(self, ctx: Context, target: int, splits: list[str]) -> Iterator[tuple[str, SplitResult | SkipSplit]]:
+        goldset = ctx.goldset(target)
+        for split in splits:
+            first = ctx.input_run(target, split, self.rung.first_stage)
+            queries = goldset.split_queries(split)
+            candidates = {q: list(first.get(q, {}))[: self.rung.depth] for q in queries}
+            items = {q: (queries[q], [goldset.document_text(goldset.corpus[d]) for d in docs]) for q, docs in candidates.items()}
+            start = time.perf_counter()
+            with progress.bar("reranking") as update:
+                self.reranker.on_progress = update
+                scores = self.reranker.rerank(items)
+            rerank_s = time.perf_counter() - start
+            with one_blas_thread():
+                seconds = self.reranker.probe({q: items[q] for q in latency_sample(queries, ctx.latency_queries)})
+            run = {q: dict(list(break_ties(dict(zip(candidates[q], scores[q]))).items())[: self.rung.top_k]) for q in queries}
+            yield split, self._result(ctx, target, split, run, seconds, rerank_s)
+
+    def _result(self, ctx, target, split, run, seconds, rerank_s) -> SplitResult:
+        inputs = [ctx.input_record(target, split, self.rung.first_stage)]
+        stats = self.reranker.take_stats()
+        latency = _add_latencies(inputs, seconds)
+        details = {"depth": self.rung.depth, "reranker_fingerprint": self.reranker.fingerprint, "pairs_scored": stats.computed, "pairs_cached": stats.hits}
+        result = SplitResult(run, latency, search_s=rerank_s, api_calls=stats.api_calls, inherited=inputs, details=details)
+        price_key = self.reranker.price_key
+        if price_key:
+            result.usage = {price_key: stats.units}
+        return result
+
+
+class SkipSplit(Exception):
+    """This split cannot be scored by this rung (the reason is recorded)."""
+
+
+def _add_latencies(inputs: list[RunRecord], own: dict[str, float]) -> dict[str, float]:
+    """Per-query seconds of a pipeline: its inputs' times (run one after another) plus this stage's."""
+    per_input = [{q: ms / 1000 for q, ms in (r.latency.per_query_ms if r.latency else {}).items()} for r in inputs]
+    common = set(own).intersection(*(set(p) for p in per_input))
+    return {q: sum(p[q] for p in per_input) + own[q] for q in sorted(common)}
+
+
+class FinetuneStage:
+    """One round of a fine-tuning job, trained on the in-domain goldset's train split (once, then
+    found on disk by its fingerprint) and evaluated like a dense rung."""
+
+    def __init__(self, rung: FinetuneRung, cache: Cache):
+        from harness.training.config import TrainConfig
+
+        self.rung = rung
+        self.cache = cache
+        self.config = TrainConfig.model_validate({**rung.train, "name": rung.name.rsplit("-r", 1)[0]})
+        self.fingerprint = None
+        self._jobs: dict[int, object] = {}
+
+    def _job(self, ctx: Context, target: int):
+        from harness.training.job import plan_job
+
+        tuner = ctx.tuning_target(target)
+        if tuner not in self._jobs:
+            goldset = ctx.goldset(tuner)
+            config = self.config.model_copy(update={"goldset": goldset.source})
+            self._jobs[tuner] = plan_job(config, models_root=ctx.models_root)
+        return self._jobs[tuner]
+
+    def dependency(self, ctx: Context, target: int, split: str) -> str:
+        return f"finetune-{self._job(ctx, target).fingerprint}-r{self.rung.round}"
+
+    def run(self, ctx: Context, target: int, splits: list[str]) -> Iterator[tuple[str, SplitResult | SkipSplit]]:
+        from harness.ladder.rungs import DenseRung
+        from harness.registry import EncoderConfig
+        from harness.training.job import run_job
+
+        job = self._job(ctx, target)
+        model_dir = run_job(job, self.cache, up_to_round=self.rung.round)[-1]
+        encoder = EncoderConfig(model=str(model_dir), query_prompt=self.config.query_prompt, document_prompt=self.config.document_prompt, max_length=self.config.max_length)
+        inner = RetrieverStage(DenseRung(name=self.rung.name, encoder=encoder, top_k=self.rung.top_k), self.cache)
+        self.fingerprint = inner.fingerprint
+        details = {"round": self.rung.round, "model": str(model_dir), "trained_on": ", ".join(job.datasets), "pairs": sum(len(p) for p in job.datasets.values()), "leakage": job.leakage.count}
+        for split, result in inner.run(ctx, target, splits):
+            result.details = details
+            yield split, result
+
+
+class AdapterStage:
+    """A query adapter over a frozen encoder, fitted on the in-domain goldset's train split (once, then
+    found on disk by its fingerprint) and evaluated like a dense rung of the ``adapter`` backend."""
+
+    def __init__(self, rung: AdapterRung, cache: Cache):
+        from harness.config import validate
+        from harness.ladder.rungs import DenseRung
+        from harness.training.adapter import AdapterOptions
+
+        self.rung = rung
+        self.cache = cache
+        self.options = validate(AdapterOptions, rung.adapter, f"rung '{rung.name}' adapter")
+        self.base_fingerprint = RetrieverStage(DenseRung(name=rung.name, encoder=rung.encoder), cache).fingerprint  # unavailable base: skipped
+        self.fingerprint = None
+
+    def _plan(self, ctx: Context, target: int) -> tuple[Goldset, str | None, Path]:
+        goldset = ctx.goldset(ctx.tuning_target(target))
+        eval_split = self.rung.eval_split if self.rung.eval_split in goldset.qrels else None
+        key = _digest([
+            self.base_fingerprint, goldset.split_fingerprint(self.rung.train_split), eval_split and goldset.split_fingerprint(eval_split),
+            self.options.model_dump(mode="json"), self.rung.on_leakage,
+        ])
+        return goldset, eval_split, ctx.models_root / f"{self.rung.name}-{key}"
+
+    def dependency(self, ctx: Context, target: int, split: str) -> str:
+        return f"adapter-{self._plan(ctx, target)[2].name}"
+
+    def run(self, ctx: Context, target: int, splits: list[str]) -> Iterator[tuple[str, SplitResult | SkipSplit]]:
+        from harness.ladder.rungs import DenseRung
+        from harness.registry import EncoderConfig
+
+        goldset, eval_split, folder = self._plan(ctx, target)
+        from harness.training.adapter import adapter_format, fit_adapter
+
+        if not (folder / "adapter.json").is_file():
+            options = self.options.model_dump()
+            fit_adapter(goldset, self.rung.train_split, self.rung.encoder, self.cache, folder, on_leakage=self.rung.on_leakage, eval_split=eval_split, **options)
+        card = adapter_format().read_card(folder)
+        inner = RetrieverStage(DenseRung(name=self.rung.name, encoder=EncoderConfig(backend="adapter", model=str(folder)), top_k=self.rung.top_k), self.cache)
+        self.fingerprint = inner.fingerprint
+        details = {
+            "adapter": str(folder), "trained_on": f"{goldset.name}/{self.rung.train_split}", "pairs": card.training.pairs,
+            "eval_split": eval_split, "best_epoch": card.training.best_epoch, "fit_embedding": card.training.embedding,
+            "leakage": card.training.leakage["same_queries"] + card.training.leakage["judged_positives"], "on_leakage": self.rung.on_leakage,
+        }
+        seen = {self.rung.train_split, eval_split} if ctx.tuning_target(target) == target else set()
+        for split in [s for s in splits if s in seen]:
+            yield split, SkipSplit(f"the adapter was fitted or selected on '{split}'; scoring that split would be optimistic")
+        for split, result in inner.run(ctx, target, [s for s in splits if s not in seen]):
+            result.details = details
+            yield split, result
+
+
+def build_stage(rung: AnyRung, cache: Cache):
+    """The stage for ``rung``; raises :class:`~harness.errors.RungUnavailable` if it cannot run here."""
+    if isinstance(rung, AdapterRung):
+        return AdapterStage(rung, cache)
+    if isinstance(rung, FinetuneRung):
+        return FinetuneStage(rung, cache)
+    if isinstance(rung, HybridRung):
+        return HybridStage(rung)
+    if isinstance(rung, RerankRung):
+        return RerankStage(rung, cache)
+    return RetrieverStage(rung, cache)

@@ -1,0 +1,265 @@
+"""Training pairs from what a team already has, written as pair files and as goldsets.
+
+Every builder returns a :class:`PairSet`: the (query, positive[, negatives]) pairs, the same
+judgements as a BEIR corpus, queries and qrels, and counts of what was kept and why.
+:func:`write_pairs` writes a pair file :func:`harness.data.pair_files.read_pair_file` reads back;
+:func:`write_goldset` splits the judgements into train/dev/test at the query level, so no query's
+judgements are spread over two splits, and queries sharing a positive document stay together. Builders: :func:`from_labels` here, :func:`from_clicks` in
+:mod:`harness.pairs.clicks`, :func:`from_structure` in :mod:`harness.pairs.structure`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from harness.data.beir import Diagnostics, read_json_objects, read_jsonl_records
+from harness.data.goldset import MANIFEST, Document
+from harness.errors import ConfigError, GoldsetError
+from harness.protocols import Pair
+
+DEFAULT_SPLITS = {"train": 0.7, "dev": 0.15, "test": 0.15}
+Judgements = dict[str, dict[str, int]]  # query id -> document id -> grade (0: judged not relevant)
+
+
+@dataclass
+class PairSet:
+    """What a builder made: pairs to train on, the same judgements as a goldset, and counts."""
+
+    pairs: list[Pair]
+    corpus: dict[str, Document]
+    queries: dict[str, str]
+    qrels: Judgements
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def text_id(prefix: str, text: str) -> str:
+    """A stable id for a text that came without one (the same text always gets the same id)."""
+    return prefix + hashlib.sha1(text.strip().encode()).hexdigest()[:12]
+
+
+def document_text(doc: Document) -> str:
+    """A document as a pair's positive: its title and text, joined as goldsets do by default."""
+    return f"{doc.title} {doc.text}".strip() if doc.title.strip() else doc.text.strip()
+
+
+def assemble(corpus: Mapping[str, Document], queries: Mapping[str, str], judged: Judgements, source: str, counts: dict[str, int]) -> PairSet:
+    """Pairs and goldset parts from judgements: one pair per positive, with the query's grade-0
+    documents as its negatives. Queries without a positive are counted and left out."""
+    kept = {q: docs for q, docs in judged.items() if any(g > 0 for g in docs.values())}
+    pairs = []
+    for qid, docs in kept.items():
+        negatives = [document_text(corpus[d]) for d, g in docs.items() if g <= 0]
+        pairs += [Pair(queries[qid], document_text(corpus[d]), negatives, source=source, query_id=qid, positive_id=d) for d, g in docs.items() if g > 0]
+    used = {d for docs in kept.values() for d in docs}
+    counts |= {
+        "queries": len(kept),
+        "queries_without_positive": len(judged) - len(kept),
+        "positives": len(pairs),
+        "negatives": sum(1 for docs in kept.values() for g in docs.values() if g <= 0),
+        "documents": len(used),
+    }
+    return PairSet(pairs, {d: corpus[d] for d in corpus if d in used}, {q: queries[q] for q in kept}, kept, counts)
+
+
+def write_pairs(path: Path | str, pairs: Iterable[Pair]) -> int:
+    """Write a JSONL pair file (ids and provenance included when known); return the number of lines."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with path.open("w", encoding="utf-8") as f:
+        for p in pairs:
+            row = {"query": p.query, "positive": p.positive, "negatives": p.negatives, "source": p.source, "query_id": p.query_id, "positive_id": p.positive_id}
+            if p.generated_from:
+                row["generated_from"] = p.generated_from
+            f.write(json.dumps({k: v for k, v in row.items() if v not in (None, "")}, ensure_ascii=False) + "\n")
+            written += 1
+    return written
+
+
+def split_queries(qrels: Judgements, shares: Mapping[str, float], seed: int) -> dict[str, str]:
+    """Assign each query with a positive to one split, about ``shares`` of the queries each, shuffled
+    by ``seed``. Queries that share a positive document always land in the same split (else a train
+    positive would be a judged test document: leakage); each such group is placed whole, in shuffled
+    order, into the split furthest below its share, and every split with a share gets a group first.
+
+    Written here because scikit-learn's ``GroupShuffleSplit`` cuts in two only; this makes any
+    number of splits in one deterministic pass."""
+    groups = _positive_groups(qrels)
+    wanted = {s: w for s, w in shares.items() if w > 0}
+    if len(groups) < len(wanted):
+        raise GoldsetError(
+            f"{sum(map(len, groups))} queries with a positive ({len(groups)} group(s) sharing no positive document) cannot fill "
+            f"{len(wanted)} splits ({', '.join(wanted)}); add data or drop a split"
+        )
+    total = sum(map(len, groups))
+    targets = {s: total * w / sum(wanted.values()) for s, w in wanted.items()}
+    filled = dict.fromkeys(wanted, 0)
+    assignment = {}
+    for index in np.random.default_rng(seed).permutation(len(groups)):
+        empty = [s for s in wanted if not filled[s]]
+        split = empty[0] if empty else max(wanted, key=lambda s: targets[s] - filled[s])
+        filled[split] += len(groups[index])
+        assignment |= dict.fromkeys(groups[index], split)
+    return assignment
+
+
+def _positive_groups(qrels: Judgements) -> list[list[str]]:
+    """Queries with a positive, grouped by shared positive documents (connected components of the
+    query-document graph, by scipy), each group sorted and the groups in order of their first query."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    queries = sorted(q for q, docs in qrels.items() if any(g > 0 for g in docs.values()))
+    docs = {d: i for i, d in enumerate(sorted({d for q in queries for d, g in qrels[q].items() if g > 0}))}
+    edges = [(i, len(queries) + docs[d]) for i, q in enumerate(queries) for d, g in qrels[q].items() if g > 0]
+    size = len(queries) + len(docs)
+    graph = coo_matrix(([1] * len(edges), ([a for a, _ in edges], [b for _, b in edges])), shape=(size, size))
+    _, labels = connected_components(graph, directed=False)
+    grouped: dict[int, list[str]] = {}
+    for i, q in enumerate(queries):
+        grouped.setdefault(labels[i], []).append(q)
+    return list(grouped.values())
+
+
+def write_goldset(
+    folder: Path | str,
+    corpus: Mapping[str, Document],
+    queries: Mapping[str, str],
+    qrels: Judgements,
+    *,
+    splits: Mapping[str, float] = DEFAULT_SPLITS,
+    seed: int = 42,
+    name: str | None = None,
+    description: str = "",
+    query_origin: str = "",
+) -> dict[str, str]:
+    """Write a BEIR goldset folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv, goldset.toml) with
+    the judged queries split at the query level (:func:`split_queries`); return each query's split.
+    ``query_origin`` (the manifest's: human, synthetic, structure) tells the go/no-go report who wrote
+    the queries it is judged on."""
+    folder = Path(folder)
+    assignment = split_queries(qrels, splits, seed)
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    _write_jsonl(folder / "corpus.jsonl", ({"_id": d, "title": doc.title, "text": doc.text} for d, doc in corpus.items()))
+    _write_jsonl(folder / "queries.jsonl", ({"_id": q, "text": queries[q]} for q in assignment))
+    names = [s for s in splits if s in assignment.values()]
+    for split in names:
+        rows = [f"{q}\t{d}\t{g}" for q in assignment if assignment[q] == split for d, g in qrels[q].items()]
+        (folder / "qrels" / f"{split}.tsv").write_text("\n".join(["query-id\tcorpus-id\tscore", *rows]) + "\n", encoding="utf-8")
+    eval_splits = ["test"] if "test" in names else names[-1:]
+    manifest = [f"name = {json.dumps(name or folder.name)}", f"description = {json.dumps(description)}", f"splits = {json.dumps(names)}", f"eval_splits = {json.dumps(eval_splits)}"]
+    manifest += [f"query_origin = {json.dumps(query_origin)}"] if query_origin else []
+    (folder / MANIFEST).write_text("\n".join(manifest) + "\n", encoding="utf-8")
+    return assignment
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def read_corpus(path: Path | str) -> dict[str, Document]:
+    """A BEIR ``corpus.jsonl`` (documents that labels or logs refer to by id)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"corpus file '{path}' does not exist; give a BEIR corpus.jsonl with --corpus")
+    diag = Diagnostics()
+    records = read_jsonl_records(path, ("title", "text"), diag, "document")
+    if diag.errors:
+        raise ConfigError(str(diag.errors[0]))
+    return {d: Document(r["title"], r["text"]) for d, r in records.items()}
+
+
+def read_rows(path: Path | str) -> list[tuple[int, dict]]:
+    """``(line number, row)`` of a CSV file with a header or a JSONL file; errors name the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"'{path}' does not exist")
+    if path.suffix.lower() in (".csv", ".tsv"):
+        with path.open(encoding="utf-8", newline="") as f:
+            return list(enumerate(csv.DictReader(f, dialect="excel-tab" if path.suffix.lower() == ".tsv" else "excel"), 2))
+    return read_json_objects(path, "one JSON object")
+
+
+class LabelColumns(BaseModel):
+    """Column (or JSON field) names of a labels file. A row names its document by ``doc_id`` (looked
+    up in a corpus) or gives its text in ``document``; without a ``label`` column every row is positive."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = "query"
+    query_id: str = "query_id"
+    document: str = "document"
+    doc_id: str = "doc_id"
+    label: str = "label"
+
+
+def from_labels(path: Path | str, *, corpus: Mapping[str, Document] | None = None, columns: LabelColumns = LabelColumns(), min_label: float | None = None) -> PairSet:
+    """Pairs from labelled (query, document) rows. A label above 0 (and at least ``min_label`` when
+    given) makes a positive, graded in the goldset when labels are whole numbers; any other label
+    is a negative for that query. A pair judged twice keeps its highest label."""
+    docs: dict[str, Document] = {}
+    queries: dict[str, str] = {}
+    judged: Judgements = {}
+    rows = read_rows(path)
+    for number, row in rows:
+        where = f"{path}:{number}"
+        qid, query = _labelled_query(row, columns, where)
+        doc_id = _labelled_document(row, columns, corpus, docs, where)
+        grade = _grade(row.get(columns.label), min_label, where)
+        queries.setdefault(qid, query)
+        judged.setdefault(qid, {})
+        judged[qid][doc_id] = max(grade, judged[qid].get(doc_id, grade))
+    counts = {"rows": len(rows), "duplicate_rows": len(rows) - sum(len(d) for d in judged.values())}
+    return assemble(docs, queries, judged, str(path), counts)
+
+
+def _cell(row: dict, column: str) -> str:
+    value = row.get(column)
+    return "" if value is None else str(value).strip()
+
+
+def _labelled_query(row: dict, columns: LabelColumns, where: str) -> tuple[str, str]:
+    query = _cell(row, columns.query)
+    if not query:
+        raise ConfigError(f"{where}: no query in column '{columns.query}' (set another with --query-column)")
+    return _cell(row, columns.query_id) or text_id("q", query), query
+
+
+def _labelled_document(row: dict, columns: LabelColumns, corpus: Mapping[str, Document] | None, docs: dict[str, Document], where: str) -> str:
+    """The row's document id, adding the document to ``docs`` (from the corpus, or its own text)."""
+    doc_id, text = _cell(row, columns.doc_id), _cell(row, columns.document)
+    if doc_id:
+        if corpus is None:
+            raise ConfigError(f"{where}: documents are given by id ('{columns.doc_id}'); pass the corpus with --corpus corpus.jsonl")
+        if doc_id not in corpus:
+            raise ConfigError(f"{where}: document id '{doc_id}' is not in the corpus")
+        docs[doc_id] = corpus[doc_id]
+        return doc_id
+    if not text:
+        raise ConfigError(f"{where}: no document: give its text in column '{columns.document}' or its id in '{columns.doc_id}'")
+    doc_id = text_id("d", text)
+    docs[doc_id] = Document("", text)
+    return doc_id
+
+
+def _grade(value: object, min_label: float | None, where: str) -> int:
+    """A label as a qrels grade: 0 for a negative; the label itself when it is a whole number, else 1."""
+    if value is None or str(value).strip() == "":
+        return 1
+    try:
+        label = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: label '{value}' is not a number") from None
+    if label <= 0 or (min_label is not None and label < min_label):
+        return 0
+    return int(label) if label.is_integer() else 1

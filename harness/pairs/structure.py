@@ -1,0 +1,288 @@
+"""Document structure: Markdown, reStructuredText and HTML files read into outlines of sections.
+
+Each format is read by a real parser: Markdown by markdown-it-py (CommonMark, with tables),
+reStructuredText by docutils, HTML by Python's :mod:`html.parser`. All three feed the same
+:class:`Outline`: the document's title and its sections in order, each with its heading, level,
+parent and paragraphs (a paragraph, list, table or code block is one paragraph). A document whose
+only top-level heading opens it (a Markdown ``# Title``, an rST title) takes that heading as title.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+from harness.errors import ConfigError
+
+FORMATS = {".md": "markdown", ".markdown": "markdown", ".rst": "rst", ".html": "html", ".htm": "html"}
+SKIP_DIRS = {"node_modules", "__pycache__", "venv", "site-packages", "build", "dist"}
+
+
+@dataclass
+class Section:
+    heading: str
+    level: int  # 0 for the document itself (the text before its first heading)
+    parent: int | None  # index of the enclosing section in Outline.sections
+    paragraphs: list[str] = field(default_factory=list)
+
+    @property
+    def body(self) -> str:
+        return "\n\n".join(self.paragraphs)
+
+
+@dataclass
+class Outline:
+    """A document's title and sections; ``sections[0]`` is the document itself."""
+
+    title: str
+    sections: list[Section] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.sections:
+            self.sections.append(Section(self.title, 0, None))
+
+    def heading(self, level: int, text: str) -> None:
+        """Open a section under the nearest open section of a lower level."""
+        parent = len(self.sections) - 1
+        while parent and self.sections[parent].level >= level:
+            parent = self.sections[parent].parent
+        self.sections.append(Section(" ".join(text.split()), level, parent))
+
+    def paragraph(self, text: str) -> None:
+        if text.strip():
+            self.sections[-1].paragraphs.append(text.strip())
+
+    def promoted(self) -> Outline:
+        """The outline with a lone opening top-level heading as its title (and its section as the root)."""
+        top = [i for i, s in enumerate(self.sections) if s.parent == 0]
+        if self.sections[0].paragraphs or top != [1]:
+            return self
+        root = self.sections[1]
+        rest = [Section(s.heading, s.level, s.parent - 1, s.paragraphs) for s in self.sections[2:]]
+        return Outline(root.heading, [Section(root.heading, 0, None, root.paragraphs), *rest])
+
+
+def document_files(paths: Iterable[Path | str]) -> list[tuple[Path, str]]:
+    """``(file, name)`` of every Markdown, rST and HTML file under ``paths`` (files or folders; hidden
+    and build folders skipped); ``name``, used in ids, is the path from the folder given, that folder
+    included (``docs/guide.md``), or a file's own name."""
+    found = []
+    for root in map(Path, paths):
+        if root.is_file():
+            found.append((root, root.name))
+            continue
+        if not root.is_dir():
+            raise ConfigError(f"'{root}' is neither a file nor a folder")
+        for path in sorted(root.rglob("*")):
+            relative = path.relative_to(root)
+            hidden = any(part.startswith(".") or part in SKIP_DIRS for part in relative.parts[:-1])
+            if path.is_file() and path.suffix.lower() in FORMATS and not hidden:
+                found.append((path, (Path(root.resolve().name) / relative).as_posix()))
+    return found
+
+
+def parse_file(path: Path) -> Outline:
+    """The outline of one document; its format comes from the file's suffix."""
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise ConfigError(f"'{path}': not a document format tunebench reads ({', '.join(sorted(FORMATS))})")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    outline = Outline(path.stem)
+    {"markdown": _markdown, "rst": _rst, "html": _html}[kind](text, outline)
+    return outline.promoted()
+
+
+def _markdown(text: str, outline: Outline) -> None:
+    from markdown_it import MarkdownIt
+
+    parts: list[str] = []
+    level = 0  # inside a heading when > 0
+    for token in MarkdownIt("commonmark").enable("table").parse(text):
+        if token.type == "heading_open":
+            level = int(token.tag[1:])
+        elif token.type == "inline" and level:
+            outline.heading(level, _inline_text(token))
+        elif token.type == "inline":
+            parts.append(_inline_text(token))
+        elif token.type in ("fence", "code_block"):
+            parts.append(token.content.strip())
+        if token.type == "heading_close":
+            level = 0
+        elif token.level == 0 and token.nesting <= 0 and parts:  # a top-level block ended
+            outline.paragraph("\n".join(parts))
+            parts = []
+
+
+def _inline_text(token) -> str:
+    """Plain text of an inline token: markup dropped, link and code text kept."""
+    pieces = []
+    for child in token.children or []:
+        if child.type in ("text", "code_inline"):
+            pieces.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            pieces.append(" ")
+    return "".join(pieces).strip()
+
+
+def _rst(text: str, outline: Outline) -> None:
+    from docutils.core import publish_doctree
+
+    settings = {"report_level": 5, "halt_level": 5, "doctitle_xform": False, "file_insertion_enabled": False, "raw_enabled": False}
+    _rst_children(publish_doctree(text, settings_overrides=settings), 1, outline)
+
+
+def _rst_children(node, level: int, outline: Outline) -> None:
+    from docutils import nodes
+
+    skipped = (nodes.title, nodes.comment, nodes.system_message, nodes.target, nodes.substitution_definition, nodes.problematic)
+    for child in node.children:
+        if isinstance(child, nodes.section):
+            outline.heading(level, child[0].astext())
+            _rst_children(child, level + 1, outline)
+        elif isinstance(child, nodes.Element) and not isinstance(child, skipped):
+            outline.paragraph(child.astext())
+
+
+def _html(text: str, outline: Outline) -> None:
+    reader = _HtmlReader(outline)
+    reader.feed(text)
+    reader.close()
+
+
+class _HtmlReader(HTMLParser):
+    """Headings open sections; block elements end paragraphs; scripts, styles and navigation are skipped."""
+
+    BLOCKS = {"p", "li", "pre", "blockquote", "td", "th", "dd", "dt", "figcaption", "caption", "tr", "div", "section", "article", "table", "ul", "ol"}
+    HIDDEN = {"script", "style", "nav", "noscript", "template", "head"}
+    HEADINGS = {f"h{n}": n for n in range(1, 7)}
+
+    def __init__(self, outline: Outline):
+        super().__init__(convert_charrefs=True)
+        self.outline = outline
+        self.text: list[str] = []
+        self.hidden = 0
+        self.in_title = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.HIDDEN:
+            self.hidden += 1
+        elif tag == "title":
+            self.in_title = True
+        elif tag in self.BLOCKS or tag in self.HEADINGS:
+            self._flush()
+
+    def handle_endtag(self, tag):
+        if tag in self.HIDDEN:
+            self.hidden = max(0, self.hidden - 1)
+        elif tag == "title":
+            self.in_title = False
+        elif tag in self.HEADINGS:
+            self.outline.heading(self.HEADINGS[tag], "".join(self.text))
+            self.text = []
+        elif tag in self.BLOCKS:
+            self._flush()
+
+    def handle_data(self, data):
+        if self.in_title and data.strip():
+            self.outline.title = self.outline.sections[0].heading = " ".join(data.split())
+        elif not self.hidden:
+            self.text.append(data)
+
+    def close(self):
+        super().close()
+        self._flush()
+
+    def _flush(self) -> None:
+        self.outline.paragraph(" ".join("".join(self.text).split()))
+        self.text = []
+
+
+def from_structure(paths: Iterable[Path | str], *, chunk_words: int = 200, overlap: int = 40, min_words: int = 5):
+    """Pairs and a corpus from documents' structure (returns a :class:`harness.pairs.pairset.PairSet`).
+
+    The corpus is every section's body cut into windows of ``chunk_words`` words sharing ``overlap``
+    (bodies under ``min_words`` words are skipped and counted); ids are ``<file>#<section>`` with
+    ``:<n>`` for a section's n-th chunk. Queries, with their judgements:
+
+    - heading <-> its section's body: every chunk of the section, grade 2;
+    - title <-> summary: the document's title and its first chunk (the first paragraph on), grade 2;
+    - section <-> subsection: a heading and the first chunk of each direct subsection, grade 1.
+
+    Chunks carry no title: the heading is the query, and a positive that repeats it would teach a
+    model nothing. A heading that several sections share is one query with all of their chunks.
+    """
+    from harness.pairs.pairset import assemble
+
+    if overlap >= chunk_words:
+        raise ConfigError(f"the overlap ({overlap}) must be smaller than the chunk size ({chunk_words} words)")
+    corpus, queries, judged = {}, {}, {}
+    counts = dict.fromkeys(["files", "sections", "short_sections", "chunks"], 0)
+    for path, name in document_files(paths):
+        outline = parse_file(path)
+        chunks = _section_chunks(outline, name, chunk_words, overlap, min_words, corpus, counts)
+        _judge(outline, chunks, queries, judged)
+        counts["files"] += 1
+    if not counts["files"]:
+        raise ConfigError(f"no Markdown, reStructuredText or HTML files in {', '.join(map(str, paths))}")
+    return assemble(corpus, queries, judged, "structure", counts)
+
+
+def _section_chunks(outline: Outline, name: str, size: int, overlap: int, min_words: int, corpus: dict, counts: dict) -> list[list[str]]:
+    """Each section's chunk ids (empty for a short body), adding the chunks to ``corpus``."""
+    from harness.data.goldset import Document
+    from harness.retrieval.chunking import windows, word_spans
+
+    ids, slugs = [], set()
+    for section in outline.sections:
+        counts["sections"] += 1
+        body = section.body
+        spans = word_spans([body])[0]
+        if len(spans) < min_words:
+            counts["short_sections"] += 1
+            ids.append([])
+            continue
+        base = _unique(f"{name}#{_slug(section.heading)}" if section.level else name, slugs)
+        cuts = windows(spans, size, overlap)
+        chunk_ids = [base if n == 0 else f"{base}:{n + 1}" for n in range(len(cuts))]
+        corpus.update((chunk_id, Document("", body[start:end])) for chunk_id, (start, end) in zip(chunk_ids, cuts))
+        counts["chunks"] += len(chunk_ids)
+        ids.append(chunk_ids)
+    return ids
+
+
+def _judge(outline: Outline, chunks: list[list[str]], queries: dict, judged: dict) -> None:
+    """Add the three kinds of (query, chunk, grade) judgements of one document."""
+    from harness.pairs.pairset import text_id
+    from harness.training.leakage import normalise
+
+    def judge(query: str, chunk_ids: list[str], grade: int) -> None:
+        if not chunk_ids or not normalise(query):
+            return
+        qid = text_id("q", normalise(query))
+        queries.setdefault(qid, query)
+        for chunk_id in chunk_ids:
+            judged.setdefault(qid, {})[chunk_id] = max(grade, judged.get(qid, {}).get(chunk_id, 0))
+
+    judge(outline.title, next((c[:1] for c in chunks if c), []), 2)
+    for index, section in enumerate(outline.sections):
+        if section.level:
+            judge(section.heading, chunks[index], 2)
+        if section.parent:
+            judge(outline.sections[section.parent].heading, chunks[index][:1], 1)
+
+
+def _slug(heading: str) -> str:
+    from harness.training.leakage import normalise
+
+    return normalise(heading).replace(" ", "-") or "section"
+
+
+def _unique(candidate: str, seen: set[str]) -> str:
+    name, n = candidate, 1
+    while name in seen:
+        n += 1
+        name = f"{candidate}-{n}"
+    seen.add(name)
+    return name

@@ -1,0 +1,160 @@
+"""Running a fine-tuning job: pairs, the leakage check, round 0, then hard-negative mining rounds.
+
+Each round's model is a folder ``<models>/<name>-<fingerprint>/r<i>/model`` that
+``SentenceTransformer(path)`` loads, with a model card. The fingerprint covers the configuration and
+the training data, so an unchanged job is never trained twice, and a killed job resumes from its last
+checkpoint. Mining uses the round's model through the embedding cache, so the corpus vectors it
+computes are the ones its evaluation reuses.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import registry
+from harness.cache import Cache, CachedEncoder
+from harness.data.goldset import Goldset
+from harness.data.pair_files import data_fingerprint, goldset_pairs, read_pair_file
+from harness.data.resolve import resolve_goldset
+from harness.protocols import Pair
+from harness.registry import EncoderConfig, build_encoder
+from harness.retrieval.dense import top_k_dense
+from harness.training.config import TrainConfig
+from harness.training.dev_eval import SplitScorer
+from harness.training.leakage import Leakage, guard
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    """A resolved training job: its data, where it writes, and what the leakage check found."""
+
+    config: TrainConfig
+    goldset: Goldset | None
+    datasets: dict[str, list[Pair]]
+    leakage: Leakage
+    folder: Path
+    fingerprint: str
+    rounds: list[Path] = field(default_factory=list)
+
+    def model_dir(self, round_index: int) -> Path:
+        return self.folder / f"r{round_index}" / "model"
+
+
+def plan_job(config: TrainConfig, *, models_root: Path, base: Path | None = None) -> Job:
+    """Load the data, check it for leakage (raising unless allowed) and fix the output folder."""
+    goldset = resolve_goldset(config.goldset, base) if config.goldset else None
+    datasets: dict[str, list[Pair]] = {}
+    if goldset and config.train_split:
+        datasets[f"{goldset.name}/{config.train_split}"] = goldset_pairs(goldset, config.train_split)
+    for pair_file in config.pair_files:
+        path = Path(pair_file.path)
+        datasets[pair_file.path] = read_pair_file(path if path.is_absolute() or base is None else base / path)
+    eval_splits = [s for s in {config.eval_split, *(goldset.manifest.eval_splits if goldset else [])} if s]
+    found = Leakage()
+    if goldset:
+        datasets, found = guard(datasets, goldset, eval_splits, config.on_leakage)
+    pairs = [p for ps in datasets.values() for p in ps]
+    fingerprint = config.fingerprint(data_fingerprint(pairs))
+    folder = Path(config.output_dir) if config.output_dir else models_root / f"{config.name}-{fingerprint}"
+    return Job(config, goldset, datasets, found, folder, fingerprint)
+
+
+def run_job(job: Job, cache: Cache, up_to_round: int | None = None) -> list[Path]:
+    """Train every round not trained yet (up to ``up_to_round``); return each round's model folder."""
+    trainer = registry.load("trainer", "sentence-transformers")
+    config = job.config
+    last = config.mining.rounds if up_to_round is None else min(up_to_round, config.mining.rounds)
+    base = trainer.resolve_model(config.base_model)
+    for r in range(last + 1):
+        done = job.model_dir(r)
+        if (done / "tunebench.json").is_file():
+            continue
+        start = base if r == 0 or config.mining.start_from == "base" else job.model_dir(r - 1)
+        data = job.datasets if r == 0 else mine(job, job.model_dir(r - 1), cache)
+        log.info("training %s round %d on %d pairs", config.name, r, sum(len(p) for p in data.values()))
+        round_config = config.model_copy(update={"epochs": config.mining.epochs}) if r and config.mining.epochs else config
+        result = trainer.train(round_config, data, start_model=start, out_dir=done.parent, evaluate_model=_dev_evaluator(job))
+        if is_main_process():
+            trainer.write_card(result.model_dir, _card(job, r, result, data))
+        _barrier()
+    return [job.model_dir(r) for r in range(last + 1)]
+
+
+def is_main_process() -> bool:
+    """False in the other processes of a ``torchrun`` data-parallel job (they train, rank 0 writes)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _dev_evaluator(job: Job):
+    goldset, split = job.goldset, job.config.eval_split
+    if not goldset or not split or split not in goldset.qrels:
+        return None
+    scorer = SplitScorer(goldset, split)
+    docs = [job.config.document_prompt + text for text in scorer.documents]
+    queries = [job.config.query_prompt + text for text in scorer.queries.values()]
+
+    def evaluate_model(model) -> dict[str, float]:
+        d = model.encode(docs, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        q = model.encode(queries, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        return scorer.score(q, d)
+
+    return evaluate_model
+
+
+def mine(job: Job, model_dir: Path, cache: Cache) -> dict[str, list[Pair]]:
+    """Pairs with ``negatives`` hard negatives each, mined with the model in ``model_dir`` over the
+    goldset's corpus: the top ``depth`` documents for each query, positives dropped, candidates scoring
+    above ``max_relative`` x the positive's score dropped as likely false negatives, then
+    ``negatives`` taken after skipping ``rank_from``."""
+    goldset, spec = job.goldset, job.config.mining
+    if goldset is None:
+        return job.datasets
+    encoder = CachedEncoder(build_encoder(EncoderConfig(model=str(model_dir), query_prompt=job.config.query_prompt, document_prompt=job.config.document_prompt)), cache)
+    doc_ids = list(goldset.corpus)
+    doc_vectors = encoder.encode([goldset.document_text(goldset.corpus[d]) for d in doc_ids], input_type="document")
+    positives_of: dict[str, set[str]] = {}
+    for pairs in job.datasets.values():
+        for p in pairs:
+            positives_of.setdefault(p.query, set()).add(p.positive)
+    mined: dict[str, list[Pair]] = {}
+    for source, pairs in job.datasets.items():
+        query_vectors = encoder.encode([p.query for p in pairs], input_type="query")
+        positive_vectors = encoder.encode([p.positive for p in pairs], input_type="document")
+        indices, scores = top_k_dense(query_vectors, doc_vectors, spec.depth)
+        mined[source] = []
+        for i, p in enumerate(pairs):
+            ceiling = spec.max_relative * float(query_vectors[i] @ positive_vectors[i])
+            texts = [goldset.document_text(goldset.corpus[doc_ids[j]]) for j, s in zip(indices[i], scores[i]) if s < ceiling]
+            texts = [t for t in texts if t not in positives_of[p.query]][spec.rank_from : spec.rank_from + spec.negatives]
+            if len(texts) == spec.negatives:
+                mined[source].append(Pair(p.query, p.positive, texts, p.source, p.query_id, p.positive_id))
+    return mined
+
+
+def _card(job: Job, round_index: int, result, data) -> dict:
+    config = job.config
+    return {
+        "name": f"{config.name}-r{round_index}",
+        "base_model": config.base_model,
+        "round": round_index,
+        "config": config.model_dump(mode="json", exclude={"output_dir"}),
+        "fingerprint": job.fingerprint,
+        "data_fingerprint": data_fingerprint([p for ps in job.datasets.values() for p in ps]),
+        "pairs": sum(len(p) for p in data.values()),
+        "steps": result.steps,
+        "best_dev_metric": result.best_metric,
+        "leakage": job.leakage.count,
+        "history": result.history,
+    }
