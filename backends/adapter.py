@@ -32,7 +32,7 @@ from harness.cache import Cache, CachedEncoder
 from harness.choices import AdapterKind
 from harness.config import validate
 from harness.errors import ConfigError
-from harness.protocols import InputType
+from harness.protocols import InputType, PaidEncoder
 from harness.registry import EncoderConfig, build_encoder
 
 log = logging.getLogger(__name__)
@@ -180,14 +180,14 @@ class AdapterEncoder:
         base = EncoderConfig.model_validate({**self.card.base, **({"batch_size": batch_size} if batch_size else {})})
         self.base_encoder = build_encoder(base)
         self.base = CachedEncoder(self.base_encoder, cache) if cache is not None else self.base_encoder
-        paid = hasattr(self.base_encoder, "encode_with_usage")
+        paid = isinstance(self.base_encoder, PaidEncoder)
         # A local base encodes queries afresh, as harness.retrieval.retrievers.EncoderReranker does: it is cheap, and
         # a latency probe then times the real query path, not a cache hit. A paid base's are never bought twice.
         self._query_base = self.base if paid else self.base_encoder
         if cache is None and paid:
             log.warning("adapter '%s': no cache given, so its paid base '%s' embeds every text again", self.folder, base.model)
         if paid:  # the base's bill is the adapter rung's: its price, and the units of every vector it serves
-            self.price_key = getattr(self.base_encoder, "price_key", None)
+            self.price_key = self.base_encoder.price_key
             self.encode_with_usage = self._encode_with_usage
         # Both now, so a stale or broken adapter stops a run before any work.
         self._fingerprint = self._adapter_fingerprint()

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.protocols import Pair, TrainResult
-from harness.training.config import TrainConfig
+from harness.training.schema import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,7 @@ def train(
     """Train ``start_model`` on ``datasets`` (one per source: several make multi-task training) and
     save the best model to ``out_dir / "model"``. Re-running with the same ``out_dir`` resumes from
     its last checkpoint."""
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer.training_args import BatchSamplers, MultiDatasetBatchSamplers
+    from sentence_transformers import SentenceTransformerTrainer
     from transformers.trainer_callback import PrinterCallback
     from transformers.utils import logging as hf_logging
 
@@ -110,7 +109,27 @@ def train(
     world = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun: each process takes its share of every batch
     steps = math.ceil(n_pairs / (config.batch_size * world)) * config.epochs
     evaluator = _evaluator_class()(evaluate_model, "dev", config.primary_metric) if evaluate_model else None
-    args = SentenceTransformerTrainingArguments(
+    args = _training_arguments(config, out_dir, steps, evaluator, world)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_data, loss=build_loss(model, config), evaluator=evaluator, callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # logs go to the logger (and the model card), never to stdout
+    log.info("training on %d process(es), %d pairs, %d steps planned", args.world_size, n_pairs, steps)
+    trainer.train(resume_from_checkpoint=_last_checkpoint(out_dir / "checkpoints"))
+    if trainer.is_world_process_zero():  # under torchrun, one process writes the model
+        if config.lora:
+            _merge_lora(model, out_dir, config)
+        model.save(str(out_dir / "model"))
+    trainer.accelerator.wait_for_everyone()
+    history = [row for row in trainer.state.log_history if "loss" in row or any(k.startswith("eval_") for k in row)]
+    return TrainResult(out_dir / "model", trainer.state.global_step, history, trainer.state.best_metric)
+
+
+def _training_arguments(config: TrainConfig, out_dir: Path, steps: int, evaluator, world: int):
+    """The trainer's arguments from the resolved config: NO_DUPLICATES batches, an epoch's checkpoint
+    and dev evaluation, the best epoch kept, logs to the logger only."""
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers, MultiDatasetBatchSamplers
+
+    return SentenceTransformerTrainingArguments(
         output_dir=str(out_dir / "checkpoints"),
         per_device_train_batch_size=config.batch_size,
         num_train_epochs=config.epochs,
@@ -133,17 +152,6 @@ def train(
         dataloader_pin_memory=_cuda(),
         ddp_backend="gloo" if world > 1 and not _cuda() else None,  # torchrun on CPU: data-parallel over gloo
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_data, loss=build_loss(model, config), evaluator=evaluator, callbacks=callbacks)
-    trainer.remove_callback(PrinterCallback)  # logs go to the logger (and the model card), never to stdout
-    log.info("training on %d process(es), %d pairs, %d steps planned", args.world_size, n_pairs, steps)
-    trainer.train(resume_from_checkpoint=_last_checkpoint(out_dir / "checkpoints"))
-    if trainer.is_world_process_zero():  # under torchrun, one process writes the model
-        if config.lora:
-            _merge_lora(model, out_dir, config)
-        model.save(str(out_dir / "model"))
-    trainer.accelerator.wait_for_everyone()
-    history = [row for row in trainer.state.log_history if "loss" in row or any(k.startswith("eval_") for k in row)]
-    return TrainResult(out_dir / "model", trainer.state.global_step, history, trainer.state.best_metric)
 
 
 def load_model(path: Path, config: TrainConfig):

@@ -41,7 +41,7 @@ def pairs_of(data: Path, n: int):
 
 def run_tunebench(pairs, model: Path, out: Path) -> int:
     from backends.st_train import train
-    from harness.training.config import TrainConfig
+    from harness.training.schema import TrainConfig
 
     config = TrainConfig(epochs=1, eval_split="")
     return train(config, {"train": pairs}, start_model=model, out_dir=out).steps

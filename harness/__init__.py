@@ -1,8 +1,10 @@
-"""tunebench's core: goldsets, protocols, retrieval, metrics, records and the CLI.
+"""tunebench's core. A small kernel here (errors, choices, protocols, config, registry, cache,
+records, metrics, prices, progress, environment) and packages that each import only downwards:
+``data`` -> ``retrieval`` -> ``training`` -> ``ladder`` | ``pairs`` -> ``decide`` -> the CLI.
 
 The Python API behind every ``bench`` command::
 
-    from harness.data.goldset import resolve_goldset
+    from harness.data.resolve import resolve_goldset
     from harness.ladder.rungs import DenseRung, BM25Rung
     from harness.ladder.runner import run_rungs
     from harness.records import Leaderboard

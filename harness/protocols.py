@@ -124,8 +124,21 @@ class Generator(Protocol):
         ...
 
 
-# A generator may also be Concurrent, and have a price_key (chat prices per million input and
-# output tokens); harness.pairs.generators caches every answer as it arrives.
+@runtime_checkable
+class PaidGenerator(Protocol):
+    """A generator billed per token: its key in the price table (chat prices per million input and
+    output tokens). It may also be :class:`Concurrent`; harness.pairs.generators caches every answer as it arrives."""
+
+    price_key: str
+
+
+@runtime_checkable
+class Tokenizing(Protocol):
+    """An encoder that exposes its tokenizer's token offsets, so chunks are cut on model tokens, not words."""
+
+    def token_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Character ``(start, end)`` of each token of each text."""
+        ...
 
 
 @dataclass
@@ -154,7 +167,7 @@ class TrainResult:
 class Trainer(Protocol):
     """Fine-tunes a model on pairs, one round at a time (the ``trainer`` registry kind).
 
-    ``config`` is a :class:`harness.training.config.TrainConfig` (loss, batch, learning rate, LoRA, ...).
+    ``config`` is a :class:`harness.training.schema.TrainConfig` (loss, batch, learning rate, LoRA, ...).
     The core plans rounds, mines negatives and records results; the trainer only trains and saves.
     """
 

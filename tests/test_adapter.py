@@ -21,8 +21,16 @@ from harness.ladder.plan import run_ladder
 from harness.ladder.schema import load_ladder
 from harness.metrics import evaluate
 from harness.records import Leaderboard
-from harness.retrieval.dense import to_run, top_k_dense
-from harness.training.adapter import AdapterOptions, batches_without_duplicates, fit_adapter, info_nce, mine_hard_negatives, new_adapter, train_adapter
+from harness.retrieval.topk import to_run, top_k_dense
+from harness.training.adapter import (
+    AdapterOptions,
+    batches_without_duplicates,
+    fit_adapter,
+    info_nce,
+    mine_hard_negatives,
+    new_adapter,
+    train_adapter,
+)
 
 # Documents say "car", queries say "automobile": a bag of words scores every query 0 against its
 # document, but the map from query words to document words is consistent, so a linear adapter can learn it.

@@ -39,3 +39,22 @@ def test_chunks_follow_the_encoder_tokenizer_when_it_has_one():
     chunks = chunk_corpus([Document("", "abcdefgh")], size=2, overlap=0, prefix_title=True, prefix_metadata=[], title_separator=" ", token_spans=two_char_tokens)
     assert chunks.texts == ["abcd", "efgh"] and chunks.unit == "tokens"
     assert word_spans(["a  bc"]) == [[(0, 1), (3, 5)]]
+
+
+def test_chunked_retriever_indexes_plain_texts_as_any_retriever(tmp_path):
+    """ChunkedRetriever is a Retriever: index() takes {doc_id: text} (no title to prefix) and a long
+    document is found by a query about its last chunk."""
+    from bow_encoder import BagOfWordsEncoder
+    from harness.cache import Cache
+    from harness.protocols import Retriever
+    from harness.retrieval.chunking import Chunking
+    from harness.retrieval.retrievers import ChunkedRetriever
+
+    filler = " ".join(f"word{i}" for i in range(200))
+    corpus = {"long": filler + " zebra crossing", "short": "a zebra in the zoo", "other": "nothing here"}
+    retriever = ChunkedRetriever(BagOfWordsEncoder(), Cache(tmp_path), Chunking(size=8, overlap=2))
+    assert isinstance(retriever, Retriever)
+    retriever.index(corpus)
+    assert retriever.chunk_details()["chunks"] > 20
+    run = retriever.search({"q": "zebra crossing"}, top_k=2)
+    assert list(run["q"]) == ["long", "short"]

@@ -13,9 +13,9 @@ from harness.data.goldset import load_goldset
 from harness.errors import GoldsetError
 from harness.pairs.pairset import write_pairs
 from harness.protocols import Pair
-from harness.training.config import TrainConfig
 from harness.training.job import plan_job
 from harness.training.leakage import check_leakage, leakage, near_duplicates, without_leaks
+from harness.training.schema import TrainConfig
 
 # test: q1 (d1), q2 (d2), q3 (d3); train: q5 (d5), q6 (d6)
 QRELS = {"test": {"q1": {"d1": 2}, "q2": {"d2": 2}, "q3": {"d3": 2, "d4": 0}}, "train": {"q5": {"d5": 1}, "q6": {"d6": 2}}}

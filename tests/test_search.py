@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harness.ladder.runner import drop_identical_ids
-from harness.retrieval.dense import break_ties, to_run, top_k_chunked, top_k_dense
+from harness.retrieval.topk import break_ties, to_run, top_k_chunked, top_k_dense
 
 
 @pytest.mark.parametrize(("query_block", "doc_block"), [(1, 7), (3, 50), (256, 65_536)])

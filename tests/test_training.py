@@ -16,8 +16,8 @@ from harness.config import validate
 from harness.data.goldset import load_goldset
 from harness.data.pair_files import goldset_pairs, read_pair_file
 from harness.errors import ConfigError, GoldsetError
-from harness.training.config import TrainConfig
 from harness.training.leakage import check_leakage, leakage, without_leaks
+from harness.training.schema import TrainConfig
 
 
 @pytest.mark.parametrize(

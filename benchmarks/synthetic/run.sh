@@ -21,7 +21,7 @@ from pathlib import Path
 from harness.data.goldset import load_goldset
 from harness.training.leakage import leakage, without_leaks
 from harness.pairs.pairset import write_pairs
-from harness.training.config import goldset_pairs, read_pair_file
+from harness.training.schema import goldset_pairs, read_pair_file
 goldset, work = load_goldset(sys.argv[1]), Path(sys.argv[2])
 pairs = goldset_pairs(goldset, "train")
 clean = without_leaks(pairs, goldset, leakage(pairs, goldset, ["test"]))

@@ -36,8 +36,8 @@ def train(config_path, goldset, base_model, epochs, batch_size, learning_rate, r
     from harness.ladder.runner import run_rungs
     from harness.records import Leaderboard
     from harness.registry import EncoderConfig
-    from harness.training.config import TrainConfig
     from harness.training.job import is_main_process, plan_job, run_job
+    from harness.training.schema import TrainConfig
 
     path = Path(config_path)
     data = read_toml(path)

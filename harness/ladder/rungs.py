@@ -119,7 +119,7 @@ class ChunkedRung(StrictModel):
 
 class FinetuneRung(StrictModel):
     """A model fine-tuned on the goldset's train split (``train`` is a training table, see
-    :class:`harness.training.config.TrainConfig`), evaluated like a dense rung. A ladder lists it once;
+    :class:`harness.training.schema.TrainConfig`), evaluated like a dense rung. A ladder lists it once;
     it becomes one rung per round, ``<name>-r0``, ``<name>-r1``, ... (round 0, then mining rounds).
     Out-of-domain companions are scored with the model trained on their in-domain goldset."""
 

@@ -214,7 +214,7 @@ class _LadderRun:
             evaluate_s=round(evaluate_s, 4),
             total_s=round(result.index_s + result.encode_queries_s + result.search_s + evaluate_s, 4),
         )
-        record = self._base_record(rung, i, split, key, getattr(stage, "fingerprint", None)).model_copy(
+        record = self._base_record(rung, i, split, key, stage.fingerprint).model_copy(
             update={
                 "metrics": scores.mean,
                 "per_query": scores.per_query,

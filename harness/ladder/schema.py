@@ -109,7 +109,7 @@ class Ladder(BaseModel):
     def _rounds(self) -> Ladder:
         """A finetune rung becomes one rung per round (its train table checked as a TrainConfig)."""
         from harness.config import describe
-        from harness.training.config import TrainConfig
+        from harness.training.schema import TrainConfig
 
         expanded = []
         for rung in self.rungs:

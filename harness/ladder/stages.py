@@ -1,7 +1,8 @@
-"""What each kind of rung does on one goldset: a :class:`Stage` turns splits into :class:`SplitResult`s.
+"""What each kind of rung does on one goldset: a :class:`Stage` turns each split into a :class:`SplitResult`.
 
-``RetrieverStage`` (dense, bm25, chunked) indexes the corpus once and searches each split;
-``HybridStage`` fuses earlier rungs' runs; ``RerankStage`` re-scores an earlier rung's candidates.
+:class:`RetrieverStage` (dense, bm25, chunked) indexes the corpus once and searches each split;
+:class:`HybridStage` fuses earlier rungs' runs; :class:`RerankStage` re-scores an earlier rung's
+candidates; :class:`FinetuneStage` and :class:`AdapterStage` train once, then search like a dense rung.
 Composite stages read their inputs through the :class:`Context` (the runner), so an input that was
 already recorded is reused, not recomputed. Per-query latency is measured here; see
 :class:`harness.records.Latency` for what it covers.
@@ -27,8 +28,8 @@ from harness.records import Counts, RunRecord
 from harness.registry import build_encoder, build_reranker
 from harness.retrieval import fusion
 from harness.retrieval.chunking import Chunking
-from harness.retrieval.dense import break_ties
 from harness.retrieval.retrievers import ChunkedRetriever, DenseRetriever
+from harness.retrieval.topk import break_ties
 
 
 @dataclass
@@ -56,6 +57,20 @@ class Context(Protocol):
     def goldset(self, target: int) -> Goldset: ...
     def tuning_target(self, target: int) -> int: ...
     def metric(self, name: str | None) -> str: ...
+
+
+class Stage(Protocol):
+    """What the runner asks of a rung's stage (one per rung and run, across goldsets)."""
+
+    fingerprint: str | None  # the encoder's, for the record key (None: the stage has no encoder of its own)
+
+    def dependency(self, ctx: Context, target: int, split: str) -> str | None:
+        """What the stage's result depends on besides its configuration (input records, the trained model), for the record key."""
+        ...
+
+    def run(self, ctx: Context, target: int, splits: list[str]) -> Iterator[tuple[str, SplitResult | SkipSplit]]:
+        """Each split's result, or why it is skipped."""
+        ...
 
 
 @contextmanager
@@ -123,11 +138,12 @@ class RetrieverStage:
         sample = latency_sample(queries, ctx.latency_queries)
         with one_blas_thread():  # before the batch: a paid probe's vector is reused
             latency = self._latency({q: queries[q] for q in sample}, top_k)
-        before_q = getattr(self.retriever, "encode_queries_s", 0.0)
+        dense = isinstance(self.retriever, DenseRetriever)
+        before_q = self.retriever.encode_queries_s if dense else 0.0
         start = time.perf_counter()
         run = self.retriever.search(queries, top_k)
         search_s = time.perf_counter() - start
-        encode_q_s = getattr(self.retriever, "encode_queries_s", 0.0) - before_q
+        encode_q_s = self.retriever.encode_queries_s - before_q if dense else 0.0
         q = self._take_counts()
         result = SplitResult(run, latency, index_s=index_s, encode_queries_s=encode_q_s, search_s=search_s - encode_q_s)
         result.counts = Counts(documents_encoded=docs["computed"], documents_cached=docs["hits"], queries_encoded=q["computed"], queries_cached=q["hits"])
@@ -140,7 +156,7 @@ class RetrieverStage:
         return result
 
     def _latency(self, queries: dict[str, str], top_k: int) -> dict[str, float]:
-        if hasattr(self.retriever, "latency"):
+        if isinstance(self.retriever, DenseRetriever):
             return self.retriever.latency(queries, top_k)
         out = {}
         for qid, text in queries.items():  # any retriever: time a one-query search
@@ -156,6 +172,8 @@ class RetrieverStage:
 
 class HybridStage:
     """Fusion of earlier rungs' runs; parameters fixed, or tuned on the in-domain goldset's ``tune_on`` split."""
+
+    fingerprint = None
 
     def __init__(self, rung: HybridRung):
         self.rung = rung
@@ -217,6 +235,8 @@ class HybridStage:
 class RerankStage:
     """An earlier rung's top ``depth`` candidates re-scored by a reranker, one scoring call per query."""
 
+    fingerprint = None  # the reranker's is in each record's details
+
     def __init__(self, rung: RerankRung, cache: Cache):
         self.rung = rung
         self.reranker = CachedReranker(build_reranker(rung.reranker, cache), cache)
@@ -269,7 +289,7 @@ class FinetuneStage:
     found on disk by its fingerprint) and evaluated like a dense rung."""
 
     def __init__(self, rung: FinetuneRung, cache: Cache):
-        from harness.training.config import TrainConfig
+        from harness.training.schema import TrainConfig
 
         self.rung = rung
         self.cache = cache
@@ -359,7 +379,7 @@ class AdapterStage:
             yield split, result
 
 
-def build_stage(rung: AnyRung, cache: Cache):
+def build_stage(rung: AnyRung, cache: Cache) -> Stage:
     """The stage for ``rung``; raises :class:`~harness.errors.RungUnavailable` if it cannot run here."""
     if isinstance(rung, AdapterRung):
         return AdapterStage(rung, cache)

@@ -29,7 +29,7 @@ from harness.errors import ConfigError
 from harness.pairs.filters import REASONS, Candidate, apply_filters
 from harness.pairs.generators import STYLES, CachedGenerator, GeneratorConfig, build_generator, load_prompts
 from harness.pairs.pairset import PairSet, read_corpus, text_id
-from harness.protocols import Pair
+from harness.protocols import PaidGenerator, Pair
 from harness.registry import EncoderConfig
 from harness.training.leakage import NEAR_DUPLICATE
 
@@ -202,7 +202,7 @@ class _Planner:
 
     def _multihop(self, chosen: list[int]) -> list[Task]:
         """Each chosen chunk with its nearest chunk (by the encoder) from another allowed document."""
-        from harness.retrieval.dense import top_k_dense
+        from harness.retrieval.topk import top_k_dense
 
         vectors = self.vectors()
         allowed = np.array(self.allowed)
@@ -280,7 +280,7 @@ class _ChunkEncoder:
 
     def top_k(self, queries: list[str], k: int) -> np.ndarray:
         """Indices of each query's top ``k`` chunks."""
-        from harness.retrieval.dense import top_k_dense
+        from harness.retrieval.topk import top_k_dense
 
         if not queries:
             return np.zeros((0, 0), dtype=np.int64)
@@ -291,7 +291,7 @@ def _report(source: str, config: SyntheticConfig, result: SyntheticResult, tasks
     from harness.prices import DEFAULT_PRICES
 
     stats = generator.stats
-    price_key = getattr(generator.inner, "price_key", None)
+    price_key = generator.inner.price_key if isinstance(generator.inner, PaidGenerator) else None
     price = DEFAULT_PRICES.get(price_key) if price_key else None
     cost = 0.0 if price_key is None else (price.chat_dollars(stats.input_tokens, stats.output_tokens) if price else None)
     reasons = Counter(c.reason for c in result.candidates)

@@ -2,7 +2,7 @@
 
 ranx asserts that every run has the same query ids, so runs are aligned first (a query with no hit
 in one run gets an empty ranking there); tied fused scores are broken by document id
-(:func:`harness.retrieval.dense.break_ties`); its progress bars are switched off (they would break
+(:func:`harness.retrieval.topk.break_ties`); its progress bars are switched off (they would break
 ``--json`` output) and its numba type warnings silenced, as in :mod:`harness.metrics`.
 """
 
@@ -12,7 +12,7 @@ import warnings
 from contextlib import contextmanager
 
 from harness.protocols import Run
-from harness.retrieval.dense import break_ties
+from harness.retrieval.topk import break_ties
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """Dense retrievers over any encoder, through the embedding cache: whole documents
 (:class:`DenseRetriever`), chunks (:class:`ChunkedRetriever`), and an encoder as a reranker
-(:class:`EncoderReranker`). Search itself is exact, in :mod:`harness.retrieval.dense`.
+(:class:`EncoderReranker`). Search itself is exact, in :mod:`harness.retrieval.topk`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import numpy as np
 from harness import progress
 from harness.cache import Cache, CachedEncoder, text_hash, timed
 from harness.data.goldset import Document, Goldset
-from harness.protocols import Run
+from harness.protocols import Run, Tokenizing
 from harness.registry import EncoderConfig, build_encoder
 from harness.retrieval.chunking import Chunking, chunk_corpus
-from harness.retrieval.dense import to_run, top_k_chunked, top_k_dense
+from harness.retrieval.topk import to_run, top_k_chunked, top_k_dense
 
 
 class EncoderReranker:
@@ -118,7 +118,7 @@ class ChunkedRetriever(DenseRetriever):
             prefix_title=spec.prefix_title,
             prefix_metadata=spec.prefix_metadata,
             title_separator=title_separator,
-            token_spans=getattr(self.encoder.encoder, "token_spans", None),
+            token_spans=self.encoder.encoder.token_spans if isinstance(self.encoder.encoder, Tokenizing) else None,
         )
         self._doc_ids = doc_ids
         self._starts, self._unit = chunks.starts, chunks.unit

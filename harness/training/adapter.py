@@ -60,7 +60,7 @@ class AdapterOptions(StrictModel):
     # barely move a freshly initialised map).
     weight_decay: float = Field(0.01, ge=0)
     # torch's AdamW default. The parameters are deviations from the identity (see
-    # adapter_train.QueryAdapter), so decay shrinks the adapter towards the base model, never towards
+    # QueryAdapter below), so decay shrinks the adapter towards the base model, never towards
     # the zero map.
     batch_size: int = Field(32, ge=1)
     # In-batch negatives grow with the batch; 32 keeps several steps per epoch on small training splits.
@@ -147,7 +147,7 @@ def mine_hard_negatives(pairs: np.ndarray, query_vectors: np.ndarray, doc_vector
     """``(n_pairs, k)`` document indices, ``-1`` where fewer than ``k`` qualify: the top-ranked
     documents by the frozen base vectors that are not the query's positives and score at most
     ``max_ratio`` x the pair's positive score (TopK-PercPos, Moreira et al. 2024)."""
-    from harness.retrieval.dense import top_k_dense
+    from harness.retrieval.topk import top_k_dense
 
     out = np.full((len(pairs), k), -1, dtype=np.int64)
     positives = _positives(pairs)

@@ -10,7 +10,7 @@ import numpy as np
 
 from harness.data.goldset import Goldset
 from harness.metrics import DEFAULT_METRICS, evaluate
-from harness.retrieval.dense import to_run, top_k_dense
+from harness.retrieval.topk import to_run, top_k_dense
 
 
 class SplitScorer:

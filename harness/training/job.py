@@ -19,12 +19,12 @@ from harness.cache import Cache, CachedEncoder
 from harness.data.goldset import Goldset
 from harness.data.pair_files import data_fingerprint, goldset_pairs, read_pair_file
 from harness.data.resolve import resolve_goldset
-from harness.protocols import Pair
+from harness.protocols import Pair, Trainer
 from harness.registry import EncoderConfig, build_encoder
-from harness.retrieval.dense import top_k_dense
-from harness.training.config import TrainConfig
+from harness.retrieval.topk import top_k_dense
 from harness.training.dev_eval import SplitScorer
 from harness.training.leakage import Leakage, guard
+from harness.training.schema import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def plan_job(config: TrainConfig, *, models_root: Path, base: Path | None = None
 
 def run_job(job: Job, cache: Cache, up_to_round: int | None = None) -> list[Path]:
     """Train every round not trained yet (up to ``up_to_round``); return each round's model folder."""
-    trainer = registry.load("trainer", "sentence-transformers")
+    trainer: Trainer = registry.load("trainer", "sentence-transformers")
     config = job.config
     last = config.mining.rounds if up_to_round is None else min(up_to_round, config.mining.rounds)
     base = trainer.resolve_model(config.base_model)
