@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from harness import progress
 from harness.protocols import Pair, TrainResult
 from harness.training.schema import TrainConfig
 
@@ -110,10 +111,12 @@ def train(
     steps = math.ceil(n_pairs / (config.batch_size * world)) * config.epochs
     evaluator = _evaluator_class()(evaluate_model, "dev", config.primary_metric) if evaluate_model else None
     args = _training_arguments(config, out_dir, steps, evaluator, world)
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_data, loss=build_loss(model, config), evaluator=evaluator, callbacks=callbacks)
-    trainer.remove_callback(PrinterCallback)  # logs go to the logger (and the model card), never to stdout
-    log.info("training on %d process(es), %d pairs, %d steps planned", args.world_size, n_pairs, steps)
-    trainer.train(resume_from_checkpoint=_last_checkpoint(out_dir / "checkpoints"))
+    with progress.bar(f"training {config.name} {out_dir.name}") as update:
+        callbacks = [*(callbacks or []), _progress_callback(update)]
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_data, loss=build_loss(model, config), evaluator=evaluator, callbacks=callbacks)
+        trainer.remove_callback(PrinterCallback)  # logs go to the logger (and the model card), never to stdout
+        log.info("training on %d process(es), %d pairs, %d steps planned", args.world_size, n_pairs, steps)
+        trainer.train(resume_from_checkpoint=_last_checkpoint(out_dir / "checkpoints"))
     if trainer.is_world_process_zero():  # under torchrun, one process writes the model
         if config.lora:
             _merge_lora(model, out_dir, config)
@@ -121,6 +124,23 @@ def train(
     trainer.accelerator.wait_for_everyone()
     history = [row for row in trainer.state.log_history if "loss" in row or any(k.startswith("eval_") for k in row)]
     return TrainResult(out_dir / "model", trainer.state.global_step, history, trainer.state.best_metric)
+
+
+def _progress_callback(update: progress.Update):
+    """A trainer callback that reports each step, with the last logged loss, to ``update``."""
+    from transformers import TrainerCallback
+
+    class ProgressCallback(TrainerCallback):
+        loss = ""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.loss = f"loss {logs['loss']:.3f}"
+
+        def on_step_end(self, args, state, control, **kwargs):
+            update(state.global_step, state.max_steps, self.loss)
+
+    return ProgressCallback()
 
 
 def _training_arguments(config: TrainConfig, out_dir: Path, steps: int, evaluator, world: int):

@@ -42,7 +42,7 @@ class BenchGroup(click.Group):
 
 @click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
-@click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
+@click.option("--progress/--no-progress", default=None, help="Progress: bars on a terminal, else a plain line at most every 30 s (default); --progress forces bars, --no-progress shows none.")
 @click.version_option(package_name="tunebench")
 @click.pass_context
 def main(ctx: click.Context, debug: bool, progress: bool | None) -> None:
@@ -50,7 +50,7 @@ def main(ctx: click.Context, debug: bool, progress: bool | None) -> None:
     ctx.meta["debug"] = debug or os.environ.get("TUNEBENCH_DEBUG") == "1"
     from harness import progress as progress_mod
 
-    progress_mod.enabled = sys.stderr.isatty() if progress is None else progress
+    progress_mod.mode = ("bar" if sys.stderr.isatty() else "lines") if progress is None else ("bar" if progress else "off")
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not debug:
         # Third-party chatter (hub retries, weight-loading bars) would drown our one-line errors.

@@ -81,6 +81,30 @@ def test_ctrl_c_keeps_finished_records_and_embeddings(tiny_goldset, tmp_path, mo
     assert (dense.counts.documents_cached, dense.counts.documents_encoded) == (6, 0)  # kept from the interrupted run
 
 
+def test_a_failed_rung_still_shows_the_rungs_that_finished(tiny_goldset, tmp_path, bow_ladder, monkeypatch):
+    """A rung failing at run time (an API gone for good) is exit 1 with one error line, after the table
+    of every rung that finished; their records are written."""
+    from harness.errors import ApiError
+
+    class Broken:
+        fingerprint = "broken-1"
+
+        def __init__(self, model, **options):
+            pass
+
+        def encode(self, texts, *, input_type):
+            raise ApiError("Fake API failed: HTTP 500 after 6 retries")
+
+    real_load = __import__("harness.registry", fromlist=["load"]).load
+    monkeypatch.setattr("harness.registry.load", lambda kind, name: Broken if kind == "encoder" else real_load(kind, name))
+    result = bench("run", "-g", str(tiny_goldset), "--json")
+    assert result.exit_code == 1, result.output
+    assert [r["rung"] for r in json.loads(result.stdout)] == ["bm25"]
+    assert "rung 'baseline' failed: Fake API failed" in result.stderr
+    table = bench("run", "-g", str(tiny_goldset))
+    assert "bm25" in table.stdout and "unchanged" in table.stdout and table.exit_code == 1
+
+
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [

@@ -31,8 +31,8 @@ def run(ladder_path, goldsets, splits, rung_names, model, ood, overwrite, cache_
     with the reason, and the others run.
     """
     from harness.cache import Cache
-    from harness.decide.views import outcomes_json, outcomes_table
     from harness.ladder.plan import model_ladder, run_ladder
+    from harness.ladder.runner import LadderFailure
     from harness.ladder.schema import resolve_ladder
     from harness.records import Leaderboard
 
@@ -40,14 +40,26 @@ def run(ladder_path, goldsets, splits, rung_names, model, ood, overwrite, cache_
     if model:
         ladder = model_ladder(ladder, model)
         rung_names = ()
-    outcomes = run_ladder(
-        ladder, leaderboard=Leaderboard(leaderboard_dir), cache=Cache(cache_dir), goldsets=goldsets, splits=splits, rungs=rung_names, ood=ood, overwrite=overwrite
-    )
+    title = f"ladder '{ladder.name}': records in {leaderboard_dir}/records"
+    try:
+        outcomes = run_ladder(
+            ladder, leaderboard=Leaderboard(leaderboard_dir), cache=Cache(cache_dir), goldsets=goldsets, splits=splits, rungs=rung_names, ood=ood, overwrite=overwrite
+        )
+    except LadderFailure as exc:  # the rungs that finished are still worth a look
+        show_outcomes(exc.outcomes, as_json, title)
+        raise
     fail_if_asked_for_nothing(outcomes, {r.name for r in ladder.rungs} if model else set(rung_names))
+    show_outcomes(outcomes, as_json, title)
+
+
+def show_outcomes(outcomes, as_json: bool, title: str) -> None:
+    """The outcomes as JSON on stdout, or as a table."""
+    from harness.decide.views import outcomes_json, outcomes_table
+
     if as_json:
         click.echo(json.dumps(outcomes_json(outcomes), indent=1))
     else:
-        outcomes_table(outcomes, title=f"ladder '{ladder.name}': records in {leaderboard_dir}/records")
+        outcomes_table(outcomes, title=title)
 
 
 def fail_if_asked_for_nothing(outcomes, asked: set[str]) -> None:

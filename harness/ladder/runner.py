@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+from harness import progress
 from harness.cache import Cache
 from harness.data.goldset import Goldset
 from harness.environment import environment
@@ -76,8 +77,16 @@ def run_rungs(
     runner = _LadderRun(targets, rungs, leaderboard, cache, overwrite, settings or Settings())
     outcomes = runner.run()
     if runner.failures:
-        raise RunFailure("; ".join(runner.failures) + ". Finished records and paid results are kept: run the same command to resume")
+        raise LadderFailure("; ".join(runner.failures) + ". Finished records and paid results are kept: run the same command to resume", outcomes)
     return outcomes
+
+
+class LadderFailure(RunFailure):
+    """A rung failed at run time; ``outcomes`` are those of the rungs that finished (their records are written)."""
+
+    def __init__(self, message: str, outcomes: list[Outcome]):
+        super().__init__(message)
+        self.outcomes = outcomes
 
 
 class _LadderRun:
@@ -192,6 +201,8 @@ class _LadderRun:
                 outcomes.append(Outcome(existing, "unchanged"))
             else:
                 todo.append(split)
+        if todo:
+            progress.note(f"{rung.name} on {goldset.name} ({', '.join(todo)})")
         for split, result in stage.run(self, i, todo) if todo else ():
             if isinstance(result, SkipSplit):
                 outcomes.append(self._skip(rung, i, split, str(result)))
