@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness import progress
-from harness.protocols import Pair, TrainResult
+from harness.protocols import ModelShape, Pair, TrainResult
 from harness.training.schema import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,8 @@ def train(
 
     hf_logging.disable_progress_bar()
     model = load_model(start_model, config)
+    if config.attention_dropout is not None:
+        _set_attention_dropout(model, config.attention_dropout)
     if config.lora:
         _add_lora(model, config)
     if config.max_length:
@@ -111,7 +113,7 @@ def train(
     steps = math.ceil(n_pairs / (config.batch_size * world)) * config.epochs
     evaluator = _evaluator_class()(evaluate_model, "dev", config.primary_metric) if evaluate_model else None
     args = _training_arguments(config, out_dir, steps, evaluator, world)
-    with progress.bar(f"training {config.name} {out_dir.name}") as update:
+    with progress.bar(f"training {config.name} {out_dir.name}") as update, PeakMemory() as peak:
         callbacks = [*(callbacks or []), _progress_callback(update)]
         trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_data, loss=build_loss(model, config), evaluator=evaluator, callbacks=callbacks)
         trainer.remove_callback(PrinterCallback)  # logs go to the logger (and the model card), never to stdout
@@ -123,7 +125,57 @@ def train(
         model.save(str(out_dir / "model"))
     trainer.accelerator.wait_for_everyone()
     history = [row for row in trainer.state.log_history if "loss" in row or any(k.startswith("eval_") for k in row)]
-    return TrainResult(out_dir / "model", trainer.state.global_step, history, trainer.state.best_metric)
+    return TrainResult(out_dir / "model", trainer.state.global_step, history, trainer.state.best_metric, peak.resources())
+
+
+class PeakMemory:
+    """Peak resident memory of this process while the block runs (sampled every 50 ms), peak GPU
+    memory on CUDA, the device and the seconds taken."""
+
+    def __init__(self, every: float = 0.05):
+        self.every = every
+
+    def __enter__(self) -> PeakMemory:
+        import threading
+        import time
+
+        import psutil
+
+        self._process = psutil.Process()
+        self.peak = self._process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._start = time.perf_counter()
+        if _cuda():
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __exit__(self, *exc) -> None:
+        import time
+
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+        self.seconds = time.perf_counter() - self._start
+
+    def resources(self) -> dict:
+        import torch
+
+        gpu = _cuda()
+        return {
+            "device": f"cuda ({torch.cuda.get_device_name()})" if gpu else "cpu",
+            "precision": "bf16 autocast" if gpu and torch.cuda.is_bf16_supported() else "fp32",
+            "peak_rss_mb": round(self.peak / 2**20),
+            "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20) if gpu else None,
+            "seconds": round(self.seconds, 1),
+        }
 
 
 def _progress_callback(update: progress.Update):
@@ -170,6 +222,7 @@ def _training_arguments(config: TrainConfig, out_dir: Path, steps: int, evaluato
         report_to="none",
         disable_tqdm=True,
         dataloader_pin_memory=_cuda(),
+        bf16=_cuda() and _bf16(),  # autocast on GPUs that support it; CPU training stays fp32
         ddp_backend="gloo" if world > 1 and not _cuda() else None,  # torchrun on CPU: data-parallel over gloo
     )
 
@@ -189,6 +242,20 @@ def load_model(path: Path, config: TrainConfig):
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     pooling = modules.Pooling(transformer.get_embedding_dimension(), pooling_mode=config.pooling)
     return SentenceTransformer(modules=[transformer, pooling, modules.Normalize()], device=device)
+
+
+def _set_attention_dropout(model, p: float) -> None:
+    """Dropout on attention probabilities, in every attention module (BERT's ``dropout``, decoders'
+    ``attention_dropout``); hidden-state dropout is left as the model has it."""
+    import torch
+
+    for module in model.modules():
+        if "Attention" not in type(module).__name__:
+            continue
+        if isinstance(getattr(module, "dropout", None), torch.nn.Dropout):
+            module.dropout.p = p
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = p
 
 
 def _add_lora(model, config: TrainConfig) -> None:
@@ -225,6 +292,49 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def _bf16() -> bool:
+    import torch
+
+    return torch.cuda.is_bf16_supported()
+
+
+def model_shape(model: Path) -> ModelShape:
+    """Read from the folder's config.json (transformers) and sentence_bert_config.json, and the
+    parameter count from the safetensors header; no weights are loaded."""
+    config = _json(model / "config.json")
+    hidden = config.get("hidden_size") or config.get("d_model") or config.get("dim") or 768
+    layers = config.get("num_hidden_layers") or config.get("num_layers") or config.get("n_layers") or 12
+    heads = config.get("num_attention_heads") or config.get("num_heads") or config.get("n_heads") or 12
+    limit = _json(model / "sentence_bert_config.json").get("max_seq_length") or config.get("max_position_embeddings") or 512
+    return ModelShape(params=_parameter_count(model, config, hidden, layers), hidden=hidden, layers=layers, heads=heads, max_length=int(limit))
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _parameter_count(model: Path, config: dict, hidden: int, layers: int) -> int:
+    files = sorted(model.glob("*.safetensors"))
+    if files:
+        from safetensors import safe_open
+
+        total = 0
+        for file in files:
+            with safe_open(str(file), framework="numpy") as f:
+                total += sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())
+        return total
+    # no safetensors: a transformer's weights, roughly (12 h^2 per layer, plus the embeddings)
+    return 12 * layers * hidden**2 + (config.get("vocab_size", 30522) + config.get("max_position_embeddings", 512)) * hidden
+
+
+def token_lengths(model: Path, texts) -> list[int]:
+    """Tokens of each text under the folder's tokenizer, without truncation."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model))
+    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]]
+
+
 def write_card(model_dir: Path, card: dict) -> None:
     """``tunebench.json`` (machine-readable) and a README.md section, beside the model's own files."""
     (model_dir / "tunebench.json").write_text(json.dumps(card, indent=1, sort_keys=True))
@@ -247,3 +357,5 @@ class Trainer:
 
     train = staticmethod(train)
     write_card = staticmethod(write_card)
+    model_shape = staticmethod(model_shape)
+    token_lengths = staticmethod(token_lengths)

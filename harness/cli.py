@@ -57,6 +57,7 @@ def main(ctx: click.Context, debug: bool, progress: bool | None) -> None:
         for noisy in ("bm25s", "sentence_transformers", "transformers", "huggingface_hub", "datasets", "mteb"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TQDM_DISABLE", "1")  # libraries' own tqdm bars (sentence-transformers' "Computing widget examples"): ours are rich's or plain lines
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 

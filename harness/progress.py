@@ -73,7 +73,7 @@ class _Lines:
         self.clock = clock
         self.start = self.last = clock()
         self.state: tuple[int, int | None, str] | None = None
-        self.printed = False
+        self.printed: tuple[int, int | None, str] | None = None  # the state last printed
 
     def update(self, done: int, total: int | None, info: str = "") -> None:
         self.state = (done, total, info)
@@ -83,7 +83,7 @@ class _Lines:
             self._print(now)
 
     def finish(self) -> None:
-        if self.printed and self.state is not None:  # a stage that printed anything says when it ends
+        if self.printed and self.state != self.printed:  # a stage that printed anything says where it ended
             self._print(self.clock())
 
     def _print(self, now: float) -> None:
@@ -99,7 +99,7 @@ class _Lines:
         if info:
             parts.append(info)
         _emit(", ".join(parts))
-        self.printed = True
+        self.printed = self.state
 
 
 def _duration(seconds: float) -> str:

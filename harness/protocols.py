@@ -156,12 +156,25 @@ class Pair:
 
 @dataclass
 class TrainResult:
-    """What one training round left: the model folder, steps taken, the log, and the best dev score."""
+    """What one training round left: the model folder, steps taken, the log, the best dev score, and
+    what it used (``device``, ``peak_rss_mb``, ``peak_gpu_mb``, ``seconds``)."""
 
     model_dir: Path
     steps: int
     history: list[dict]
     best_metric: float | None
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What sizing a training step needs to know of a model, read without loading it."""
+
+    params: int
+    hidden: int
+    layers: int
+    heads: int
+    max_length: int  # the longest input the model takes (its max_seq_length)
 
 
 class Trainer(Protocol):
@@ -185,6 +198,14 @@ class Trainer(Protocol):
 
     def write_card(self, model_dir: Path, card: dict) -> None:
         """Write the model card (machine-readable and README) beside the model's own files."""
+        ...
+
+    def model_shape(self, model: Path) -> ModelShape:
+        """Parameters, width, depth, heads and input limit of the model in the folder ``model``."""
+        ...
+
+    def token_lengths(self, model: Path, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text under the model's tokenizer (no truncation)."""
         ...
 
 

@@ -30,10 +30,18 @@ def test_lines_are_spaced_and_a_short_stage_prints_nothing(capsys, monkeypatch):
         slow.update(step, 120, f"loss {1 / step:.3f}")
     slow.finish()
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 5  # at 30, 60, 90 and 120 s, then the end
+    assert len(lines) == 4  # at 30, 60, 90 and 120 s (the last is the end: not repeated)
     assert lines[0] == "training finetune-r0: 30/120 (25%), 30s elapsed, about 1m30s left, loss 0.033"
     assert lines[-1].startswith("training finetune-r0: 120/120 (100%), 2m00s elapsed")
     assert "\r" not in "".join(lines)
+    clock.now = 0.0
+    stopped = progress._Lines("mining", clock)
+    clock.now = 31.0
+    stopped.update(10, 100)
+    clock.now = 40.0
+    stopped.update(11, 100)
+    stopped.finish()  # a stage that ends between two lines says where it ended
+    assert capsys.readouterr().err.splitlines()[-1].startswith("mining: 11/100 (11%), 40s elapsed")
 
 
 def test_modes(monkeypatch, capsys):

@@ -184,3 +184,16 @@ def test_an_adapter_rung_counts_as_fine_tuning_with_its_leakage():
     assert report.verdict == "GO" and "voyage+adapter +0.050 ndcg@10 over bm25" in report.reasons[1]
     assert any("voyage+adapter: 3 training pairs overlap the evaluation (on_leakage = allow)" in p for p in report.pitfalls)
     assert not any("in-batch (easy) negatives" in p for p in report.pitfalls)  # an adapter mines its own hard negatives
+
+
+@pytest.mark.parametrize(("r1_dev", "said"), [(0.70, True), (0.74, False)])
+def test_the_report_says_when_mining_did_not_beat_round_0_on_dev(tmp_path, r1_dev, said):
+    rounds = []
+    for i, dev in enumerate([0.72, r1_dev]):
+        model = tmp_path / f"models/ft/r{i}/model"
+        model.mkdir(parents=True)
+        (model / "tunebench.json").write_text(f'{{"round": {i}, "best_dev_metric": {dev}}}')
+        rounds.append(finetuned(0.05, 0.01, name=f"ft-r{i}", kind="finetune", details={"round": i, "model": str(model), "leakage": 0, "pairs": 40}))
+    report = build_report([*cheaper(), *rounds], ladder())
+    found = [p for p in report.pitfalls if "mining did not beat" in p]
+    assert found == (["ft-r1: mining did not beat ft-r0 on dev (0.700 against 0.720): the mined negatives have not earned their cost here"] if said else [])

@@ -38,7 +38,7 @@ def test_training_file_mistakes_are_one_line(data, fragment):
 def test_defaults_follow_current_practice():
     config = TrainConfig()
     assert (config.loss.kind, config.loss.temperature, config.batch_size, config.learning_rate, config.warmup_ratio, config.epochs) == ("infonce", 0.05, 32, 5e-5, 0.1, 3)
-    assert (config.mining.rounds, config.mining.negatives, config.mining.max_relative) == (1, 5, 0.95)
+    assert (config.mining.rounds, config.mining.negatives, config.mining.epochs, config.mining.max_relative) == (1, None, 1, 0.95)  # negatives: sized when mining
 
 
 def test_pair_files_jsonl_and_csv(tmp_path):
@@ -112,8 +112,23 @@ def test_bench_train_rounds_models_cards_and_records(tmp_path, tiny_model, tiny_
     assert r1["round"] == 1 and r1["pairs"] > 0  # mined pairs carry a hard negative each
     r0 = json.loads((Path(out["models"][0]) / "tunebench.json").read_text())
     assert r0["steps"] == 2 * math.ceil(r0["pairs"] / 4) and r1["steps"] == math.ceil(r1["pairs"] / 4)  # 2 epochs, then mining.epochs = 1
+    for card in (r0, r1):  # how each round was sized, and what it used
+        assert card["resources"]["device"] == "cpu" and card["resources"]["peak_rss_mb"] > 100 and card["resources"]["seconds"] > 0
+        assert card["recipe"]["memory"]["loss"] == "infonce" and not card["recipe"]["memory"]["switched"]
+        assert card["recipe"]["max_length"] <= 64 and "95th percentile" in card["recipe"]["notes"]["max_length"]
+    assert r0["recipe"]["negatives"] is None and r1["recipe"]["negatives"] == 1
+    details = rows[("ft-r1", "test")]["details"]
+    assert details["device"] == "cpu" and details["peak_rss_mb"] == r1["resources"]["peak_rss_mb"] and details["negatives"] == r1["recipe"]["negatives"]
     again = CliRunner().invoke(main, ["train", str(config), "--models-dir", str(tmp_path / "models"), "--json"])
     assert {r["action"] for r in json.loads(again.stdout)["records"]} == {"unchanged"}  # nothing retrained
+
+
+def test_a_job_over_its_memory_budget_is_refused_before_any_training(tmp_path, tiny_model, tiny_goldset):
+    config = write_train(tmp_path, tiny_model, tiny_goldset)
+    result = CliRunner().invoke(main, ["train", str(config), "--models-dir", str(tmp_path / "models"), "--max-memory", "0.2"])
+    assert result.exit_code == 2 and result.output.startswith("error: fine-tuning 'ft' round 0 needs about"), result.output
+    assert "over the 0.2 GB memory budget; lower max_length" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not list((tmp_path / "models").rglob("model.safetensors"))
 
 
 def test_same_seed_trains_the_same_model(tmp_path, tiny_model, tiny_goldset):

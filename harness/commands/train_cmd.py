@@ -20,11 +20,12 @@ from harness.commands.options import json_option, leaderboard_option
 @click.option("--rounds", type=int, default=None, help="Hard-negative mining rounds after round 0.")
 @click.option("--seed", type=int, default=None)
 @click.option("--on-leakage", type=click.Choice(values(LeakagePolicy)), default=None, help="When training data overlaps the evaluation: stop (default), drop those pairs, or allow (counted).")
+@click.option("--max-memory", type=click.FloatRange(min=0.1), default=None, metavar="GB", help="Memory a training step may use (default: the smaller of 4 GB and half the memory available); over it, InfoNCE trains with GradCache.")
 @click.option("--models-dir", type=click.Path(file_okay=False), default=None, help="Where models are written (default: <leaderboard>/../models).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
 @leaderboard_option
 @json_option
-def train(config_path, goldset, base_model, epochs, batch_size, learning_rate, rounds, seed, on_leakage, models_dir, cache_dir, leaderboard_dir, as_json):
+def train(config_path, goldset, base_model, epochs, batch_size, learning_rate, rounds, seed, on_leakage, max_memory, models_dir, cache_dir, leaderboard_dir, as_json):
     """Fine-tune (round 0, then mining rounds), then evaluate the base model and every round on the
     goldset's eval splits and its out-of-domain companions, one record per round."""
     from pathlib import Path
@@ -41,7 +42,7 @@ def train(config_path, goldset, base_model, epochs, batch_size, learning_rate, r
 
     path = Path(config_path)
     data = read_toml(path)
-    flags = {"goldset": goldset, "base_model": base_model, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed, "on_leakage": on_leakage}
+    flags = {"goldset": goldset, "base_model": base_model, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed, "on_leakage": on_leakage, "max_memory": max_memory}
     data.update({k: v for k, v in flags.items() if v is not None})
     if rounds is not None:
         data["mining"] = {**data.get("mining", {}), "rounds": rounds}

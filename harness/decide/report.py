@@ -212,6 +212,22 @@ def _training_pitfalls(finetuned: list[RunRecord]) -> list[str]:
     rounds = [f["round"] for r, f in zip(finetuned, facts) if r.rung.kind != "adapter"]
     if rounds and not any((r or 0) >= 1 for r in rounds):
         found.append("fine-tuning used only in-batch (easy) negatives: no hard-negative mining round (r1) was recorded")
+    return found + _mining_pitfalls(finetuned, facts)
+
+
+def _mining_pitfalls(finetuned: list[RunRecord], facts: list[dict]) -> list[str]:
+    """A mining round that did not beat the round before it on dev (its model cards' best dev scores)
+    has not earned its cost."""
+    dev = {}
+    for record, fact in zip(finetuned, facts):
+        score = model_card(record).get("best_dev_metric")
+        if fact["round"] is not None and score is not None:
+            dev[(_ROUND.sub("", record.rung.name), fact["round"])] = (record.rung.name, score)
+    found = []
+    for (job, round_), (name, score) in sorted(dev.items()):
+        before = dev.get((job, round_ - 1))
+        if round_ >= 1 and before and score <= before[1]:
+            found.append(f"{name}: mining did not beat {before[0]} on dev ({score:.3f} against {before[1]:.3f}): the mined negatives have not earned their cost here")
     return found
 
 

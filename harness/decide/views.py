@@ -39,6 +39,7 @@ def records_json(records: list[RunRecord]) -> list[dict]:
             "total_s": r.timings.total_s,
             "created_at": r.created_at,
             "key": r.key,
+            "details": r.details,
         }
         for r in records
     ]

@@ -22,7 +22,7 @@ from typing import Protocol
 from harness import progress, registry
 from harness.cache import Cache, CachedReranker, CacheStats
 from harness.data.goldset import Goldset
-from harness.ladder.rungs import AdapterRung, AnyRung, BM25Rung, ChunkedRung, FinetuneRung, HybridRung, RerankRung
+from harness.ladder.rungs import AdapterRung, AnyRung, BM25Rung, ChunkedRung, DenseRung, FinetuneRung, HybridRung, RerankRung
 from harness.protocols import Run
 from harness.records import Counts, RunRecord
 from harness.registry import build_encoder, build_reranker
@@ -153,6 +153,10 @@ class RetrieverStage:
             result.usage = {price_key: docs["units"] + q["units"]}
         if isinstance(self.retriever, ChunkedRetriever):
             result.details = self.retriever.chunk_details()
+        elif isinstance(self.rung, DenseRung) and (Path(self.rung.encoder.model) / "tunebench.json").is_file():
+            from harness.training.job import training_resources  # a fine-tuned folder (bench train): how it was trained
+
+            result.details = training_resources(Path(self.rung.encoder.model))
         return result
 
     def _latency(self, queries: dict[str, str], top_k: int) -> dict[str, float]:
@@ -313,7 +317,7 @@ class FinetuneStage:
     def run(self, ctx: Context, target: int, splits: list[str]) -> Iterator[tuple[str, SplitResult | SkipSplit]]:
         from harness.ladder.rungs import DenseRung
         from harness.registry import EncoderConfig
-        from harness.training.job import run_job
+        from harness.training.job import run_job, training_resources
 
         job = self._job(ctx, target)
         model_dir = run_job(job, self.cache, up_to_round=self.rung.round)[-1]
@@ -321,6 +325,7 @@ class FinetuneStage:
         inner = RetrieverStage(DenseRung(name=self.rung.name, encoder=encoder, top_k=self.rung.top_k), self.cache)
         self.fingerprint = inner.fingerprint
         details = {"round": self.rung.round, "model": str(model_dir), "trained_on": ", ".join(job.datasets), "pairs": sum(len(p) for p in job.datasets.values()), "leakage": job.leakage.count}
+        details |= training_resources(model_dir)
         for split, result in inner.run(ctx, target, splits):
             result.details = details
             yield split, result

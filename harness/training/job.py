@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import registry
+from harness import progress, registry
 from harness.cache import Cache, CachedEncoder
 from harness.data.goldset import Goldset
 from harness.data.pair_files import data_fingerprint, goldset_pairs, read_pair_file
@@ -24,6 +24,7 @@ from harness.registry import EncoderConfig, build_encoder
 from harness.retrieval.topk import top_k_dense
 from harness.training.dev_eval import SplitScorer
 from harness.training.leakage import Leakage, guard
+from harness.training.recipe import DEFAULT_NEGATIVES, negatives_for, resolve_recipe
 from harness.training.schema import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -70,17 +71,17 @@ def run_job(job: Job, cache: Cache, up_to_round: int | None = None) -> list[Path
     config = job.config
     last = config.mining.rounds if up_to_round is None else min(up_to_round, config.mining.rounds)
     base = trainer.resolve_model(config.base_model)
-    for r in range(last + 1):
+    todo = [r for r in range(last + 1) if not (job.model_dir(r) / "tunebench.json").is_file()]
+    recipe = resolve_recipe(config, job.datasets, trainer, base, last) if todo else None  # refuses before any training
+    for r in todo:
         done = job.model_dir(r)
-        if (done / "tunebench.json").is_file():
-            continue
         start = base if r == 0 or config.mining.start_from == "base" else job.model_dir(r - 1)
-        data = job.datasets if r == 0 else mine(job, job.model_dir(r - 1), cache)
+        data, negatives = (job.datasets, None) if r == 0 else mine(job, job.model_dir(r - 1), cache)
         log.info("training %s round %d on %d pairs", config.name, r, sum(len(p) for p in data.values()))
-        round_config = config.model_copy(update={"epochs": config.mining.epochs}) if r and config.mining.epochs else config
+        round_config = recipe.round_config(config, r)
         result = trainer.train(round_config, data, start_model=start, out_dir=done.parent, evaluate_model=_dev_evaluator(job))
         if is_main_process():
-            trainer.write_card(result.model_dir, _card(job, r, result, data))
+            trainer.write_card(result.model_dir, _card(job, r, result, data) | {"recipe": recipe.card(r, negatives), "resources": result.resources})
         _barrier()
     return [job.model_dir(r) for r in range(last + 1)]
 
@@ -113,34 +114,58 @@ def _dev_evaluator(job: Job):
     return evaluate_model
 
 
-def mine(job: Job, model_dir: Path, cache: Cache) -> dict[str, list[Pair]]:
+def mine(job: Job, model_dir: Path, cache: Cache) -> tuple[dict[str, list[Pair]], int | None]:
     """Pairs with ``negatives`` hard negatives each, mined with the model in ``model_dir`` over the
     goldset's corpus: the top ``depth`` documents for each query, positives dropped, candidates scoring
     above ``max_relative`` x the positive's score dropped as likely false negatives, then
     ``negatives`` taken after skipping ``rank_from``."""
     goldset, spec = job.goldset, job.config.mining
     if goldset is None:
-        return job.datasets
+        return job.datasets, None
     encoder = CachedEncoder(build_encoder(EncoderConfig(model=str(model_dir), query_prompt=job.config.query_prompt, document_prompt=job.config.document_prompt)), cache)
     doc_ids = list(goldset.corpus)
-    doc_vectors = encoder.encode([goldset.document_text(goldset.corpus[d]) for d in doc_ids], input_type="document")
+    with progress.bar("mining: encoding the corpus") as update:
+        encoder.on_progress = update
+        doc_vectors = encoder.encode([goldset.document_text(goldset.corpus[d]) for d in doc_ids], input_type="document")
     positives_of: dict[str, set[str]] = {}
     for pairs in job.datasets.values():
         for p in pairs:
             positives_of.setdefault(p.query, set()).add(p.positive)
-    mined: dict[str, list[Pair]] = {}
+    candidates: dict[str, list[list[str]]] = {}
     for source, pairs in job.datasets.items():
         query_vectors = encoder.encode([p.query for p in pairs], input_type="query")
         positive_vectors = encoder.encode([p.positive for p in pairs], input_type="document")
         indices, scores = top_k_dense(query_vectors, doc_vectors, spec.depth)
-        mined[source] = []
+        candidates[source] = []
         for i, p in enumerate(pairs):
             ceiling = spec.max_relative * float(query_vectors[i] @ positive_vectors[i])
             texts = [goldset.document_text(goldset.corpus[doc_ids[j]]) for j, s in zip(indices[i], scores[i]) if s < ceiling]
-            texts = [t for t in texts if t not in positives_of[p.query]][spec.rank_from : spec.rank_from + spec.negatives]
-            if len(texts) == spec.negatives:
-                mined[source].append(Pair(p.query, p.positive, texts, p.source, p.query_id, p.positive_id))
-    return mined
+            candidates[source].append([t for t in texts if t not in positives_of[p.query]][spec.rank_from : spec.rank_from + (spec.negatives or DEFAULT_NEGATIVES)])
+    k = negatives_for([len(c) for cs in candidates.values() for c in cs], spec.negatives)
+    mined = {
+        source: [Pair(p.query, p.positive, texts[:k], p.source, p.query_id, p.positive_id) for p, texts in zip(pairs, candidates[source]) if len(texts) >= k]
+        for source, pairs in job.datasets.items()
+    }
+    return mined, k
+
+
+def training_resources(model_dir: Path) -> dict:
+    """What a round's card says it used and how it was sized, for its records: device, peak memory,
+    seconds, the loss it ran (GradCache or not), max_length, mined negatives and the memory budget.
+    Empty for a card written before tunebench recorded them."""
+    import json
+
+    path = model_dir / "tunebench.json"
+    card = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    resources, recipe = card.get("resources") or {}, card.get("recipe") or {}
+    memory = recipe.get("memory") or {}
+    found = {
+        "device": resources.get("device"), "peak_rss_mb": resources.get("peak_rss_mb"), "peak_gpu_mb": resources.get("peak_gpu_mb"),
+        "train_seconds": resources.get("seconds"), "loss": memory.get("loss"), "mini_batch_size": memory.get("mini_batch_size"),
+        "gradcache_for_memory": memory.get("switched"), "memory_budget_mb": memory.get("budget_mb"), "max_length": recipe.get("max_length"),
+        "negatives": recipe.get("negatives"),
+    }
+    return found if resources else {}
 
 
 def _card(job: Job, round_index: int, result, data) -> dict:
