@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness import progress
-from harness.protocols import ModelShape, Pair, TrainResult
+from harness.protocols import EncodeFn, ModelShape, Pair, TrainResult
 from harness.training.schema import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -66,15 +66,20 @@ def _evaluator_class():
     class GoldsetEvaluator(SentenceEvaluator):
         """A sentence-transformers evaluator that scores a goldset split with tunebench's metrics."""
 
-        def __init__(self, evaluate_model: Callable[[object], dict[str, float]], name: str, primary: str):
+        def __init__(self, evaluate_model: Callable[[EncodeFn], dict[str, float]], name: str, config: TrainConfig):
             super().__init__()
             self.evaluate_model = evaluate_model
             self.name = name
-            self.primary_metric = f"{name}_{primary}"
+            self.prompts = {"query": config.query_prompt, "document": config.document_prompt}
+            self.primary_metric = f"{name}_{config.primary_metric}"
             self.greater_is_better = True
 
         def __call__(self, model, output_path=None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
-            scores = self.evaluate_model(model)
+            def encode(texts, *, input_type):  # as backends.sentence_transformers encodes: the prompt through sentence-transformers
+                prompt = self.prompts[input_type] or None
+                return model.encode(list(texts), prompt=prompt, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+
+            scores = self.evaluate_model(encode)
             log.info("epoch %s: %s", epoch, {k: round(v, 4) for k, v in scores.items()})
             return {f"{self.name}_{k}": v for k, v in scores.items()}
 
@@ -111,7 +116,7 @@ def train(
     n_pairs = sum(len(d) for d in train_sets.values())
     world = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun: each process takes its share of every batch
     steps = math.ceil(n_pairs / (config.batch_size * world)) * config.epochs
-    evaluator = _evaluator_class()(evaluate_model, "dev", config.primary_metric) if evaluate_model else None
+    evaluator = _evaluator_class()(evaluate_model, "dev", config) if evaluate_model else None
     args = _training_arguments(config, out_dir, steps, evaluator, world)
     with progress.bar(f"training {config.name} {out_dir.name}") as update, PeakMemory() as peak:
         callbacks = [*(callbacks or []), _progress_callback(update)]

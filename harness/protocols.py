@@ -154,6 +154,11 @@ class Pair:
     generated_from: list[str] = field(default_factory=list)  # synthetic pairs: ids of the documents the query was written from
 
 
+EncodeFn = Callable[..., np.ndarray]
+"""``encode(texts, *, input_type)``: the model being trained as an encoder (prompts applied,
+L2-normalised), handed by a :class:`Trainer` to the core's dev evaluation."""
+
+
 @dataclass
 class TrainResult:
     """What one training round left: the model folder, steps taken, the log, the best dev score, and
@@ -189,11 +194,12 @@ class Trainer(Protocol):
         ...
 
     def train(
-        self, config: Any, datasets: dict[str, list[Pair]], *, start_model: Path, out_dir: Path, evaluate_model: Callable[[Any], dict[str, float]] | None = None
+        self, config: Any, datasets: dict[str, list[Pair]], *, start_model: Path, out_dir: Path, evaluate_model: Callable[[EncodeFn], dict[str, float]] | None = None
     ) -> TrainResult:
         """Train ``start_model`` on ``datasets`` (one list per source; several make multi-task
-        training), keep the best epoch by ``evaluate_model`` (metric name -> value on a dev split) and
-        save the model to ``out_dir / "model"``; re-running with the same ``out_dir`` resumes."""
+        training), keep the best epoch by ``evaluate_model`` (called after each epoch with the model
+        as an :data:`EncodeFn`; returns metric name -> value on a dev split) and save the model to
+        ``out_dir / "model"``; re-running with the same ``out_dir`` resumes."""
         ...
 
     def write_card(self, model_dir: Path, card: dict) -> None:

@@ -123,6 +123,28 @@ def test_bench_train_rounds_models_cards_and_records(tmp_path, tiny_model, tiny_
     assert {r["action"] for r in json.loads(again.stdout)["records"]} == {"unchanged"}  # nothing retrained
 
 
+def test_the_best_dev_epochs_vectors_serve_the_rounds_own_evaluation(tmp_path, tiny_model):
+    """The corpus encoded for the dev evaluation of the epoch kept is the saved model's corpus: the
+    round's test evaluation finds every document in the cache, and scores as if it had encoded them."""
+    from harness.cache import Cache
+    from harness.records import Leaderboard
+
+    qrels = {"train": {"q5": {"d5": 1}, "q6": {"d6": 2}}, "dev": {"q4": {"d4": 1}}, "test": {"q1": {"d1": 2}, "q2": {"d2": 2}, "q3": {"d3": 2}}}
+    goldset = write_goldset(tmp_path / "with-dev", qrels=qrels, manifest='eval_splits = ["test"]\n')
+    config = write_train(tmp_path, tiny_model, goldset)
+    config.write_text(config.read_text().replace('eval_split = ""', 'eval_split = "dev"').replace("rounds = 1", "rounds = 0"))
+    board = tmp_path / "board"
+    result = CliRunner().invoke(main, ["train", str(config), "--models-dir", str(tmp_path / "models"), "--leaderboard", str(board), "--json"])
+    assert result.exit_code == 0, result.output
+    record = next(r for r in Leaderboard(board).latest() if r.rung.name == "ft-r0")
+    assert (record.counts.documents_encoded, record.counts.documents_cached) == (0, 6)
+    fresh = CliRunner().invoke(main, ["train", str(config), "--models-dir", str(tmp_path / "models"), "--leaderboard", str(tmp_path / "board2"), "--cache-dir", str(tmp_path / "cold"), "--json"])
+    encoded = next(r for r in Leaderboard(tmp_path / "board2").latest() if r.rung.name == "ft-r0")
+    assert fresh.exit_code == 0 and encoded.counts.documents_encoded == 6
+    assert encoded.metrics == pytest.approx(record.metrics, abs=1e-6)
+    Cache(tmp_path / "cold").close()
+
+
 def test_a_job_over_its_memory_budget_is_refused_before_any_training(tmp_path, tiny_model, tiny_goldset):
     config = write_train(tmp_path, tiny_model, tiny_goldset)
     result = CliRunner().invoke(main, ["train", str(config), "--models-dir", str(tmp_path / "models"), "--max-memory", "0.2"])

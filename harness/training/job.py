@@ -14,12 +14,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from harness import progress, registry
-from harness.cache import Cache, CachedEncoder
+from harness.cache import Cache, CachedEncoder, text_hash
 from harness.data.goldset import Goldset
 from harness.data.pair_files import data_fingerprint, goldset_pairs, read_pair_file
 from harness.data.resolve import resolve_goldset
-from harness.protocols import Pair, Trainer
+from harness.protocols import EncodeFn, Pair, Trainer, TrainResult
 from harness.registry import EncoderConfig, build_encoder
 from harness.retrieval.topk import top_k_dense
 from harness.training.dev_eval import SplitScorer
@@ -79,9 +81,12 @@ def run_job(job: Job, cache: Cache, up_to_round: int | None = None) -> list[Path
         data, negatives = (job.datasets, None) if r == 0 else mine(job, job.model_dir(r - 1), cache)
         log.info("training %s round %d on %d pairs", config.name, r, sum(len(p) for p in data.values()))
         round_config = recipe.round_config(config, r)
-        result = trainer.train(round_config, data, start_model=start, out_dir=done.parent, evaluate_model=_dev_evaluator(job))
+        evaluation = _dev_evaluation(job)
+        result = trainer.train(round_config, data, start_model=start, out_dir=done.parent, evaluate_model=evaluation)
         if is_main_process():
             trainer.write_card(result.model_dir, _card(job, r, result, data) | {"recipe": recipe.card(r, negatives), "resources": result.resources})
+            if evaluation:
+                evaluation.keep_best(job, result, cache)
         _barrier()
     return [job.model_dir(r) for r in range(last + 1)]
 
@@ -98,20 +103,35 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def _dev_evaluator(job: Job):
+class DevEvaluation:
+    """Scores the model in training on the dev split after each epoch, keeping each epoch's document
+    vectors: the best epoch's become the saved model's cached vectors, so the round's own evaluation
+    (and the next round's mining) does not encode the corpus again with the same weights."""
+
+    def __init__(self, goldset: Goldset, split: str):
+        self.scorer = SplitScorer(goldset, split)
+        self.epochs: list[tuple[dict[str, float], np.ndarray]] = []
+
+    def __call__(self, encode: EncodeFn) -> dict[str, float]:
+        documents = encode(self.scorer.documents, input_type="document")
+        scores = self.scorer.score(encode(list(self.scorer.queries.values()), input_type="query"), documents)
+        self.epochs.append((scores, documents))
+        return scores
+
+    def keep_best(self, job: Job, result: TrainResult, cache: Cache) -> None:
+        """Cache the best epoch's document vectors under the saved model's encoder fingerprint."""
+        config = job.config
+        best = [d for scores, d in self.epochs if result.best_metric is not None and scores.get(config.primary_metric) == result.best_metric]
+        if not best or config.lora:  # a merged LoRA model is not bit-for-bit the one evaluated
+            return
+        encoder = build_encoder(EncoderConfig(model=str(result.model_dir), query_prompt=config.query_prompt, document_prompt=config.document_prompt, max_length=config.max_length))
+        unique = dict(zip((text_hash(t) for t in self.scorer.documents), best[-1]))
+        cache.put(encoder.fingerprint, "document", list(unique), np.stack(list(unique.values())))
+
+
+def _dev_evaluation(job: Job) -> DevEvaluation | None:
     goldset, split = job.goldset, job.config.eval_split
-    if not goldset or not split or split not in goldset.qrels:
-        return None
-    scorer = SplitScorer(goldset, split)
-    docs = [job.config.document_prompt + text for text in scorer.documents]
-    queries = [job.config.query_prompt + text for text in scorer.queries.values()]
-
-    def evaluate_model(model) -> dict[str, float]:
-        d = model.encode(docs, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
-        q = model.encode(queries, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
-        return scorer.score(q, d)
-
-    return evaluate_model
+    return DevEvaluation(goldset, split) if goldset and split and split in goldset.qrels else None
 
 
 def mine(job: Job, model_dir: Path, cache: Cache) -> tuple[dict[str, list[Pair]], int | None]:
