@@ -108,30 +108,31 @@ class DevEvaluation:
     vectors: the best epoch's become the saved model's cached vectors, so the round's own evaluation
     (and the next round's mining) does not encode the corpus again with the same weights."""
 
-    def __init__(self, goldset: Goldset, split: str):
+    def __init__(self, goldset: Goldset, split: str, primary: str):
         self.scorer = SplitScorer(goldset, split)
-        self.epochs: list[tuple[dict[str, float], np.ndarray]] = []
+        self.primary = primary
+        self.best: tuple[float, np.ndarray] | None = None  # only the best epoch's vectors are held
 
     def __call__(self, encode: EncodeFn) -> dict[str, float]:
         documents = encode(self.scorer.documents, input_type="document")
         scores = self.scorer.score(encode(list(self.scorer.queries.values()), input_type="query"), documents)
-        self.epochs.append((scores, documents))
+        if self.best is None or scores[self.primary] > self.best[0]:  # the trainer keeps the first of equal scores too
+            self.best = (scores[self.primary], documents)
         return scores
 
     def keep_best(self, job: Job, result: TrainResult, cache: Cache) -> None:
         """Cache the best epoch's document vectors under the saved model's encoder fingerprint."""
         config = job.config
-        best = [d for scores, d in self.epochs if result.best_metric is not None and scores.get(config.primary_metric) == result.best_metric]
-        if not best or config.lora:  # a merged LoRA model is not bit-for-bit the one evaluated
+        if self.best is None or self.best[0] != result.best_metric or config.lora:  # a merged LoRA model is not bit-for-bit the one evaluated
             return
         encoder = build_encoder(EncoderConfig(model=str(result.model_dir), query_prompt=config.query_prompt, document_prompt=config.document_prompt, max_length=config.max_length))
-        unique = dict(zip((text_hash(t) for t in self.scorer.documents), best[-1]))
+        unique = dict(zip((text_hash(t) for t in self.scorer.documents), self.best[1]))
         cache.put(encoder.fingerprint, "document", list(unique), np.stack(list(unique.values())))
 
 
 def _dev_evaluation(job: Job) -> DevEvaluation | None:
     goldset, split = job.goldset, job.config.eval_split
-    return DevEvaluation(goldset, split) if goldset and split and split in goldset.qrels else None
+    return DevEvaluation(goldset, split, job.config.primary_metric) if goldset and split and split in goldset.qrels else None
 
 
 def mine(job: Job, model_dir: Path, cache: Cache) -> tuple[dict[str, list[Pair]], int | None]:
