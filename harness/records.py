@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from harness.errors import BenchError
 from harness.protocols import Run
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class _Record(BaseModel):
@@ -100,6 +100,14 @@ class Environment(_Record):
     git_commit: str | None
 
 
+class Subset(_Record):
+    """Some of a record's queries (such as those about documents a fine-tuned model trained on) and the
+    mean of each metric over them (empty when there are none)."""
+
+    queries: list[str]
+    metrics: dict[str, float]
+
+
 class RunRecord(_Record):
     """Everything needed to trust, compare and reproduce one score. Every field is required."""
 
@@ -119,14 +127,25 @@ class RunRecord(_Record):
     latency: Latency | None
     cost: Cost
     details: dict[str, Any]
+    subsets: dict[str, Subset]  # named query subsets: "seen" and "unseen" for a model trained on this corpus
     environment: Environment
 
 
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """Bring an older record up to the current schema (v1 had no latency, cost or details)."""
+    """Bring an older record up to the current schema, one version at a time (v1 had no latency,
+    cost or details; v2 no query subsets)."""
     if data.get("schema_version") == 1:
-        data = {**data, "schema_version": SCHEMA_VERSION, "latency": None, "cost": {"api_calls": 0, "usage": {}, "usd": 0.0}, "details": {}}
+        data = {**data, "schema_version": 2, "latency": None, "cost": {"api_calls": 0, "usage": {}, "usd": 0.0}, "details": {}}
+    if data.get("schema_version") == 2:
+        data = {**data, "schema_version": 3, "subsets": {}}
     return data
+
+
+def subset(per_query: dict[str, dict[str, float]], queries: list[str]) -> Subset:
+    """The :class:`Subset` of ``queries`` (those scored) with each metric's mean over them."""
+    scored = [q for q in queries if q in per_query]
+    metrics = {m: sum(per_query[q][m] for q in scored) / len(scored) for m in per_query[scored[0]]} if scored else {}
+    return Subset(queries=scored, metrics=metrics)
 
 
 def record_key(split_fingerprint: str, rung_config: dict, encoder_fingerprint: str | None) -> str:

@@ -1,4 +1,4 @@
-"""Records with chosen per-query scores, built from the golden v2 record (for statistics and gate tests)."""
+"""Records with chosen per-query scores, built from the golden v3 record (for statistics and gate tests)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from pathlib import Path
 
 from harness.records import RunRecord, read_record
 
-GOLDEN = Path(__file__).resolve().parent / "data" / "record_v2.json"
+GOLDEN = Path(__file__).resolve().parent / "data" / "record_v3.json"
 
 
 def scored_record(scores: dict[str, float], *, metric: str = "ndcg@10", rung: str = "candidate", split_fingerprint: str | None = None) -> RunRecord:
-    """A v2 record whose only metric is ``metric``, scored ``scores[qid]`` per query."""
+    """A record whose only metric is ``metric``, scored ``scores[qid]`` per query (no query subsets)."""
     golden = read_record(GOLDEN)
     goldset = golden.goldset.model_copy(update={"n_queries": len(scores), "split_fingerprint": split_fingerprint or golden.goldset.split_fingerprint})
     return golden.model_copy(
@@ -19,5 +19,6 @@ def scored_record(scores: dict[str, float], *, metric: str = "ndcg@10", rung: st
             "rung": golden.rung.model_copy(update={"name": rung}),
             "metrics": {metric: sum(scores.values()) / len(scores)},
             "per_query": {q: {metric: s} for q, s in scores.items()},
+            "subsets": {},
         }
     )

@@ -16,7 +16,7 @@ from conftest import write_goldset, write_ladder
 from harness import registry
 from harness.cache import Cache
 from harness.data.goldset import Goldset, load_goldset
-from harness.errors import ConfigError, GoldsetError
+from harness.errors import ConfigError
 from harness.ladder.plan import run_ladder
 from harness.ladder.schema import load_ladder
 from harness.metrics import evaluate
@@ -235,15 +235,19 @@ def test_options_are_checked(goldset, tmp_path, adapter_backend):
     assert AdapterEncoder(str(folder), batch_size=4, normalize=True).base_encoder is not None  # restating or batching is fine
 
 
-def test_leaking_training_data_stops_unless_dropped_or_allowed(tmp_path, adapter_backend):
+def test_overlapping_documents_are_kept_unless_dropped_and_the_folder_says_which_it_trained_on(tmp_path, adapter_backend):
+    from harness.training.seen import read_trained, seen_subsets
+
     leaky = load_goldset(write_synonym_goldset(tmp_path / "leaky", leak=True))  # q0 also judges d64, a test positive
     cache = Cache(tmp_path / "cache")
-    with pytest.raises(GoldsetError, match="1 documents judged for evaluation queries used as training positives"):
-        fit_adapter(leaky, "train", BASE, cache, tmp_path / "a", epochs=1)
-    for policy, pairs in (("drop", N_TRAIN), ("allow", N_TRAIN + 1)):
-        folder = fit_adapter(leaky, "train", BASE, cache, tmp_path / policy, epochs=1, on_leakage=policy)
+    for policy, pairs in (("keep", N_TRAIN + 1), ("drop", N_TRAIN)):
+        folder = fit_adapter(leaky, "train", BASE, cache, tmp_path / policy, epochs=1, on_overlap=policy)
         training = json.loads((folder / "adapter.json").read_text())["training"]
-        assert training["pairs"] == pairs and training["leakage"] == {"policy": policy, "same_queries": 0, "judged_positives": 1}
+        assert training["pairs"] == pairs and training["leakage"]["overlap"] == 1 and training["leakage"]["on_overlap"] == policy
+        assert training["leakage"]["query_leaks"] == 0 and training["leakage"]["judged_positives"] == 1
+        assert ("d64" in read_trained(folder)["documents"]) == (policy == "keep")
+        subsets = seen_subsets(leaky, "test", folder)
+        assert len(subsets["seen"]) + len(subsets["unseen"]) == N_TEST and (len(subsets["seen"]) >= 1) == (policy == "keep")
 
 
 # The conftest ladder (bag-of-words baseline, BM25) and the adapter over the baseline. BM25 finds no
@@ -304,6 +308,9 @@ def test_the_adapter_rung_fits_once_and_scores_like_a_dense_rung(goldset, tmp_pa
     adapted = records["adapted"]
     assert adapted.status == "ok" and adapted.metrics["ndcg@10"] > records["baseline"].metrics["ndcg@10"] + 0.6
     assert adapted.details["trained_on"] == f"{goldset.name}/train" and adapted.details["pairs"] == N_TRAIN and adapted.details["best_epoch"] is None
+    assert adapted.subsets["seen"].queries == [] and len(adapted.subsets["unseen"].queries) == N_TEST  # no test document was trained on
+    assert adapted.subsets["unseen"].metrics["ndcg@10"] == pytest.approx(adapted.metrics["ndcg@10"])
+    assert records["baseline"].subsets == {} and adapted.details["overlap"] == 0 and adapted.details["on_overlap"] == "keep"
     folder = Path(adapted.details["adapter"])
     assert folder.parent == (tmp_path / "models").resolve() and adapted.latency.n == 3
     if backend == "bow-paid":  # the base's bill is the adapter rung's: every document and test query, one unit per word

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import TINY_QUERIES, write_goldset, write_ladder
+from harness.config import validate
 from harness.decide.gate import run_gate
 from harness.errors import ConfigError
 from harness.ladder.schema import Gate, GateRule, load_ladder
@@ -171,6 +172,26 @@ def test_holm_adjusts_the_rules_that_ask_for_significance():
     assert p < 0.001 and [c.verdict for c in result.checks] == ["regression", "pass", "regression"]
 
 
+def test_a_rule_on_unseen_documents_gates_generalisation_alone():
+    """A candidate that gains on the queries about documents it trained on and loses on the others:
+    the whole split passes, a rule on its unseen subset fails."""
+    from harness.records import subset
+
+    base = {f"q{i}": float(v) for i, v in enumerate(BASE)}
+    seen, unseen = list(base)[:150], list(base)[150:]
+    candidate = scored_record({q: v + (0.03 if q in seen else -0.05) for q, v in base.items()}, rung="ft-r0")
+    candidate = candidate.model_copy(update={"subsets": {"seen": subset(candidate.per_query, seen), "unseen": subset(candidate.per_query, unseen)}})
+    baseline = scored_record(base, rung="ft-old")
+    result = run_gate([candidate], [baseline], Gate(), [GateRule(metric="ndcg@10"), GateRule(metric="ndcg@10", subset="unseen"), GateRule(metric="ndcg@10", subset="seen")])
+    assert [c.verdict for c in result.checks] == ["pass", "regression", "pass"]
+    assert result.checks[1].comparison.n == 50 and result.checks[1].comparison.delta == pytest.approx(-0.05)
+    assert result.as_dict()["checks"][1]["subset"] == "unseen"
+    with pytest.raises(Exception, match="rung 'ft-old' on tiny/test has no such subset"):
+        run_gate([baseline], [candidate], Gate(), [GateRule(metric="ndcg@10", subset="unseen")])
+    with pytest.raises(ConfigError, match="subset"):  # a typo'd subset is a config error, not an empty check
+        validate(GateRule, {"metric": "ndcg@10", "subset": "unsen"}, "ladder.toml gate rule")
+
+
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
@@ -198,4 +219,4 @@ def test_the_ci_gate_doc_commands_and_gate_table_are_valid():
     lines = [line for line in text.splitlines() if line.startswith("bench gate")]
     assert len(lines) == 4 and all(gate_args(line) for line in lines)
     table = tomllib.loads(re.search(r"```toml\n(.+?)```", text, re.S).group(1))["gate"]
-    assert len(Gate.model_validate(table).rules) == 3
+    assert [r.subset for r in Gate.model_validate(table).rules] == [None, None, None, "unseen"]

@@ -1,4 +1,5 @@
-"""The leakage guard: every kind of planted leak is caught and listed, by `bench check-leakage` and before training."""
+"""The leakage guard: every kind of planted leak is caught and listed, by `bench check-leakage` and before training;
+query leaks and document overlap are counted and handled apart."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from harness.errors import GoldsetError
 from harness.pairs.pairset import write_pairs
 from harness.protocols import Pair
 from harness.training.job import plan_job
-from harness.training.leakage import check_leakage, leakage, near_duplicates, without_leaks
+from harness.training.leakage import QUERY_KINDS, check_leakage, guard, leakage, near_duplicates, without
 from harness.training.schema import TrainConfig
 
 # test: q1 (d1), q2 (d2), q3 (d3); train: q5 (d5), q6 (d6)
@@ -34,16 +35,19 @@ def goldset(tmp_path):
 
 
 def test_clean_data_has_no_leak(goldset):
-    assert leakage(CLEAN, goldset, ["test"]).count == 0
+    found = leakage(CLEAN, goldset, ["test"])
+    assert found.query_leaks == found.overlap == 0
 
 
 @pytest.mark.parametrize("kind", list(PLANTED))
 def test_each_planted_leak_is_caught_and_named(goldset, kind):
     found = leakage([*CLEAN, PLANTED[kind]], goldset, ["test"])
     expected = {"same_queries": ["q1"], "near_queries": ["q2"], "judged_positives": ["d3"], "synthetic_origins": ["d1"]}[kind]
-    assert getattr(found, kind) == expected and found.count == 1
+    query_kind = kind in QUERY_KINDS
+    assert getattr(found, kind) == expected and (found.query_leaks, found.overlap) == ((1, 0) if query_kind else (0, 1))
     assert [(e.kind, e.eval_id) for e in found.evidence] == [(kind, expected[0])]
-    assert without_leaks([*CLEAN, PLANTED[kind]], goldset, found) == CLEAN
+    assert without([*CLEAN, PLANTED[kind]], goldset, found, queries=query_kind, documents=not query_kind) == CLEAN
+    assert without([*CLEAN, PLANTED[kind]], goldset, found, queries=not query_kind, documents=query_kind) == [*CLEAN, PLANTED[kind]]
 
 
 def test_positive_by_text_and_synthetic_by_source(goldset):
@@ -66,20 +70,29 @@ def test_dropping_near_duplicates_leaves_none(goldset):
     twins = [Pair("Why did my queens swarm in the spring?", "A hive."), Pair("why did my queen swarm in the spring", "A hive."), *CLEAN]
     found = leakage(twins, goldset, ["test"])
     assert {e.train for e in found.evidence if e.kind == "near_queries"} >= {twins[0].query, twins[1].query}
-    assert leakage(without_leaks(twins, goldset, found), goldset, ["test"]).count == 0
+    assert leakage(without(twins, goldset, found, queries=True, documents=True), goldset, ["test"]).query_leaks == 0
 
 
-def test_check_leakage_cli_lists_every_kind_and_exits_1(tmp_path, goldset):
+def test_check_leakage_cli_reports_query_leaks_and_document_overlap_apart(tmp_path, goldset):
     write_pairs(tmp_path / "pairs.jsonl", [*CLEAN, *PLANTED.values()])
     result = CliRunner().invoke(main, ["check-leakage", str(tmp_path / "pairs.jsonl"), str(tmp_path / "g")])
     assert result.exit_code == 1, result.output
-    assert "g (test): 4 leak(s)" in result.output
+    assert "  query leaks: 2\n" in result.output and "  document overlap (not a leak for a fixed corpus" in result.output
     assert "1 evaluation queries nearly repeated in training: q2" in result.output and "q2 ~ 'why did my queens swarm in the spring'" in result.output
     assert "1 documents judged for evaluation queries that synthetic training queries were written from: d1" in result.output
     result = CliRunner().invoke(main, ["check-leakage", str(tmp_path / "pairs.jsonl"), f"{tmp_path / 'g'}:test", "--no-near", "--json"])
     report = json.loads(result.stdout)["goldsets"][0]
-    assert result.exit_code == 1 and report["count"] == 3 and report["near_queries"] == [] and report["synthetic_origins"] == ["d1"]
+    assert result.exit_code == 1 and (report["query_leaks"], report["overlap"]) == (1, 2) and report["near_queries"] == [] and report["synthetic_origins"] == ["d1"]
     assert {e["train"] for e in report["evidence"]} == {"Oxalic acid, VARROA mites!", "t3", "t4"}
+
+
+def test_document_overlap_alone_exits_0_unless_asked(tmp_path, goldset):
+    """Training on the documents the test queries are judged on is what a team with a fixed corpus does: reported, not failed."""
+    write_pairs(tmp_path / "pairs.jsonl", [*CLEAN, PLANTED["judged_positives"]])
+    result = CliRunner().invoke(main, ["check-leakage", str(tmp_path / "pairs.jsonl"), str(tmp_path / "g")])
+    assert result.exit_code == 0, result.output
+    assert "query leaks: none" in result.output and "1 documents judged for evaluation queries used as training positives: d3" in result.output
+    assert CliRunner().invoke(main, ["check-leakage", str(tmp_path / "pairs.jsonl"), str(tmp_path / "g"), "--fail-on-overlap"]).exit_code == 1
 
 
 def test_check_leakage_cli_on_a_goldsets_own_train_split(tmp_path):
@@ -96,10 +109,24 @@ def test_check_leakage_cli_on_a_goldsets_own_train_split(tmp_path):
 def test_training_stops_on_a_near_duplicate_or_drops_it(tmp_path, goldset):
     write_pairs(tmp_path / "extra.jsonl", [PLANTED["near_queries"], PLANTED["synthetic_origins"]])
     data = {"goldset": str(tmp_path / "g"), "pair_files": [{"path": str(tmp_path / "extra.jsonl")}], "eval_split": ""}
-    with pytest.raises(GoldsetError, match="1 evaluation queries nearly repeated in training .e.g. q2.; 1 documents judged .* synthetic"):
+    with pytest.raises(GoldsetError, match=r"leak into evaluation on 'g': 1 evaluation queries nearly repeated in training \(e.g. q2\); remove them"):
         plan_job(TrainConfig(**data), models_root=tmp_path / "models")
     job = plan_job(TrainConfig(**data, on_leakage="drop"), models_root=tmp_path / "models")
-    assert job.leakage.count == 2 and job.datasets[str(tmp_path / "extra.jsonl")] == []
+    assert (job.leakage.query_leaks, job.leakage.overlap) == (1, 1)
+    assert job.datasets[str(tmp_path / "extra.jsonl")] == [PLANTED["synthetic_origins"]]  # document overlap is kept by default
     assert [p.query_id for p in job.datasets["g/train"]] == ["q5", "q6"]
+    job = plan_job(TrainConfig(**data, on_leakage="drop", on_overlap="drop"), models_root=tmp_path / "models")
+    assert job.datasets[str(tmp_path / "extra.jsonl")] == []
     with pytest.raises(GoldsetError, match="near"):
         check_leakage([PLANTED["near_queries"]], goldset, ["test"], "stop")
+
+
+def test_document_overlap_never_stops_training(goldset):
+    """on_leakage = "stop" is about query leaks: a train positive judged for a test query trains (kept) or is dropped, never refused."""
+    datasets = {"train": [*CLEAN, PLANTED["judged_positives"]]}
+    kept, found = guard(datasets, goldset, ["test"], "stop")
+    assert kept == datasets and found.judged_positives == ["d3"] and found.counts("stop", "keep")["overlap"] == 1
+    dropped, _ = guard(datasets, goldset, ["test"], "stop", "drop")
+    assert dropped == {"train": CLEAN}
+    with pytest.raises(Exception, match="on_overlap must be one of keep, drop"):
+        guard(datasets, goldset, ["test"], "stop", "allow")

@@ -9,7 +9,7 @@ from harness.cli import main
 from harness.decide.report import build_report, is_finetuned
 from harness.errors import ConfigError
 from harness.ladder.schema import Ladder, load_ladder
-from harness.records import RunRecord
+from harness.records import RunRecord, subset
 from record_factory import scored_record
 
 QIDS = [f"q{i:03d}" for i in range(60)]
@@ -67,7 +67,7 @@ def test_no_go_when_finetuning_loses_out_of_domain():
 
 def test_no_go_when_a_cheaper_rung_is_as_good():
     report = build_report([*cheaper(), finetuned(0.0, 0.002), *ood(0.0)], ladder())
-    assert report.sections[1].table[1][0][5] == "no"  # not significant: the interval decides
+    assert report.sections[1].table[1][0][7] == "no"  # not significant: the interval decides
     assert report.verdict == "NO-GO"
     assert "the interval excludes a gain of the margin 0.01; bm25 is as good" in report.reasons[1]
 
@@ -92,7 +92,7 @@ def test_not_yet_without_finetuning():
 def test_not_yet_when_too_few_queries_to_tell():
     report = build_report([*cheaper(), finetuned(0.02, 0.25), *ood(0.0)], ladder())
     assert report.verdict == "NOT YET"
-    assert "too few queries to tell" in report.reasons[1]
+    assert "too few queries to decide: with 60 of them" in report.reasons[1]
     assert any(p.startswith("too few queries to tell: the minimum detectable difference is") for p in report.pitfalls)
 
 
@@ -100,12 +100,12 @@ def test_pitfalls_leakage_easy_negatives_and_small_goldsets():
     leaky = finetuned(0.05, 0.01, name="ft-r0", kind="finetune", details={"round": 0, "leakage": 3, "pairs": 40})
     report = build_report([*cheaper(), leaky], ladder(min_queries=100))
     pitfalls = "\n".join(report.pitfalls)
-    assert "ft-r0: 3 training pairs overlap the evaluation" in pitfalls
+    assert "ft-r0: 3 evaluation queries are repeated in its training data" in pitfalls
     assert "only in-batch (easy) negatives" in pitfalls
     assert "only 60 evaluation queries (fewer than 100)" in pitfalls
     assert "where the evaluation queries came from is not recorded" in pitfalls
     rounds = report.sections[1].table
-    assert rounds[1][0][0] == "ft-r0" and rounds[1][0][-2:] == ["40", "3"]
+    assert rounds[1][0][:3] == ["ft-r0", "all queries", "60"] and rounds[1][0][-3:] == ["40", "3", "?"]
     mined = build_report([*cheaper(), leaky, finetuned(0.05, 0.01, name="ft-r1")], ladder())
     assert not any("easy" in p for p in mined.pitfalls)
 
@@ -122,7 +122,7 @@ def test_pitfall_names_who_wrote_the_evaluation_queries(tmp_path, origin, fragme
 def test_holm_corrects_over_the_rounds_compared():
     one = build_report([*cheaper(), finetuned(0.01, 0.03)], ladder())
     two = build_report([*cheaper(), finetuned(0.01, 0.03), finetuned(0.0, 0.03, name="ft-r2")], ladder())
-    p_one, p_two = (float(r.sections[1].table[1][0][4]) for r in (one, two))
+    p_one, p_two = (float(r.sections[1].table[1][0][6]) for r in (one, two))
     assert p_two > p_one
 
 
@@ -174,7 +174,7 @@ def test_a_model_folder_with_a_tunebench_card_is_a_finetuned_round(tmp_path):
     assert is_finetuned(ran)
     report = build_report([*cheaper(), ran], ladder())
     assert report.verdict == "GO" and report.sections[1].table[1][0][0] == "dense:model"
-    assert any("dense:model: 5 training pairs overlap the evaluation (on_leakage = allow)" in p for p in report.pitfalls)
+    assert any("dense:model: 5 evaluation queries are repeated in its training data (on_leakage = allow)" in p for p in report.pitfalls)
 
 
 def test_an_adapter_rung_counts_as_fine_tuning_with_its_leakage():
@@ -182,7 +182,7 @@ def test_an_adapter_rung_counts_as_fine_tuning_with_its_leakage():
     assert is_finetuned(adapter)
     report = build_report([*cheaper(), adapter, *ood(0.0)], ladder())
     assert report.verdict == "GO" and "voyage+adapter +0.050 ndcg@10 over bm25" in report.reasons[1]
-    assert any("voyage+adapter: 3 training pairs overlap the evaluation (on_leakage = allow)" in p for p in report.pitfalls)
+    assert any("voyage+adapter: 3 evaluation queries are repeated in its training data (on_leakage = allow)" in p for p in report.pitfalls)
     assert not any("in-batch (easy) negatives" in p for p in report.pitfalls)  # an adapter mines its own hard negatives
 
 
@@ -197,3 +197,67 @@ def test_the_report_says_when_mining_did_not_beat_round_0_on_dev(tmp_path, r1_de
     report = build_report([*cheaper(), *rounds], ladder())
     found = [p for p in report.pitfalls if "mining did not beat" in p]
     assert found == (["ft-r1: mining did not beat ft-r0 on dev (0.700 against 0.720): the mined negatives have not earned their cost here"] if said else [])
+
+
+# ---- seen and unseen documents, and the corpus scenario ---------------------------------------------
+
+SEEN, UNSEEN = QIDS[:40], QIDS[40:]
+
+
+def split_gain(seen_gain: float, unseen_gain: float, *, seen: list[str] = SEEN, name: str = "ft-r0") -> RunRecord:
+    """A fine-tuned round gaining ``seen_gain`` over BM25 on the queries about documents it trained on
+    and ``unseen_gain`` on the others (+-0.01 per query), with both subsets recorded."""
+    gains = [(seen_gain if q in seen else unseen_gain) + 0.01 * w for q, w in zip(QIDS, WIGGLE)]
+    ran = record(name, [b + 0.05 + g for b, g in zip(BASE, gains)], recall=0.9, kind="finetune", details={"round": 0, "pairs": 40, "leakage": 0, "overlap": len(seen)})
+    unseen = [q for q in QIDS if q not in seen]
+    return ran.model_copy(update={"subsets": {"seen": subset(ran.per_query, seen), "unseen": subset(ran.per_query, unseen)}})
+
+
+def scenario(tmp_path, corpus: str, records: list[RunRecord]) -> list[RunRecord]:
+    (tmp_path / "goldset.toml").write_text(f'corpus = "{corpus}"\nquery_origin = "human"\n')
+    return [r.model_copy(update={"goldset": r.goldset.model_copy(update={"source": str(tmp_path)})}) if r.goldset.ood_of is None else r for r in records]
+
+
+def test_a_fixed_corpus_decides_on_all_queries_and_shows_seen_and_unseen(tmp_path):
+    report = build_report(scenario(tmp_path, "fixed", [*cheaper(), split_gain(0.10, 0.0), *ood(0.0)]), ladder())
+    assert report.verdict == "GO" and "ft-r0 +0.067 ndcg@10 over bm25 (95% CI" in report.reasons[1]
+    assert "corpus = fixed: the verdict rests on all 60 queries" in report.reasons[2] and "seen documents: 40 queries, unseen: 20" in report.reasons[2]
+    table = report.sections[1].table[1]
+    assert [row[:3] for row in table] == [["ft-r0", "all queries", "60"], ["ft-r0", "seen documents", "40"], ["ft-r0", "unseen documents", "20"]]
+    assert [row[4] for row in table] == ["+0.067", "+0.100", "+0.000"]  # each subset paired with bm25 on the same queries
+    assert table[2][7] == "no" and table[1][7] == "yes"
+
+
+def test_a_growing_corpus_decides_on_unseen_documents(tmp_path):
+    report = build_report(scenario(tmp_path, "growing", [*cheaper(), split_gain(0.10, 0.0), *ood(0.0)]), ladder())
+    assert report.verdict == "NO-GO"
+    assert "ft-r0 +0.000 ndcg@10 over bm25 on the 20 queries about unseen documents" in report.reasons[1]
+    assert "corpus = growing: the verdict rests on the queries about documents the fine-tuned model never trained on (20)" in report.reasons[2]
+    assert "| ft-r0 | unseen documents | 20 |" in report.markdown()
+
+
+def test_a_growing_corpus_with_generalising_gains_is_a_go(tmp_path):
+    assert build_report(scenario(tmp_path, "growing", [*cheaper(), split_gain(0.10, 0.06), *ood(0.0)]), ladder()).verdict == "GO"
+    assert build_report(scenario(tmp_path, "growing", [*cheaper(), split_gain(0.10, 0.0)]), ladder(), corpus="fixed").verdict == "GO"  # bench report --corpus
+
+
+def test_too_few_unseen_queries_to_decide_says_so(tmp_path):
+    noisy = split_gain(0.10, 0.03, seen=QIDS[:56])  # 4 unseen queries
+    noisy = noisy.model_copy(update={"per_query": {q: {**s, "ndcg@10": s["ndcg@10"] + (0.2 * (-1) ** i if q in QIDS[56:] else 0)} for i, (q, s) in enumerate(noisy.per_query.items())}})
+    report = build_report(scenario(tmp_path, "growing", [*cheaper(), noisy, *ood(0.0)]), ladder())
+    assert report.verdict == "NOT YET" and "too few queries about unseen documents to decide: with 4 of them only differences of" in report.reasons[1]
+
+
+def test_a_growing_corpus_without_unseen_queries_is_not_yet(tmp_path):
+    everything = split_gain(0.10, 0.0, seen=QIDS)
+    report = build_report(scenario(tmp_path, "growing", [*cheaper(), everything, *ood(0.0)]), ladder())
+    assert report.verdict == "NOT YET" and "trained on a relevant document of every evaluation query: hold out documents" in report.reasons[1]
+    old = finetuned(0.05, 0.01, name="ft-r0", kind="finetune")  # a record from before subsets
+    report = build_report(scenario(tmp_path, "growing", [*cheaper(), old]), ladder())
+    assert report.verdict == "NOT YET" and "do not say which queries those are" in report.reasons[1]
+    assert any("ft-r0: its record does not say which queries are about documents it trained on" in p for p in report.pitfalls)
+
+
+def test_dropping_overlapping_documents_is_a_pitfall_for_a_fixed_corpus():
+    dropped = finetuned(0.05, 0.01, name="ft-r0", kind="finetune", details={"round": 0, "leakage": 0, "overlap": 12, "on_overlap": "drop"})
+    assert any("ft-r0: trained without 12 documents that evaluation queries are judged on (on_overlap = drop)" in p for p in build_report([*cheaper(), dropped], ladder()).pitfalls)

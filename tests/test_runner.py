@@ -95,11 +95,15 @@ def test_plan_targets_adds_ood_companions(tmp_path):
     assert len(plan_targets([str(main)], include_ood=False)) == 1
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_golden_records_of_every_schema_version_still_load(version):
     path = DATA / f"record_v{version}.json"
     record = read_record(path)
-    assert isinstance(record, RunRecord) and record.schema_version == 2  # upgraded on load
+    assert isinstance(record, RunRecord) and record.schema_version == 3  # upgraded on load
     assert record.metrics["ndcg@10"] == pytest.approx(json.loads(path.read_text())["metrics"]["ndcg@10"])
     if version == 1:
         assert record.latency is None and record.cost.api_calls == 0 and record.details == {}
+    if version < 3:
+        assert record.subsets == {}
+    else:
+        assert record.subsets["seen"].queries and record.subsets["unseen"].metrics

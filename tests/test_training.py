@@ -16,7 +16,7 @@ from harness.config import validate
 from harness.data.goldset import load_goldset
 from harness.data.pair_files import goldset_pairs, read_pair_file
 from harness.errors import ConfigError, GoldsetError
-from harness.training.leakage import check_leakage, leakage, without_leaks
+from harness.training.leakage import check_leakage, leakage, without
 from harness.training.schema import TrainConfig
 
 
@@ -62,11 +62,12 @@ def test_leakage_guard_finds_repeated_queries_and_judged_positives(tmp_path):
     goldset = load_goldset(write_goldset(tmp_path / "g", queries=queries, qrels=qrels))
     pairs = goldset_pairs(goldset, "train")
     found = leakage(pairs, goldset, ["test"])
-    assert found.same_queries == ["q1"] and found.judged_positives == ["d2"] and found.count == 2
+    assert found.same_queries == ["q1"] and found.judged_positives == ["d2"] and (found.query_leaks, found.overlap) == (1, 1)
     with pytest.raises(GoldsetError, match="1 evaluation queries repeated in training.*on_leakage"):
         check_leakage(pairs, goldset, ["test"], "stop")
-    assert check_leakage(pairs, goldset, ["test"], "allow").count == 2
-    assert [p.query_id for p in without_leaks(pairs, goldset, found)] == ["q6"]
+    assert check_leakage(pairs, goldset, ["test"], "allow").query_leaks == 1
+    assert [p.query_id for p in without(pairs, goldset, found, queries=True, documents=True)] == ["q6"]
+    assert [p.query_id for p in without(pairs, goldset, found, queries=True, documents=False)] == ["q5", "q6"]
 
 
 TRAIN = """
@@ -100,7 +101,7 @@ def test_bench_train_rounds_models_cards_and_records(tmp_path, tiny_model, tiny_
     result = CliRunner().invoke(main, ["train", str(config), "--models-dir", str(tmp_path / "models"), "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert len(out["models"]) == 2 and out["leakage"] == 0
+    assert len(out["models"]) == 2 and out["leakage"]["query_leaks"] == 0 and out["leakage"]["on_overlap"] == "keep"
     rows = {(r["rung"], r["split"]): r for r in out["records"]}
     assert set(rows) == {("baseline", "test"), ("ft-r0", "test"), ("ft-r1", "test")}
     for folder in out["models"]:
@@ -117,6 +118,13 @@ def test_bench_train_rounds_models_cards_and_records(tmp_path, tiny_model, tiny_
         assert card["recipe"]["memory"]["loss"] == "infonce" and not card["recipe"]["memory"]["switched"]
         assert card["recipe"]["max_length"] <= 64 and "95th percentile" in card["recipe"]["notes"]["max_length"]
     assert r0["recipe"]["negatives"] is None and r1["recipe"]["negatives"] == 1
+    trained = json.loads((Path(out["models"][0]) / "trained_documents.json").read_text())["documents"]
+    test_qrels = load_goldset(tiny_goldset).scored_qrels("test")
+    seen = sorted(q for q, docs in test_qrels.items() if set(docs) & set(trained))
+    for rung in ("ft-r0", "ft-r1"):  # every round's record scores seen and unseen documents apart
+        subsets = rows[(rung, "test")]["subsets"]
+        assert subsets["seen"]["n"] == len(seen) and subsets["seen"]["n"] + subsets["unseen"]["n"] == len(test_qrels)
+    assert rows[("baseline", "test")]["subsets"] == {}
     details = rows[("ft-r1", "test")]["details"]
     assert details["device"] == "cpu" and details["peak_rss_mb"] == r1["resources"]["peak_rss_mb"] and details["negatives"] == r1["recipe"]["negatives"]
     again = CliRunner().invoke(main, ["train", str(config), "--models-dir", str(tmp_path / "models"), "--json"])
@@ -172,7 +180,7 @@ def test_leaking_training_data_stops_bench_train(tmp_path, tiny_model):
     goldset = write_goldset(tmp_path / "g", queries=queries, qrels={"test": {"q1": {"d1": 2}}, "train": {"q7": {"d1": 1}, "q5": {"d5": 1}}})
     config = write_train(tmp_path, tiny_model, goldset)
     result = CliRunner().invoke(main, ["train", str(config), "--models-dir", str(tmp_path / "models")])
-    assert result.exit_code == 2 and "training data leaks into evaluation" in result.output
+    assert result.exit_code == 2 and "training queries leak into evaluation" in result.output
     assert not (tmp_path / "models").exists()
 
 
@@ -193,6 +201,8 @@ def test_finetune_rung_in_a_ladder_records_every_round(tmp_path, tiny_model, bow
     assert records[("main", "ft-r1")].details["round"] == 1 and records[("main", "ft-r1")].details["trained_on"] == "main/train"
     assert records[("other", "ft-r0")].details["model"] == records[("main", "ft-r0")].details["model"]  # OOD uses the in-domain model
     assert (tmp_path / "models").is_dir() and records[("main", "ft-r0")].latency is not None
+    assert set(records[("main", "ft-r1")].subsets) == {"seen", "unseen"} and records[("other", "ft-r1")].subsets == {}  # another corpus: nothing seen
+    assert records[("main", "ft-r1")].details["on_overlap"] == "keep"
     with pytest.raises(ConfigError, match="rung 'ft' train table: unknown key 'epoch'"):
         load_ladder(write_ladder(tmp_path, main_goldset, extra.replace("epochs = 1", "epoch = 1")))
 

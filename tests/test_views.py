@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from harness.cli import main
 from harness.decide.plots import pareto_front
 from harness.decide.views import VIEW_FILES, leaderboard_html, leaderboard_markdown, panels, records_frame, write_views
-from harness.records import Leaderboard
+from harness.records import Leaderboard, read_record
 
 DATA = Path(__file__).parent / "data"
 
@@ -68,11 +68,23 @@ def test_old_schema_records_load_and_render(tmp_path):
     folder.mkdir(parents=True)
     shutil.copy(DATA / "record_v1.json", folder / "bow.cdcb938d7892902b.json")
     records = Leaderboard(tmp_path / "lb").latest()
-    assert records[0].schema_version == 2 and records[0].latency is None
+    assert records[0].schema_version == 3 and records[0].latency is None
     write_views(records, tmp_path / "lb")
     assert "| tiny | test | bow |" in (tmp_path / "lb/README.md").read_text()
     page = (tmp_path / "lb/index.html").read_text()
     assert 'data-plot="ladder"' in page and 'data-plot="latency"' not in page  # v1 records have no latency
+
+
+def test_a_finetuned_rung_shows_its_seen_and_unseen_scores(tmp_path):
+    from harness.decide.views import leaderboard_csv, leaderboard_markdown
+
+    records = [read_record(DATA / "record_v2.json"), read_record(DATA / "record_v3.json")]
+    records[1] = records[1].model_copy(update={"rung": records[1].rung.model_copy(update={"name": "ft-r0"})})
+    markdown = leaderboard_markdown(records)
+    assert "| nDCG@10 seen docs (n) | nDCG@10 unseen docs (n) | status |" in markdown
+    assert "| 1.000 (2) | 1.000 (2) | ok |" in markdown and markdown.count("|  |  | ok |") == 1  # the rung without subsets: blank
+    header = leaderboard_csv(records).splitlines()[0]
+    assert "subsets.seen.n" in header and "subsets.unseen.metrics.ndcg@10" in header
 
 
 def test_pareto_front_keeps_only_undominated_points():

@@ -1,4 +1,5 @@
-"""``bench check-leakage``: list training data that overlaps evaluation goldsets (exit 1 when any does)."""
+"""``bench check-leakage``: list training data that overlaps evaluation goldsets: query leaks (exit 1) and
+document overlap (reported; exit 1 only with ``--fail-on-overlap``)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,15 @@ SHOWN = 20  # ids printed per kind in the text report (--json lists all)
 @click.option("--eval-split", "eval_splits", multiple=True, help="Evaluation splits to check against (repeatable; default: every split but the train split).")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None, help="Cosine at which two queries are near-duplicates (character 3-5-gram vectors; default 0.85).")
 @click.option("--no-near", is_flag=True, help="Check exact repeats only, not near-duplicates.")
+@click.option("--fail-on-overlap", is_flag=True, help="Exit 1 on document overlap too (for a goldset whose test documents must stay unseen).")
 @json_option
-def check_leakage(train, goldsets, train_split, eval_splits, threshold, no_near, as_json):
-    """Check TRAIN (a pair file, or a goldset's train split) against each GOLDSET's evaluation splits:
-    repeated and nearly repeated queries, evaluation-judged documents used as positives, and synthetic
-    queries written from evaluation-judged documents. Exit 0 when clean, 1 when anything leaks."""
+def check_leakage(train, goldsets, train_split, eval_splits, threshold, no_near, fail_on_overlap, as_json):
+    """Check TRAIN (a pair file, or a goldset's train split) against each GOLDSET's evaluation splits.
+
+    Query leaks: repeated and nearly repeated evaluation queries (the model would see the exam).
+    Document overlap: evaluation-judged documents used as positives, or as the sources of synthetic
+    queries (what fine-tuning on one's own corpus does; fine-tuned records then score seen and unseen
+    documents apart). Exit 1 when a query leaks (or, with --fail-on-overlap, a document overlaps), else 0."""
     from harness.data.resolve import resolve_with_split
     from harness.training.leakage import NEAR_DUPLICATE, leakage
 
@@ -39,7 +44,7 @@ def check_leakage(train, goldsets, train_split, eval_splits, threshold, no_near,
         click.echo(json.dumps({"train": train_name, "pairs": len(pairs), "near_threshold": near, "goldsets": reports}, indent=1))
     else:
         _print(train_name, len(pairs), reports)
-    if any(r["count"] for r in reports):
+    if any(r["query_leaks"] or (fail_on_overlap and r["overlap"]) for r in reports):
         raise SystemExit(1)
 
 
@@ -66,16 +71,18 @@ def _eval_splits(goldset, named: str | None, asked: tuple[str, ...], train_split
 
 
 def _print(train_name: str, count: int, reports: list[dict]) -> None:
-    from harness.training.leakage import KINDS
+    from harness.training.leakage import DOCUMENT_KINDS, QUERY_KINDS
 
     click.echo(f"training data: {train_name} ({count} pairs)")
     for report in reports:
-        status = f"{report['count']} leak(s)" if report["count"] else "clean"
-        click.echo(f"{report['goldset']} ({', '.join(report['splits'])}): {status}")
-        for kind, what in KINDS.items():
-            ids = report[kind]
-            if ids:
-                more = f" ... and {len(ids) - SHOWN} more (--json lists all)" if len(ids) > SHOWN else ""
-                click.echo(f"  {len(ids)} {what}: {', '.join(ids[:SHOWN])}{more}")
-        for e in [e for e in report["evidence"] if e["kind"] in ("same_queries", "near_queries")][:SHOWN]:
-            click.echo(f"    {e['eval_id']} ~ {e['train']!r} (similarity {e['similarity']:.2f})")
+        click.echo(f"{report['goldset']} ({', '.join(report['splits'])}):")
+        sections = (("query leaks", "query_leaks", QUERY_KINDS), ("document overlap (not a leak for a fixed corpus; records score seen and unseen documents apart)", "overlap", DOCUMENT_KINDS))
+        for title, total, kinds in sections:
+            click.echo(f"  {title}: {report[total] or 'none'}")
+            for kind, what in kinds.items():
+                ids = report[kind]
+                if ids:
+                    more = f" ... and {len(ids) - SHOWN} more (--json lists all)" if len(ids) > SHOWN else ""
+                    click.echo(f"    {len(ids)} {what}: {', '.join(ids[:SHOWN])}{more}")
+            for e in [e for e in report["evidence"] if e["kind"] in kinds and e["kind"] in QUERY_KINDS][:SHOWN]:
+                click.echo(f"      {e['eval_id']} ~ {e['train']!r} (similarity {e['similarity']:.2f})")

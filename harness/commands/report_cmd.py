@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from harness.choices import CorpusScenario, values
 from harness.commands.options import leaderboard_option
 
 
@@ -11,10 +12,12 @@ from harness.commands.options import leaderboard_option
 @click.option("--ladder", "-l", "ladder_path", default=None, help="Ladder file (rung order and the [decision] thresholds; default: ./ladder.toml, else the shipped one).")
 @click.option("--goldset", "-g", default=None, help="In-domain goldset to decide on (default: the first with records).")
 @click.option("--split", "-s", default=None, help="Split to decide on (default: test).")
+@click.option("--corpus", type=click.Choice(values(CorpusScenario)), default=None,
+              help="Which queries the verdict rests on: all (fixed) or those about documents never trained on (growing); default: the goldset manifest's corpus.")
 @click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Write here instead of printing.")
 @leaderboard_option
-def report(ladder_path, goldset, split, fmt, output, leaderboard_dir):
+def report(ladder_path, goldset, split, corpus, fmt, output, leaderboard_dir):
     """GO / NO-GO / NOT YET on fine-tuning, with reasons, following the ladder."""
     from pathlib import Path
 
@@ -27,7 +30,7 @@ def report(ladder_path, goldset, split, fmt, output, leaderboard_dir):
     records = Leaderboard(leaderboard_dir).latest()
     if not records:
         raise BenchError(f"no records in '{leaderboard_dir}/records'; run: bench run")
-    result = build_report(records, ladder, goldset, split)
+    result = build_report(records, ladder, goldset, split, corpus=corpus)
     text = result.html() if fmt == "html" else result.markdown()
     if output is None:
         click.echo(text, nl=False)

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from harness.choices import LeakagePolicy, values
+from harness.choices import LeakagePolicy, OverlapPolicy, values
 from harness.commands.options import json_option, leaderboard_option
 
 
@@ -19,13 +19,14 @@ from harness.commands.options import json_option, leaderboard_option
 @click.option("--learning-rate", "--lr", "learning_rate", type=float, default=None)
 @click.option("--rounds", type=int, default=None, help="Hard-negative mining rounds after round 0.")
 @click.option("--seed", type=int, default=None)
-@click.option("--on-leakage", type=click.Choice(values(LeakagePolicy)), default=None, help="When training data overlaps the evaluation: stop (default), drop those pairs, or allow (counted).")
+@click.option("--on-leakage", type=click.Choice(values(LeakagePolicy)), default=None, help="When training queries repeat evaluation queries: stop (default), drop those pairs, or allow (counted).")
+@click.option("--on-overlap", type=click.Choice(values(OverlapPolicy)), default=None, help="Pairs about documents evaluation queries are judged on: keep (default; seen and unseen are scored apart) or drop.")
 @click.option("--max-memory", type=click.FloatRange(min=0.1), default=None, metavar="GB", help="Memory a training step may use (default: the smaller of 4 GB and half the memory available); over it, InfoNCE trains with GradCache.")
 @click.option("--models-dir", type=click.Path(file_okay=False), default=None, help="Where models are written (default: <leaderboard>/../models).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
 @leaderboard_option
 @json_option
-def train(config_path, goldset, base_model, epochs, batch_size, learning_rate, rounds, seed, on_leakage, max_memory, models_dir, cache_dir, leaderboard_dir, as_json):
+def train(config_path, goldset, base_model, epochs, batch_size, learning_rate, rounds, seed, on_leakage, on_overlap, max_memory, models_dir, cache_dir, leaderboard_dir, as_json):
     """Fine-tune (round 0, then mining rounds), then evaluate the base model and every round on the
     goldset's eval splits and its out-of-domain companions, one record per round."""
     from pathlib import Path
@@ -42,7 +43,7 @@ def train(config_path, goldset, base_model, epochs, batch_size, learning_rate, r
 
     path = Path(config_path)
     data = read_toml(path)
-    flags = {"goldset": goldset, "base_model": base_model, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed, "on_leakage": on_leakage, "max_memory": max_memory}
+    flags = {"goldset": goldset, "base_model": base_model, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed, "on_leakage": on_leakage, "on_overlap": on_overlap, "max_memory": max_memory}
     data.update({k: v for k, v in flags.items() if v is not None})
     if rounds is not None:
         data["mining"] = {**data.get("mining", {}), "rounds": rounds}
@@ -58,7 +59,7 @@ def train(config_path, goldset, base_model, epochs, batch_size, learning_rate, r
     rungs += [DenseRung(name=f"{config.name}-r{i}", encoder=EncoderConfig(model=str(d), **encoder)) for i, d in enumerate(model_dirs)]
     outcomes = run_rungs(_targets(config, path.resolve().parent), rungs, leaderboard=Leaderboard(leaderboard_dir), cache=cache) if config.goldset else []
     if as_json:
-        click.echo(json.dumps({"models": [str(d) for d in model_dirs], "leakage": job.leakage.count, "records": outcomes_json(outcomes)}, indent=1))
+        click.echo(json.dumps({"models": [str(d) for d in model_dirs], "leakage": job.leakage.counts(config.on_leakage, config.on_overlap), "records": outcomes_json(outcomes)}, indent=1))
     else:
         click.echo(f"models: {', '.join(str(d) for d in model_dirs)}")
         if outcomes:

@@ -22,6 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.choices import CorpusScenario
 from harness.data.beir import Diagnostics, read_jsonl_records, read_qrels
 from harness.errors import GoldsetError
 
@@ -43,6 +44,10 @@ class Manifest(BaseModel):
     ood: list[str] = Field([], description="out-of-domain companion goldsets (paths relative to this folder, or names)")
     query_origin: Literal["", "human", "synthetic", "structure"] = Field(
         "", description="who wrote the queries: human (users' searches, annotators), synthetic (an LLM), structure (headings and titles); '' unknown"
+    )
+    corpus: CorpusScenario = Field(
+        "fixed", description="fixed: tomorrow's queries hit the documents a model trains on (a fine-tuning verdict rests on all queries); "
+        "growing: new documents keep coming (it rests on the queries about documents the model never trained on)"
     )
     ignore_identical_ids: bool = Field(
         False, description="drop a retrieved document whose id equals the query id (BEIR's default; needed for e.g. ArguAna, Quora)"

@@ -56,6 +56,7 @@ class Check:
             "candidate_rung": self.candidate_rung,
             "max_drop": self.rule.max_drop,
             "requires_significance": self.rule.significant,
+            "subset": self.rule.subset,
             "p_holm": self.p_holm,
             "verdict": self.verdict,
             **self.comparison.as_dict(),
@@ -104,9 +105,10 @@ def run_gate(candidates: list[RunRecord], baselines: list[RunRecord], gate: Gate
     for rule in rules:
         for baseline in _selected_by(rule, baselines):
             candidate = _partner(by_slot, baseline)
-            key = (baseline.goldset.name, baseline.goldset.split, rule.metric)
+            key = (baseline.goldset.name, baseline.goldset.split, rule.metric, rule.subset)
             if key not in comparisons:
-                comparisons[key] = compare(candidate, baseline, rule.metric, method=gate.test, alpha=gate.alpha, n_permutations=n_permutations)
+                queries = _subset(candidate, rule.subset) if rule.subset else None
+                comparisons[key] = compare(candidate, baseline, rule.metric, method=gate.test, alpha=gate.alpha, n_permutations=n_permutations, queries=queries)
             selected.append((rule, candidate, baseline, comparisons[key]))
     adjusted = holm({k: comparison.p_value for k, (rule, _, _, comparison) in enumerate(selected) if rule.significant})
     return GateResult(
@@ -125,6 +127,16 @@ def _selected_by(rule: GateRule, baselines: list[RunRecord]) -> list[RunRecord]:
         have = ", ".join(f"{b.goldset.name}/{b.goldset.split}" for b in baselines)
         raise BenchError(f"gate rule for '{rule.metric}' (goldset {rule.goldset or 'any'}, split {rule.split or 'any'}) matches no baseline record (baseline records: {have})")
     return matches
+
+
+def _subset(candidate: RunRecord, name: str) -> list[str]:
+    """The candidate's queries of subset ``name``, or an error saying why a rule on it cannot be checked."""
+    where = f"rung '{candidate.rung.name}' on {candidate.goldset.name}/{candidate.goldset.split}"
+    if name not in candidate.subsets:
+        raise BenchError(f"gate rule on the '{name}' queries: {where} has no such subset (only a model fine-tuned on this goldset's corpus has one; re-run it with this version)")
+    if not candidate.subsets[name].queries:
+        raise BenchError(f"gate rule on the '{name}' queries: {where} has none (every query is on the other side); drop the rule's subset or hold out documents from training")
+    return candidate.subsets[name].queries
 
 
 def _partner(by_slot: dict[tuple[str, str], RunRecord], baseline: RunRecord) -> RunRecord:
@@ -150,7 +162,7 @@ def gate_table(result: GateResult, title: str):
         p = f"{c.p_value:.3g}" + (f" (Holm {check.p_holm:.3g})" if check.p_holm is not None and len(result.checks) > 1 else "")
         allowed = f"{check.rule.max_drop:.3f}" + (" if significant" if check.rule.significant else "")
         table.add_row(
-            check.goldset, check.split, c.metric, f"{c.reference:.4f}", f"{c.candidate:.4f}", f"{c.delta:+.4f}",
+            check.goldset, check.split + (f" ({check.rule.subset})" if check.rule.subset else ""), c.metric, f"{c.reference:.4f}", f"{c.candidate:.4f}", f"{c.delta:+.4f}",
             f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]", p, f"{c.mdd:.4f}", allowed, f"[{styles[check.verdict]}]{check.verdict}[/]",
         )
     return table
@@ -160,5 +172,5 @@ def gate_summary(result: GateResult) -> str:
     """One line: PASS, or FAIL with each regression."""
     if result.passed:
         return f"gate: PASS ({len(result.checks)} check{'s' if len(result.checks) != 1 else ''})"
-    failures = "; ".join(f"{c.comparison.metric} on {c.goldset}/{c.split} dropped {c.drop:.4f} (allowed {c.rule.max_drop:.4f}, p={c.comparison.p_value:.3g})" for c in result.regressions)
+    failures = "; ".join(f"{c.comparison.metric} on {c.goldset}/{c.split}{f' ({c.rule.subset} documents)' if c.rule.subset else ''} dropped {c.drop:.4f} (allowed {c.rule.max_drop:.4f}, p={c.comparison.p_value:.3g})" for c in result.regressions)
     return f"gate: FAIL: {failures}"

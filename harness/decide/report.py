@@ -10,6 +10,11 @@ It follows the ladder on one in-domain goldset split, using only records:
    out-of-domain companion (catastrophic forgetting shows there first);
 4. the cheapest option that meets the bar, and the pitfalls the evidence shows.
 
+A fine-tuned model is scored on all the evaluation queries, and apart on those about documents it
+trained on ("seen") and the others ("unseen"), each paired with the cheaper rung on the same queries.
+The goldset manifest's ``corpus`` says which the decision rests on: all queries for a ``fixed``
+corpus (tomorrow's queries hit the documents trained on), the unseen ones for a ``growing`` corpus.
+
 GO: fine-tuning wins by the margin, significantly, with no OOD loss. NO-GO: a cheaper rung is as good
 (the 95% interval of the gain lies below the margin, or the gain is significant but below it), or
 fine-tuning loses out of domain. NOT YET: not enough evidence (fine-tuning not run, or a gain that is
@@ -50,13 +55,19 @@ def model_card(record: RunRecord) -> dict:
     return json.loads(path.read_text()) if path and path.is_file() else {}
 
 
+SUBSET_LABELS = {None: "all queries", "seen": "seen documents", "unseen": "unseen documents"}
+DECIDING = {"fixed": None, "growing": "unseen"}  # the corpus scenario -> the query subset the verdict rests on
+
+
 @dataclass
 class Row:
-    """A rung compared with a reference (the baseline, or the best cheaper rung), Holm-adjusted."""
+    """A rung compared with a reference (the baseline, or the best cheaper rung) on all queries or
+    on one subset of them, Holm-adjusted."""
 
     record: RunRecord
     comparison: Comparison | None = None
     p_holm: float = math.nan
+    subset: str | None = None
 
     @property
     def significant(self) -> bool:
@@ -115,13 +126,20 @@ def ordered(records: list[RunRecord], ladder: Ladder) -> list[RunRecord]:
     return sorted(ok, key=lambda r: rank.get(r.rung.name, len(rank)))
 
 
-def compare_all(records: list[RunRecord], reference: RunRecord, metric: str, decision: Decision) -> list[Row]:
-    """Each record against ``reference``, p-values Holm-adjusted over the records compared."""
-    rows = [Row(r, compare(r, reference, metric, method=decision.test, alpha=decision.alpha)) for r in records]
+def compare_all(records: list[RunRecord], reference: RunRecord, metric: str, decision: Decision, subset: str | None = None) -> list[Row]:
+    """Each record against ``reference`` (on the record's ``subset`` of queries when given: records
+    without it, or with it empty, are left out), p-values Holm-adjusted over the records compared."""
+    if subset is not None:
+        records = [r for r in records if r.subsets.get(subset) and r.subsets[subset].queries]
+    rows = [Row(r, compare(r, reference, metric, method=decision.test, alpha=decision.alpha, queries=_queries(r, subset)), subset=subset) for r in records]
     adjusted = holm({r.record.rung.name: r.comparison.p_value for r in rows})
     for row in rows:
         row.p_holm = adjusted[row.record.rung.name]
     return rows
+
+
+def _queries(record: RunRecord, subset: str | None) -> list[str] | None:
+    return None if subset is None else record.subsets[subset].queries
 
 
 def ood_rows(panel: Panel, candidate: RunRecord, baseline: RunRecord, metric: str, decision: Decision) -> list[Row]:
@@ -146,20 +164,33 @@ def training_facts(record: RunRecord) -> dict:
     round_ = record.details.get("round", card.get("round"))
     if round_ is None and _ROUND.search(record.rung.name):
         round_ = int(_ROUND.search(record.rung.name).group(1))
-    return {"leakage": record.details.get("leakage", card.get("leakage")), "on_leakage": record.details.get("on_leakage", config.get("on_leakage")), "round": round_, "pairs": record.details.get("pairs", card.get("pairs"))}
+    counts = card.get("leakage") if isinstance(card.get("leakage"), dict) else {"query_leaks": card.get("leakage")}  # cards before 2026-12 held one count
+    return {
+        "leakage": record.details.get("leakage", counts.get("query_leaks")), "on_leakage": record.details.get("on_leakage", config.get("on_leakage")),
+        "overlap": record.details.get("overlap", counts.get("overlap")), "on_overlap": record.details.get("on_overlap", config.get("on_overlap")),
+        "round": round_, "pairs": record.details.get("pairs", card.get("pairs")),
+    }
 
 
 ORIGINS = {"synthetic": "written by an LLM", "structure": "headings and titles taken from the documents"}
 
 
+def _manifest(record: RunRecord):
+    from harness.data.goldset import Manifest, read_manifest
+
+    folder = Path(record.goldset.source)
+    return read_manifest(folder) if (folder / "goldset.toml").is_file() else Manifest()
+
+
 def query_origin(record: RunRecord) -> str:
     """Who wrote the evaluation queries, as the goldset manifest's ``query_origin`` says (``bench pairs``
     writes it: human for labels and click logs, synthetic, structure); "" when nothing records it."""
-    from harness.data.goldset import read_manifest
+    return _manifest(record).query_origin
 
-    folder = Path(record.goldset.source)
-    manifest = read_manifest(folder) if (folder / "goldset.toml").is_file() else None
-    return manifest.query_origin if manifest else ""
+
+def corpus_scenario(record: RunRecord) -> str:
+    """The goldset manifest's ``corpus``: "fixed" (the default) or "growing"."""
+    return _manifest(record).corpus
 
 
 # ---- the decision ----------------------------------------------------------------------------------
@@ -170,18 +201,30 @@ def verdict(best: Row | None, ood: list[Row], decision: Decision, cheaper: str) 
     if best is None:
         return "NOT YET", "fine-tuning has not been run on this goldset: add a finetune rung to the ladder or run bench train"
     c, name = best.comparison, best.record.rung.name
+    on = "" if best.subset is None else f" on the {c.n} queries about {SUBSET_LABELS[best.subset]}"
     drops = [row for row in ood if row.comparison.delta < -decision.ood_tolerance]
     if drops:
         worst = min(drops, key=lambda row: row.comparison.delta)
         return "NO-GO", f"{name} loses {-worst.comparison.delta:.3f} {c.metric} out of domain on {worst.record.goldset.name} (tolerance {decision.ood_tolerance})"
-    gain = f"{name} {_signed(c.delta)} {c.metric} over {cheaper} (95% CI {_signed(c.ci_low)} to {_signed(c.ci_high)}, p = {best.p_holm:.3g} after Holm)"
+    gain = f"{name} {_signed(c.delta)} {c.metric} over {cheaper}{on} (95% CI {_signed(c.ci_low)} to {_signed(c.ci_high)}, p = {best.p_holm:.3g} after Holm)"
     if best.significant:
         if c.delta >= decision.finetune_margin:
             return "GO", f"{gain}: significant and at least the margin {decision.finetune_margin}"
         return "NO-GO", f"{gain}: {cheaper} is as good or better (the gain is below the margin {decision.finetune_margin})"
     if c.ci_high < decision.finetune_margin:  # the interval already rules out a gain worth having
         return "NO-GO", f"{gain}: not significant, and the interval excludes a gain of the margin {decision.finetune_margin}; {cheaper} is as good"
-    return "NOT YET", f"{gain}: not significant, and too few queries to tell: with {c.n} queries only differences of {c.mdd:.3f} or more are detectable (margin {decision.finetune_margin})"
+    few = "queries" if best.subset is None else f"queries about {SUBSET_LABELS[best.subset]}"
+    return "NOT YET", f"{gain}: not significant, and too few {few} to decide: with {c.n} of them only differences of {c.mdd:.3f} or more are detectable (margin {decision.finetune_margin})"
+
+
+def _no_subset_reason(finetuned: list[RunRecord], subset: str, scenario: str) -> str:
+    """Why a ``growing`` corpus cannot be decided: no fine-tuned record has queries about unseen documents."""
+    names = ", ".join(r.rung.name for r in finetuned)
+    if not any(r.subsets for r in finetuned):
+        return (f"the corpus is {scenario}, so the verdict rests on queries about {SUBSET_LABELS[subset]}, but the records of {names} do not say which "
+                "queries those are (recorded before tunebench scored seen and unseen documents, or by a model that was not trained here): re-run them")
+    return (f"the corpus is {scenario}, so the verdict rests on queries about {SUBSET_LABELS[subset]}, and {names} trained on a relevant document of every "
+            "evaluation query: hold out documents (with their queries) from training to measure it")
 
 
 def pitfalls(panel: Panel, finetuned: list[RunRecord], best: Row | None, decision: Decision) -> list[str]:
@@ -208,7 +251,12 @@ def _training_pitfalls(finetuned: list[RunRecord]) -> list[str]:
     found = []
     for record, fact in zip(finetuned, facts):
         if fact["leakage"] and fact["on_leakage"] != "drop":
-            found.append(f"{record.rung.name}: {fact['leakage']} training pairs overlap the evaluation (on_leakage = {fact['on_leakage'] or 'unknown'}): its scores are inflated")
+            found.append(f"{record.rung.name}: {fact['leakage']} evaluation queries are repeated in its training data (on_leakage = {fact['on_leakage'] or 'unknown'}): its scores are inflated")
+        if fact["overlap"] and fact["on_overlap"] == "drop":
+            found.append(f"{record.rung.name}: trained without {fact['overlap']} documents that evaluation queries are judged on (on_overlap = drop): "
+                         "on a fixed corpus, where queries hit the documents trained on, it would do better than scored")
+        if not record.subsets and record.goldset.ood_of is None:
+            found.append(f"{record.rung.name}: its record does not say which queries are about documents it trained on (seen and unseen cannot be told apart): re-run it")
     rounds = [f["round"] for r, f in zip(finetuned, facts) if r.rung.kind != "adapter"]
     if rounds and not any((r or 0) >= 1 for r in rounds):
         found.append("fine-tuning used only in-batch (easy) negatives: no hard-negative mining round (r1) was recorded")
@@ -237,8 +285,9 @@ def cheapest_meeting_bar(records: list[RunRecord], decision: Decision) -> RunRec
     return min(meeting, key=lambda r: (math.inf if r.cost.usd is None else r.cost.usd, is_finetuned(r), _p50(r)), default=None)
 
 
-def build_report(records: list[RunRecord], ladder: Ladder, goldset: str | None = None, split: str | None = None) -> Report:
-    """The report on ``goldset``/``split`` from the leaderboard's latest ``records``, with the ladder's thresholds."""
+def build_report(records: list[RunRecord], ladder: Ladder, goldset: str | None = None, split: str | None = None, *, corpus: str | None = None) -> Report:
+    """The report on ``goldset``/``split`` from the leaderboard's latest ``records``, with the ladder's
+    thresholds, deciding for the ``corpus`` scenario (default: the goldset manifest's)."""
     decision, panel = ladder.decision, choose_panel(records, goldset, split)
     metric = panel.metric
     ok = ordered(panel.records, ladder)
@@ -250,13 +299,30 @@ def build_report(records: list[RunRecord], ladder: Ladder, goldset: str | None =
     finetuned = [r for r in ok if is_finetuned(r)]
     steps = compare_all([r for r in cheaper if r is not baseline], baseline, metric, decision)
     best_cheaper = max(cheaper, key=lambda r: r.metrics[metric], default=baseline)
-    rounds = compare_all(finetuned, best_cheaper, metric, decision)
-    best = max(rounds, key=lambda row: row.comparison.delta, default=None)
+    by_subset = {subset: compare_all(finetuned, best_cheaper, metric, decision, subset) for subset in SUBSET_LABELS}
+    scenario = corpus or corpus_scenario(baseline)
+    deciding = by_subset[DECIDING[scenario]]
+    best = max(deciding, key=lambda row: row.comparison.delta, default=None)
     ood = ood_rows(panel, best.record, baseline, metric, decision) if best else []
-    decided, reason = verdict(best, ood, decision, best_cheaper.rung.name)
+    if finetuned and best is None:
+        decided, reason = "NOT YET", _no_subset_reason(finetuned, DECIDING[scenario], scenario)
+    else:
+        decided, reason = verdict(best, ood, decision, best_cheaper.rung.name)
     reasons = [_bar_line(baseline, decision), reason]
-    sections = _sections(baseline, steps, rounds, ood, best_cheaper, cheapest_meeting_bar(ok, decision), decision, metric)
+    if finetuned:
+        reasons.append(_scenario_line(scenario, by_subset))
+    sections = _sections(baseline, steps, by_subset, ood, best_cheaper, cheapest_meeting_bar(ok, decision), decision, metric)
     return Report(decided, reasons, panel, sections, pitfalls(panel, finetuned, best, decision))
+
+
+def _scenario_line(scenario: str, by_subset: dict[str | None, list[Row]]) -> str:
+    """Which queries decided, and how many fall on each side."""
+    sizes = {subset: max((row.comparison.n for row in rows), default=0) for subset, rows in by_subset.items()}
+    if scenario == "growing":
+        head = f"corpus = growing: the verdict rests on the queries about documents the fine-tuned model never trained on ({sizes['unseen']})"
+    else:
+        head = f"corpus = fixed: the verdict rests on all {sizes[None]} queries, as tomorrow's queries hit the documents trained on"
+    return f"{head}; seen documents: {sizes['seen']} queries, unseen: {sizes['unseen']} (both rows are below)"
 
 
 # ---- sections and rendering -----------------------------------------------------------------------
@@ -300,23 +366,31 @@ def _step_table(baseline: RunRecord, steps: list[Row], metric: str, decision: De
     return headers, rows
 
 
-def _round_table(rounds: list[Row], metric: str) -> tuple[list[str], list[list[str]]]:
-    headers = ["round", _label(metric), "delta", "95% CI of delta", "p (Holm)", "significant", "detectable (MDD)", "training pairs", "leaking pairs"]
+def _round_table(by_subset: dict[str | None, list[Row]], metric: str) -> tuple[list[str], list[list[str]]]:
+    """One row per round and query subset (all, seen documents, unseen documents), rounds together."""
+    headers = ["round", "queries", "n", _label(metric), "delta", "95% CI of delta", "p (Holm)", "significant", "detectable (MDD)",
+               "training pairs", "query leaks", "overlapping documents"]
+    order = {row.record.rung.name: i for i, row in enumerate(by_subset[None])}
     rows = []
-    for row in rounds:
+    for row in sorted((row for rows in by_subset.values() for row in rows), key=lambda row: (order.get(row.record.rung.name, 0), list(SUBSET_LABELS).index(row.subset))):
         facts = training_facts(row.record)
-        rows.append([row.record.rung.name, *_comparison_cells(row), f"{row.comparison.mdd:.3f}", str(facts["pairs"] or "?"), str(facts["leakage"] if facts["leakage"] is not None else "?")])
+        known = [str(facts[k]) if facts[k] is not None else "?" for k in ("pairs", "leakage", "overlap")]
+        rows.append([row.record.rung.name, SUBSET_LABELS[row.subset], str(row.comparison.n), *_comparison_cells(row), f"{row.comparison.mdd:.3f}", *known])
     return headers, rows
 
 
-def _sections(baseline, steps, rounds, ood, best_cheaper, cheapest, decision: Decision, metric: str) -> list[Section]:
+def _sections(baseline, steps, by_subset, ood, best_cheaper, cheapest, decision: Decision, metric: str) -> list[Section]:
     test = f"paired {decision.test} test on per-query {metric}, Holm-corrected over {{n}} comparisons, alpha {decision.alpha}"
     sections = [Section("What each cheaper rung bought", [f"against {baseline.rung.name}; " + test.format(n=len(steps))], _step_table(baseline, steps, metric, decision))]
+    rounds = by_subset[None]
     if rounds:
-        lines = [f"against the best cheaper rung, {best_cheaper.rung.name} ({best_cheaper.metrics[metric]:.3f}); " + test.format(n=len(rounds)) + f"; margin {decision.finetune_margin}"]
+        lines = [f"against the best cheaper rung, {best_cheaper.rung.name} ({best_cheaper.metrics[metric]:.3f}), on the same queries; "
+                 + test.format(n=len(rounds)) + " within each set of queries" + f"; margin {decision.finetune_margin}",
+                 "seen documents: the queries with a relevant document the round trained on (what a fixed corpus gets); "
+                 "unseen documents: the others (what new documents get)"]
         lines += [f"out of domain, {row.record.rung.name} on {row.record.goldset.name}: {_signed(row.comparison.delta)} {metric} against {baseline.rung.name} "
                   f"(p = {row.p_holm:.3g}; tolerance {decision.ood_tolerance})" for row in ood]
-        sections.append(Section("Fine-tuning against the best cheaper rung", lines, _round_table(rounds, metric)))
+        sections.append(Section("Fine-tuning against the best cheaper rung", lines, _round_table(by_subset, metric)))
     else:
         sections.append(Section("Fine-tuning against the best cheaper rung", ["not run: no fine-tuned round is recorded on this goldset"]))
     bar = f"{decision.recall_metric} >= {decision.recall_bar:.2f}"

@@ -17,7 +17,7 @@ scores per query) reproducibly, exactly when 2^n is within the permutation budge
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -152,12 +152,17 @@ class Comparison:
 
 
 def compare(
-    candidate: RunRecord, reference: RunRecord, metric: str, *, method: PairedTest = "fisher", alpha: float = 0.05, n_permutations: int = 10000, seed: int = 42
+    candidate: RunRecord, reference: RunRecord, metric: str, *, method: PairedTest = "fisher", alpha: float = 0.05, n_permutations: int = 10000, seed: int = 42,
+    queries: Collection[str] | None = None,
 ) -> Comparison:
     """Compare two records of the same goldset split on ``metric``: delta, its bootstrap 95% CI,
-    the paired test's p-value, and the minimum detectable difference at ``alpha`` with 80% power."""
+    the paired test's p-value, and the minimum detectable difference at ``alpha`` with 80% power.
+    With ``queries`` (a subset, such as a fine-tuned model's unseen-document queries), on those only."""
     check_same_split(candidate, reference)
     a, b = _metric_scores(candidate, metric), _metric_scores(reference, metric)
+    if queries is not None:
+        keep = set(queries)
+        a, b = {q: v for q, v in a.items() if q in keep}, {q: v for q, v in b.items() if q in keep}
     x, y = paired_arrays(a, b)
     diffs = x - y
     low, high = bootstrap_ci(diffs, seed=seed)

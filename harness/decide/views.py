@@ -40,6 +40,7 @@ def records_json(records: list[RunRecord]) -> list[dict]:
             "created_at": r.created_at,
             "key": r.key,
             "details": r.details,
+            "subsets": {name: {"n": len(sub.queries), "metrics": sub.metrics} for name, sub in r.subsets.items()},
         }
         for r in records
     ]
@@ -72,18 +73,33 @@ def cells(record: RunRecord) -> list[str]:
     return row + [str(r.goldset.n_queries), _ms(latency.p50_ms if latency else None), _ms(latency.p95_ms if latency else None), _cost(r)]
 
 
+SUBSET_HEADERS = ("seen docs", "unseen docs")
+
+
+def subset_cells(record: RunRecord, metric: str) -> list[str]:
+    """A fine-tuned record's ``metric`` on the queries about documents it trained on and on the others,
+    with how many there are ("0.812 (120)"); blank for records without subsets."""
+    out = []
+    for name in ("seen", "unseen"):
+        sub = record.subsets.get(name)
+        out.append("" if sub is None else f"{sub.metrics[metric]:.3f} ({len(sub.queries)})" if sub.queries else "- (0)")
+    return out
+
+
 def _table(records: list[RunRecord], title: str, actions: list[str] | None = None):
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    for header in (*HEADERS, "encode s", "search s"):
+    with_subsets = any(r.subsets for r in records)
+    for header in (*HEADERS, *(SUBSET_HEADERS if with_subsets else ()), "encode s", "search s"):
         table.add_column(header, justify="left" if header in ("goldset", "split", "rung") else "right")
     if actions:
         table.add_column("")
     for i, r in enumerate(records):
         t = r.timings
         timings = [f"{t.index_s + t.encode_queries_s:.1f}", f"{t.search_s:.1f}"] if r.status == "ok" else ["", ""]
-        table.add_row(*cells(r), *timings, *([actions[i]] if actions else []))
+        subsets = subset_cells(r, r.primary_metric) if with_subsets else []
+        table.add_row(*cells(r), *subsets, *timings, *([actions[i]] if actions else []))
     return table
 
 
@@ -181,8 +197,11 @@ def _ci_cell(record: RunRecord, metric: str) -> str:
 
 
 def _rows(records: list[RunRecord], metric: str) -> tuple[list[str], list[list[str]]]:
-    headers = [*HEADERS, f"{dict(COLUMNS).get(metric, metric)} 95% CI", "status"]
-    return headers, [[*cells(r), _ci_cell(r, metric), r.status] for r in records]
+    """The file views' table; fine-tuned rungs' seen- and unseen-document scores in two columns when any record has them."""
+    label = dict(COLUMNS).get(metric, metric)
+    with_subsets = any(r.subsets for r in records)
+    headers = [*HEADERS, f"{label} 95% CI", *(f"{label} {h} (n)" for h in SUBSET_HEADERS if with_subsets), "status"]
+    return headers, [[*cells(r), _ci_cell(r, metric), *(subset_cells(r, metric) if with_subsets else []), r.status] for r in records]
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:

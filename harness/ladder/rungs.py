@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from harness.choices import LeakagePolicy
+from harness.choices import LeakagePolicy, OverlapPolicy
 from harness.config import StrictModel
 from harness.registry import EncoderConfig, RerankerConfig
 
@@ -145,6 +145,7 @@ class AdapterRung(StrictModel):
     train_split: str = "train"
     eval_split: str = Field("dev", description="split that picks the epoch (skipped when the goldset lacks it; '' never)")
     on_leakage: LeakagePolicy = "stop"
+    on_overlap: OverlapPolicy = "keep"
     top_k: int = Field(100, ge=1)
 
     @model_validator(mode="after")

@@ -26,7 +26,20 @@ from harness.ladder.stages import SkipSplit, SplitResult, build_stage
 from harness.metrics import DEFAULT_METRICS, evaluate
 from harness.prices import DEFAULT_PRICES, Price
 from harness.protocols import Run
-from harness.records import SCHEMA_VERSION, Cost, Counts, GoldsetRef, Latency, Leaderboard, RungRef, RunRecord, Timings, now_iso, record_key
+from harness.records import (
+    SCHEMA_VERSION,
+    Cost,
+    Counts,
+    GoldsetRef,
+    Latency,
+    Leaderboard,
+    RungRef,
+    RunRecord,
+    Timings,
+    now_iso,
+    record_key,
+    subset,
+)
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +247,7 @@ class _LadderRun:
                 "latency": _latency(result.latency),
                 "cost": self._cost(result),
                 "details": result.details,
+                "subsets": {name: subset(scores.per_query, queries) for name, queries in result.subsets.items()},
             }
         )
         record = self.leaderboard.write(record, run)
@@ -285,6 +299,7 @@ class _LadderRun:
             latency=None,
             cost=Cost(api_calls=0, usage={}, usd=0.0),
             details={},
+            subsets={},
             environment=environment(),
         )
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from harness.choices import PairedTest
+from harness.choices import PairedTest, QuerySubset
 from harness.config import read_toml, validate
 from harness.errors import ConfigError, did_you_mean
 from harness.ladder.rungs import AnyRung, ChunkedRung, DenseRung, FinetuneRung, RerankRung, Rung, depends_on
@@ -73,6 +73,9 @@ class GateRule(BaseModel):
     significant: bool = Field(False, description="fail only when the drop is also statistically significant")
     split: str | None = Field(None, description="only this split (default: every split compared)")
     goldset: str | None = Field(None, description="only this goldset, e.g. an out-of-domain companion (default: every one)")
+    subset: QuerySubset | None = Field(
+        None, description="only the candidate's queries about documents it trained on ('seen') or never trained on ('unseen'; CI can hold generalisation to new documents)"
+    )
 
 
 class Gate(BaseModel):

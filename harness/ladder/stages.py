@@ -44,6 +44,7 @@ class SplitResult:
     usage: dict[str, float] = field(default_factory=dict)  # price_key -> billed units
     inherited: list[RunRecord] = field(default_factory=list)  # input records whose cost this result includes
     details: dict = field(default_factory=dict)
+    subsets: dict[str, list[str]] = field(default_factory=dict)  # a trained model's "seen" and "unseen" query ids
 
 
 class Context(Protocol):
@@ -157,6 +158,10 @@ class RetrieverStage:
             from harness.training.job import training_resources  # a fine-tuned folder (bench train): how it was trained
 
             result.details = training_resources(Path(self.rung.encoder.model))
+        if isinstance(self.retriever, DenseRetriever | ChunkedRetriever):  # a model trained on this corpus: seen and unseen queries
+            from harness.training.seen import seen_subsets
+
+            result.subsets = seen_subsets(goldset, split, self.rung.encoder.model)
         return result
 
     def _latency(self, queries: dict[str, str], top_k: int) -> dict[str, float]:
@@ -324,11 +329,15 @@ class FinetuneStage:
         encoder = EncoderConfig(model=str(model_dir), query_prompt=self.config.query_prompt, document_prompt=self.config.document_prompt, max_length=self.config.max_length)
         inner = RetrieverStage(DenseRung(name=self.rung.name, encoder=encoder, top_k=self.rung.top_k), self.cache)
         self.fingerprint = inner.fingerprint
-        details = {"round": self.rung.round, "model": str(model_dir), "trained_on": ", ".join(job.datasets), "pairs": sum(len(p) for p in job.datasets.values()), "leakage": job.leakage.count}
-        details |= training_resources(model_dir)
+        details = {"round": self.rung.round, "model": str(model_dir), "trained_on": ", ".join(job.datasets), "pairs": len(job.pairs)}
+        details |= self._leakage(job) | training_resources(model_dir)
         for split, result in inner.run(ctx, target, splits):
             result.details = details
             yield split, result
+
+    def _leakage(self, job) -> dict:
+        counts = job.leakage.counts(self.config.on_leakage, self.config.on_overlap)
+        return {"leakage": counts["query_leaks"], "overlap": counts["overlap"], "on_leakage": counts["on_leakage"], "on_overlap": counts["on_overlap"]}
 
 
 class AdapterStage:
@@ -351,7 +360,7 @@ class AdapterStage:
         eval_split = self.rung.eval_split if self.rung.eval_split in goldset.qrels else None
         key = _digest([
             self.base_fingerprint, goldset.split_fingerprint(self.rung.train_split), eval_split and goldset.split_fingerprint(eval_split),
-            self.options.model_dump(mode="json"), self.rung.on_leakage,
+            self.options.model_dump(mode="json"), self.rung.on_leakage, self.rung.on_overlap,
         ])
         return goldset, eval_split, ctx.models_root / f"{self.rung.name}-{key}"
 
@@ -367,14 +376,18 @@ class AdapterStage:
 
         if not (folder / "adapter.json").is_file():
             options = self.options.model_dump()
-            fit_adapter(goldset, self.rung.train_split, self.rung.encoder, self.cache, folder, on_leakage=self.rung.on_leakage, eval_split=eval_split, **options)
+            fit_adapter(
+                goldset, self.rung.train_split, self.rung.encoder, self.cache, folder,
+                on_leakage=self.rung.on_leakage, on_overlap=self.rung.on_overlap, eval_split=eval_split, **options,
+            )
         card = adapter_format().read_card(folder)
         inner = RetrieverStage(DenseRung(name=self.rung.name, encoder=EncoderConfig(backend="adapter", model=str(folder)), top_k=self.rung.top_k), self.cache)
         self.fingerprint = inner.fingerprint
         details = {
             "adapter": str(folder), "trained_on": f"{goldset.name}/{self.rung.train_split}", "pairs": card.training.pairs,
             "eval_split": eval_split, "best_epoch": card.training.best_epoch, "fit_embedding": card.training.embedding,
-            "leakage": card.training.leakage["same_queries"] + card.training.leakage["judged_positives"], "on_leakage": self.rung.on_leakage,
+            "leakage": card.training.leakage.get("query_leaks"), "overlap": card.training.leakage.get("overlap"),
+            "on_leakage": self.rung.on_leakage, "on_overlap": self.rung.on_overlap,
         }
         seen = {self.rung.train_split, eval_split} if ctx.tuning_target(target) == target else set()
         for split in [s for s in splits if s in seen]:

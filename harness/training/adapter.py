@@ -33,6 +33,7 @@ from harness.config import StrictModel, validate
 from harness.errors import ConfigError
 from harness.protocols import AdapterFormat
 from harness.registry import EncoderConfig, build_encoder
+from harness.training.seen import write_trained
 
 if TYPE_CHECKING:
     from torch.nn import Module
@@ -314,15 +315,17 @@ def fit_adapter(
     out_dir: Path | str,
     *,
     on_leakage: str = "stop",
+    on_overlap: str = "keep",
     eval_split: str | None = None,
     **options,
 ) -> Path:
     """Train an adapter for the ``base`` encoder on ``split`` of ``goldset``; return the folder written.
 
-    Every (query, document) of ``split`` judged with grade > 0 is a training pair. Training data that
-    would flatter the goldset's evaluation splits (a repeated query, or a document judged for an
-    evaluation query used as a positive) is handled by ``on_leakage`` as in ``bench train``: "stop"
-    (a GoldsetError), "drop" (train without those pairs) or "allow" (counted in the card). Documents
+    Every (query, document) of ``split`` judged with grade > 0 is a training pair. The leakage guard
+    runs as in ``bench train`` against the goldset's evaluation splits: query leaks (a repeated or
+    nearly repeated evaluation query) by ``on_leakage`` ("stop", "drop" or "allow"), pairs about
+    documents judged for evaluation queries by ``on_overlap`` ("keep" or "drop"); both counts go in
+    the card, and the folder records which documents it trained on (:mod:`harness.training.seen`). Documents
     and queries are embedded through ``cache``: nothing embedded before is embedded or paid for again.
     With ``eval_split`` (such as "dev"; never "test"), the epoch with the best nDCG@10 on it is kept,
     the untrained identity included. ``options`` are :class:`AdapterOptions` fields. The folder holds
@@ -334,7 +337,7 @@ def fit_adapter(
         raise ConfigError("an adapter must never be trained or selected on the test split it is evaluated on; fit it on 'train', select on 'dev'")
     if eval_split is not None and eval_split not in goldset.qrels:
         raise ConfigError(f"goldset '{goldset.name}' has no '{eval_split}' split to choose the adapter's epoch on (splits: {', '.join(goldset.qrels)})")
-    pairs, leakage = _training_pairs(goldset, split, on_leakage)
+    pairs, leakage = _training_pairs(goldset, split, on_leakage, on_overlap)
     config = _portable(validate(EncoderConfig, base if isinstance(base, Mapping) else base.model_dump(), "adapter base encoder"))
     encoder = CachedEncoder(build_encoder(config), cache)
     doc_row = {d: i for i, d in enumerate(goldset.corpus)}
@@ -355,6 +358,7 @@ def fit_adapter(
         "base_fingerprint": encoder.fingerprint, "training": training, "history": history, "versions": _versions(),
     }
     weights = {k: v.detach().numpy() for k, v in adapter.state_dict().items()}
+    write_trained(Path(out_dir), pairs, goldset)  # before the card: a folder with a card says what it trained on
     return adapter_format().save(weights, card, Path(out_dir))
 
 
@@ -380,16 +384,15 @@ def _selector(goldset: Goldset, split: str, encoder: CachedEncoder, doc_vectors:
     return select
 
 
-def _training_pairs(goldset: Goldset, split: str, on_leakage: str) -> tuple[list, dict[str, int | str]]:
+def _training_pairs(goldset: Goldset, split: str, on_leakage: str, on_overlap: str) -> tuple[list, dict[str, int | str]]:
     """The split's judged pairs after the leakage guard against the goldset's other evaluation
     splits (:func:`harness.training.leakage.guard`: the same check, and policies, as fine-tuning)."""
     from harness.data.pair_files import goldset_pairs
     from harness.training.leakage import guard
 
     eval_splits = [s for s in goldset.manifest.eval_splits if s != split]
-    datasets, found = guard({split: goldset_pairs(goldset, split)}, goldset, eval_splits, on_leakage)
-    counts = {"policy": on_leakage, "same_queries": len(found.same_queries), "judged_positives": len(found.judged_positives)}
-    return datasets[split], counts
+    datasets, found = guard({split: goldset_pairs(goldset, split)}, goldset, eval_splits, on_leakage, on_overlap)
+    return datasets[split], found.counts(on_leakage, on_overlap)
 
 
 def _portable(config: EncoderConfig) -> EncoderConfig:

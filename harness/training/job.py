@@ -28,6 +28,7 @@ from harness.training.dev_eval import SplitScorer
 from harness.training.leakage import Leakage, guard
 from harness.training.recipe import DEFAULT_NEGATIVES, negatives_for, resolve_recipe
 from harness.training.schema import TrainConfig
+from harness.training.seen import TRAINED_FILE, write_trained
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,10 @@ class Job:
     def model_dir(self, round_index: int) -> Path:
         return self.folder / f"r{round_index}" / "model"
 
+    @property
+    def pairs(self) -> list[Pair]:
+        return [p for ps in self.datasets.values() for p in ps]
+
 
 def plan_job(config: TrainConfig, *, models_root: Path, base: Path | None = None) -> Job:
     """Load the data, check it for leakage (raising unless allowed) and fix the output folder."""
@@ -60,7 +65,7 @@ def plan_job(config: TrainConfig, *, models_root: Path, base: Path | None = None
     eval_splits = [s for s in {config.eval_split, *(goldset.manifest.eval_splits if goldset else [])} if s]
     found = Leakage()
     if goldset:
-        datasets, found = guard(datasets, goldset, eval_splits, config.on_leakage)
+        datasets, found = guard(datasets, goldset, eval_splits, config.on_leakage, config.on_overlap)
     pairs = [p for ps in datasets.values() for p in ps]
     fingerprint = config.fingerprint(data_fingerprint(pairs))
     folder = Path(config.output_dir) if config.output_dir else models_root / f"{config.name}-{fingerprint}"
@@ -75,6 +80,10 @@ def run_job(job: Job, cache: Cache, up_to_round: int | None = None) -> list[Path
     base = trainer.resolve_model(config.base_model)
     todo = [r for r in range(last + 1) if not (job.model_dir(r) / "tunebench.json").is_file()]
     recipe = resolve_recipe(config, job.datasets, trainer, base, last) if todo else None  # refuses before any training
+    if is_main_process():  # before training: a folder with a card always says which documents it trained on
+        for r in range(last + 1):
+            if not (job.model_dir(r) / TRAINED_FILE).is_file():
+                write_trained(job.model_dir(r), job.pairs, job.goldset)
     for r in todo:
         done = job.model_dir(r)
         start = base if r == 0 or config.mining.start_from == "base" else job.model_dir(r - 1)
@@ -201,6 +210,6 @@ def _card(job: Job, round_index: int, result, data) -> dict:
         "pairs": sum(len(p) for p in data.values()),
         "steps": result.steps,
         "best_dev_metric": result.best_metric,
-        "leakage": job.leakage.count,
+        "leakage": job.leakage.counts(config.on_leakage, config.on_overlap),
         "history": result.history,
     }

@@ -1,12 +1,19 @@
-"""The leakage guard: training data that would make the evaluation optimistic.
+"""The leakage guard: training data that overlaps the evaluation, in two families that mean different things.
 
-Four kinds of overlap let a model memorise the test: a train query that repeats an evaluation query
-(after :func:`normalise`), one that nearly repeats it (cosine of character 3-5-gram vectors at or
-above a threshold: a reworded or negated claim, a typo), a train positive that is a document
-judged relevant for an evaluation query (matched by id, or by text when the pair has no id), and a
+**Query leaks** let a model see the exam questions: a train query that repeats an evaluation query
+(after :func:`normalise`), or one that nearly repeats it (cosine of character 3-5-gram vectors at or
+above a threshold: a reworded or negated claim, a typo). Scores with them are optimistic for any
+deployment; ``on_leakage`` stops the job, drops those pairs or allows them (counted).
+
+**Document overlap** is training on the documents evaluation queries are judged on: a train positive
+judged relevant for an evaluation query (matched by id, or by text when the pair has no id), or a
 synthetic query written from such a document (a pair's ``generated_from`` ids, or the positive of a
-pair whose ``source`` starts with "synthetic"). :func:`check_leakage` runs before every training job
-(``bench train``, the ``finetune`` rung, adapters) and stops it unless the policy allows;
+pair whose ``source`` starts with "synthetic"). For a team that fine-tunes on its own corpus, that is
+the deployment, not a leak: next month's queries hit the very documents it trained on. ``on_overlap``
+keeps those pairs (the default) or drops them, and every fine-tuned record scores the queries about
+documents it trained on ("seen") and the others ("unseen") apart (:mod:`harness.training.seen`).
+
+:func:`guard` runs before every training job (``bench train``, the ``finetune`` rung, adapters);
 ``bench check-leakage`` reports the same findings with every offending id.
 """
 
@@ -20,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from harness.choices import LeakagePolicy, values
+from harness.choices import LeakagePolicy, OverlapPolicy, values
 from harness.data.goldset import Goldset
 from harness.errors import ConfigError, GoldsetError
 from harness.protocols import Pair
@@ -35,12 +42,15 @@ def normalise(text: str) -> str:
 
 
 NEAR_DUPLICATE = 0.85  # SciFact's negated and reworded claims score 0.8-1.0 (every such test/train pair cites the same document); 99.9% of its pairs score under 0.5
-KINDS = {
+QUERY_KINDS = {
     "same_queries": "evaluation queries repeated in training",
     "near_queries": "evaluation queries nearly repeated in training",
+}
+DOCUMENT_KINDS = {
     "judged_positives": "documents judged for evaluation queries used as training positives",
     "synthetic_origins": "documents judged for evaluation queries that synthetic training queries were written from",
 }
+KINDS = QUERY_KINDS | DOCUMENT_KINDS
 
 
 @dataclass(frozen=True)
@@ -64,15 +74,25 @@ class Leakage:
     evidence: list[Evidence] = field(default_factory=list)
 
     @property
-    def count(self) -> int:
-        return sum(len(getattr(self, kind)) for kind in KINDS)
+    def query_leaks(self) -> int:
+        """Evaluation queries that training repeats or nearly repeats."""
+        return sum(len(getattr(self, kind)) for kind in QUERY_KINDS)
 
-    def describe(self) -> str:
-        found = [(kind, getattr(self, kind)) for kind in KINDS if getattr(self, kind)]
-        return "; ".join(f"{len(ids)} {KINDS[kind]} (e.g. {', '.join(ids[:3])})" for kind, ids in found)
+    @property
+    def overlap(self) -> int:
+        """Evaluation-judged documents that training uses (as positives, or as synthetic queries' sources)."""
+        return sum(len(getattr(self, kind)) for kind in DOCUMENT_KINDS)
+
+    def describe(self, kinds: dict[str, str] = KINDS) -> str:
+        found = [(kind, getattr(self, kind)) for kind in kinds if getattr(self, kind)]
+        return "; ".join(f"{len(ids)} {kinds[kind]} (e.g. {', '.join(ids[:3])})" for kind, ids in found)
 
     def as_dict(self) -> dict:
-        return {kind: getattr(self, kind) for kind in KINDS} | {"count": self.count, "evidence": [asdict(e) for e in self.evidence]}
+        return {kind: getattr(self, kind) for kind in KINDS} | {"query_leaks": self.query_leaks, "overlap": self.overlap, "evidence": [asdict(e) for e in self.evidence]}
+
+    def counts(self, on_leakage: str, on_overlap: str) -> dict[str, int | str]:
+        """What records and cards keep: both counts, each kind's, and the policies applied."""
+        return {"query_leaks": self.query_leaks, "overlap": self.overlap, "on_leakage": on_leakage, "on_overlap": on_overlap} | {kind: len(getattr(self, kind)) for kind in KINDS}
 
     def add(self, kind: str, eval_id: str, train: str, similarity: float = 1.0) -> None:
         ids = getattr(self, kind)
@@ -153,39 +173,50 @@ def near_duplicates(queries: Sequence[str], candidates: Sequence[str], threshold
 
 
 def check_leakage(pairs: list[Pair], goldset: Goldset, eval_splits: list[str], policy: str, *, near: float | None = NEAR_DUPLICATE) -> Leakage:
-    """:func:`leakage`, raising a :class:`GoldsetError` when any is found and ``policy`` is "stop"."""
+    """:func:`leakage`, raising a :class:`GoldsetError` when a query leaks and ``policy`` is "stop"."""
     found = leakage(pairs, goldset, [s for s in eval_splits if s in goldset.qrels], near=near)
-    if found.count and policy == "stop":
+    if found.query_leaks and policy == "stop":
         raise GoldsetError(
-            f"training data leaks into evaluation on '{goldset.name}': {found.describe()}; remove them (bench check-leakage lists every one), "
+            f"training queries leak into evaluation on '{goldset.name}': {found.describe(QUERY_KINDS)}; remove them (bench check-leakage lists every one), "
             "or set on_leakage = \"drop\" (train without those pairs) or \"allow\" (train anyway; the count is recorded)"
         )
     return found
 
 
-def without_leaks(pairs: list[Pair], goldset: Goldset, found: Leakage) -> list[Pair]:
-    """The pairs that cause none of ``found``: no repeated or nearly repeated eval query, no
-    eval-judged document as positive or as a synthetic query's origin."""
-    bad_queries = {normalise(e.train) for e in found.evidence if e.kind in ("same_queries", "near_queries")}
-    bad_docs = set(found.judged_positives) | set(found.synthetic_origins)
+def without(pairs: list[Pair], goldset: Goldset, found: Leakage, *, queries: bool, documents: bool) -> list[Pair]:
+    """The pairs that cause none of ``found``'s query leaks (``queries``) and document overlap
+    (``documents``): no repeated or nearly repeated eval query; no eval-judged document as positive
+    or as a synthetic query's origin."""
+    bad_queries = {normalise(e.train) for e in found.evidence if e.kind in QUERY_KINDS} if queries else set()
+    bad_docs = set(found.judged_positives) | set(found.synthetic_origins) if documents else set()
     bad_texts = {goldset.document_text(goldset.corpus[d]) for d in bad_docs}
 
     def clean(p: Pair) -> bool:
-        positive_leaks = p.positive_id in bad_docs or p.positive in bad_texts
-        return normalise(p.query) not in bad_queries and not positive_leaks and not bad_docs.intersection(origins(p))
+        positive_overlaps = p.positive_id in bad_docs or p.positive in bad_texts
+        return normalise(p.query) not in bad_queries and not positive_overlaps and not bad_docs.intersection(origins(p))
 
     return [p for p in pairs if clean(p)]
 
 
-def guard(datasets: dict[str, list[Pair]], goldset: Goldset, eval_splits: list[str], policy: str) -> tuple[dict[str, list[Pair]], Leakage]:
-    """Training data (pairs per source) after the leakage check against ``eval_splits``, by ``policy``:
-    "stop" raises a :class:`GoldsetError` on any finding, "drop" trains without the leaking pairs,
-    "allow" keeps them (the findings are returned either way, for the record). The one path every
-    training job takes: ``bench train``, the ``finetune`` rung and adapters."""
-    if policy not in values(LeakagePolicy):
-        raise ConfigError(f"on_leakage must be one of {', '.join(values(LeakagePolicy))}, not '{policy}'")
+def guard(
+    datasets: dict[str, list[Pair]], goldset: Goldset, eval_splits: list[str], policy: str, overlap: str = "keep"
+) -> tuple[dict[str, list[Pair]], Leakage]:
+    """Training data (pairs per source) after the leakage check against ``eval_splits``. Query leaks
+    by ``policy``: "stop" raises a :class:`GoldsetError`, "drop" trains without those pairs, "allow"
+    keeps them. Document overlap by ``overlap``: "keep" or "drop". The findings are returned either
+    way, for the record. The one path every training job takes: ``bench train``, the ``finetune``
+    rung and adapters."""
+    for key, value, choice in (("on_leakage", policy, LeakagePolicy), ("on_overlap", overlap, OverlapPolicy)):
+        if value not in values(choice):
+            raise ConfigError(f"{key} must be one of {', '.join(values(choice))}, not '{value}'")
     found = check_leakage([p for ps in datasets.values() for p in ps], goldset, eval_splits, policy)
-    if found.count and policy == "drop":
-        datasets = {name: without_leaks(ps, goldset, found) for name, ps in datasets.items()}
-        log.warning("dropped leaking pairs: %s", found.describe())
+    drop_queries, drop_documents = bool(found.query_leaks) and policy == "drop", bool(found.overlap) and overlap == "drop"
+    if drop_queries or drop_documents:
+        datasets = {name: without(ps, goldset, found, queries=drop_queries, documents=drop_documents) for name, ps in datasets.items()}
+    if drop_queries:
+        log.warning("dropped pairs whose queries leak: %s", found.describe(QUERY_KINDS))
+    if drop_documents:
+        log.warning("dropped pairs about evaluation-judged documents (on_overlap = \"drop\"): %s", found.describe(DOCUMENT_KINDS))
+    elif found.overlap:
+        log.info("kept pairs about evaluation-judged documents (on_overlap = \"keep\"): %s; records score seen and unseen documents apart", found.describe(DOCUMENT_KINDS))
     return datasets, found

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from harness.choices import LeakagePolicy
+from harness.choices import LeakagePolicy, OverlapPolicy
 from harness.config import StrictModel
 from harness.registry import DEFAULT_MODEL
 
@@ -98,7 +98,10 @@ class TrainConfig(StrictModel):
     lora: LoraSettings | None = None
     seed: int = 42
     primary_metric: str = "ndcg@10"
-    on_leakage: LeakagePolicy = Field("stop", description="stop the run; drop the leaking pairs; or train anyway (counted)")
+    on_leakage: LeakagePolicy = Field("stop", description="training queries that repeat evaluation queries: stop the run; drop those pairs; or train anyway (counted)")
+    on_overlap: OverlapPolicy = Field(
+        "keep", description="training pairs about documents evaluation queries are judged on: keep them (records score seen and unseen documents apart) or drop them"
+    )
     output_dir: str | None = Field(None, description="default: models/<name>-<fingerprint> beside the leaderboard")
 
     @model_validator(mode="after")
