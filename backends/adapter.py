@@ -60,7 +60,7 @@ class TrainingData(BaseModel):
     pairs: int
     documents: int
     embedding: dict[str, int | float] = Field(description="texts encoded and served from the cache while fitting, billed units")
-    leakage: dict[str, int | str] = Field(description="on_leakage policy, and the evaluation queries and judged documents found in training")
+    leakage: dict[str, int | str] = Field(description="query leaks and document overlap found in training (counts, per kind) and the on_leakage / on_overlap policies applied")
     eval_split: str | None = Field(None, description="split whose nDCG@10 chose the epoch kept (None: the last epoch)")
     best_epoch: int | None = Field(None, description="the epoch kept, when an eval_split chose it")
 

@@ -188,6 +188,15 @@ def test_a_rule_on_unseen_documents_gates_generalisation_alone():
     assert result.as_dict()["checks"][1]["subset"] == "unseen"
     with pytest.raises(Exception, match="rung 'ft-old' on tiny/test has no such subset"):
         run_gate([baseline], [candidate], Gate(), [GateRule(metric="ndcg@10", subset="unseen")])
+    # an out-of-domain companion: a fine-tuned model saw none of its documents, so all its queries are unseen
+    far = {"far": 0.5, "away": 0.7}
+    far_candidate = scored_record(far, rung="ft-r0", split_fingerprint="far")
+    far_candidate = far_candidate.model_copy(update={"goldset": far_candidate.goldset.model_copy(update={"name": "far", "ood_of": "tiny"}),
+                                                     "subsets": {"seen": subset(far_candidate.per_query, []), "unseen": subset(far_candidate.per_query, list(far))}})
+    far_baseline = scored_record(far, rung="ft-old", split_fingerprint="far")
+    far_baseline = far_baseline.model_copy(update={"goldset": far_candidate.goldset})
+    result = run_gate([candidate, far_candidate], [baseline, far_baseline], Gate(), [GateRule(metric="ndcg@10", subset="unseen")])
+    assert [(c.goldset, c.comparison.n, c.verdict) for c in result.checks] == [("tiny", 50, "regression"), ("far", 2, "pass")]
     with pytest.raises(ConfigError, match="subset"):  # a typo'd subset is a config error, not an empty check
         validate(GateRule, {"metric": "ndcg@10", "subset": "unsen"}, "ladder.toml gate rule")
 

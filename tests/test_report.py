@@ -67,7 +67,7 @@ def test_no_go_when_finetuning_loses_out_of_domain():
 
 def test_no_go_when_a_cheaper_rung_is_as_good():
     report = build_report([*cheaper(), finetuned(0.0, 0.002), *ood(0.0)], ladder())
-    assert report.sections[1].table[1][0][7] == "no"  # not significant: the interval decides
+    assert report.sections[1].table[1][0][8] == "no"  # not significant: the interval decides
     assert report.verdict == "NO-GO"
     assert "the interval excludes a gain of the margin 0.01; bm25 is as good" in report.reasons[1]
 
@@ -97,7 +97,7 @@ def test_not_yet_when_too_few_queries_to_tell():
 
 
 def test_pitfalls_leakage_easy_negatives_and_small_goldsets():
-    leaky = finetuned(0.05, 0.01, name="ft-r0", kind="finetune", details={"round": 0, "leakage": 3, "pairs": 40})
+    leaky = finetuned(0.05, 0.01, name="ft-r0", kind="finetune", details={"round": 0, "leakage": 3, "overlap": 5, "pairs": 40})
     report = build_report([*cheaper(), leaky], ladder(min_queries=100))
     pitfalls = "\n".join(report.pitfalls)
     assert "ft-r0: 3 evaluation queries are repeated in its training data" in pitfalls
@@ -105,7 +105,7 @@ def test_pitfalls_leakage_easy_negatives_and_small_goldsets():
     assert "only 60 evaluation queries (fewer than 100)" in pitfalls
     assert "where the evaluation queries came from is not recorded" in pitfalls
     rounds = report.sections[1].table
-    assert rounds[1][0][:3] == ["ft-r0", "all queries", "60"] and rounds[1][0][-3:] == ["40", "3", "?"]
+    assert rounds[1][0][:4] == ["ft-r0", "all queries", "60", "bm25"] and rounds[1][0][-3:] == ["40", "3", "5"]
     mined = build_report([*cheaper(), leaky, finetuned(0.05, 0.01, name="ft-r1")], ladder())
     assert not any("easy" in p for p in mined.pitfalls)
 
@@ -122,7 +122,7 @@ def test_pitfall_names_who_wrote_the_evaluation_queries(tmp_path, origin, fragme
 def test_holm_corrects_over_the_rounds_compared():
     one = build_report([*cheaper(), finetuned(0.01, 0.03)], ladder())
     two = build_report([*cheaper(), finetuned(0.01, 0.03), finetuned(0.0, 0.03, name="ft-r2")], ladder())
-    p_one, p_two = (float(r.sections[1].table[1][0][6]) for r in (one, two))
+    p_one, p_two = (float(r.sections[1].table[1][0][7]) for r in (one, two))
     assert p_two > p_one
 
 
@@ -168,7 +168,7 @@ def test_bench_report_misuse_is_one_line(views_leaderboard, tmp_path, args, frag
 def test_a_model_folder_with_a_tunebench_card_is_a_finetuned_round(tmp_path):
     model = tmp_path / "models/job/r0/model"
     model.mkdir(parents=True)
-    (model / "tunebench.json").write_text('{"round": 0, "leakage": 5, "pairs": 12, "config": {"on_leakage": "allow"}}')
+    (model / "tunebench.json").write_text('{"round": 0, "leakage": {"query_leaks": 5, "overlap": 2}, "pairs": 12, "config": {"on_leakage": "allow"}}')
     ran = finetuned(0.05, 0.01, name="dense:model")
     ran = ran.model_copy(update={"rung": ran.rung.model_copy(update={"config": {"kind": "dense", "encoder": {"model": str(model)}}})})
     assert is_finetuned(ran)
@@ -178,7 +178,7 @@ def test_a_model_folder_with_a_tunebench_card_is_a_finetuned_round(tmp_path):
 
 
 def test_an_adapter_rung_counts_as_fine_tuning_with_its_leakage():
-    adapter = finetuned(0.05, 0.01, name="voyage+adapter", kind="adapter", details={"leakage": 3, "on_leakage": "allow", "pairs": 40})
+    adapter = finetuned(0.05, 0.01, name="voyage+adapter", kind="adapter", details={"leakage": 3, "overlap": 0, "on_leakage": "allow", "pairs": 40})
     assert is_finetuned(adapter)
     report = build_report([*cheaper(), adapter, *ood(0.0)], ladder())
     assert report.verdict == "GO" and "voyage+adapter +0.050 ndcg@10 over bm25" in report.reasons[1]
@@ -221,18 +221,18 @@ def scenario(tmp_path, corpus: str, records: list[RunRecord]) -> list[RunRecord]
 def test_a_fixed_corpus_decides_on_all_queries_and_shows_seen_and_unseen(tmp_path):
     report = build_report(scenario(tmp_path, "fixed", [*cheaper(), split_gain(0.10, 0.0), *ood(0.0)]), ladder())
     assert report.verdict == "GO" and "ft-r0 +0.067 ndcg@10 over bm25 (95% CI" in report.reasons[1]
-    assert "corpus = fixed: the verdict rests on all 60 queries" in report.reasons[2] and "seen documents: 40 queries, unseen: 20" in report.reasons[2]
+    assert "corpus = fixed: the verdict rests on all 60 queries" in report.reasons[2] and "ft-r0 40 seen / 20 unseen" in report.reasons[2]
     table = report.sections[1].table[1]
     assert [row[:3] for row in table] == [["ft-r0", "all queries", "60"], ["ft-r0", "seen documents", "40"], ["ft-r0", "unseen documents", "20"]]
-    assert [row[4] for row in table] == ["+0.067", "+0.100", "+0.000"]  # each subset paired with bm25 on the same queries
-    assert table[2][7] == "no" and table[1][7] == "yes"
+    assert [row[3:6] for row in table] == [["bm25", "0.717", "+0.067"], ["bm25", "0.750", "+0.100"], ["bm25", "0.650", "+0.000"]]  # paired on the same queries
+    assert table[2][8] == "no" and table[1][8] == "yes"
 
 
 def test_a_growing_corpus_decides_on_unseen_documents(tmp_path):
     report = build_report(scenario(tmp_path, "growing", [*cheaper(), split_gain(0.10, 0.0), *ood(0.0)]), ladder())
     assert report.verdict == "NO-GO"
     assert "ft-r0 +0.000 ndcg@10 over bm25 on the 20 queries about unseen documents" in report.reasons[1]
-    assert "corpus = growing: the verdict rests on the queries about documents the fine-tuned model never trained on (20)" in report.reasons[2]
+    assert "corpus = growing: the verdict rests on the queries about documents the fine-tuned model never trained on; queries about seen and unseen documents: ft-r0 40 seen / 20 unseen" in report.reasons[2]
     assert "| ft-r0 | unseen documents | 20 |" in report.markdown()
 
 
@@ -251,13 +251,41 @@ def test_too_few_unseen_queries_to_decide_says_so(tmp_path):
 def test_a_growing_corpus_without_unseen_queries_is_not_yet(tmp_path):
     everything = split_gain(0.10, 0.0, seen=QIDS)
     report = build_report(scenario(tmp_path, "growing", [*cheaper(), everything, *ood(0.0)]), ladder())
-    assert report.verdict == "NOT YET" and "trained on a relevant document of every evaluation query: hold out documents" in report.reasons[1]
+    assert report.verdict == "NOT YET" and "trained on a relevant document of every evaluation query (hold out documents" in report.reasons[1]
     old = finetuned(0.05, 0.01, name="ft-r0", kind="finetune")  # a record from before subsets
     report = build_report(scenario(tmp_path, "growing", [*cheaper(), old]), ladder())
     assert report.verdict == "NOT YET" and "do not say which queries those are" in report.reasons[1]
     assert any("ft-r0: its record does not say which queries are about documents it trained on" in p for p in report.pitfalls)
 
 
-def test_dropping_overlapping_documents_is_a_pitfall_for_a_fixed_corpus():
+def test_dropping_overlapping_documents_is_a_pitfall_for_a_fixed_corpus_only(tmp_path):
     dropped = finetuned(0.05, 0.01, name="ft-r0", kind="finetune", details={"round": 0, "leakage": 0, "overlap": 12, "on_overlap": "drop"})
-    assert any("ft-r0: trained without 12 documents that evaluation queries are judged on (on_overlap = drop)" in p for p in build_report([*cheaper(), dropped], ladder()).pitfalls)
+    said = "ft-r0: trained without 12 documents that evaluation queries are judged on (on_overlap = drop)"
+    assert any(said in p for p in build_report([*cheaper(), dropped], ladder()).pitfalls)
+    assert not any(said in p for p in build_report([*cheaper(), dropped], ladder(), corpus="growing").pitfalls)  # new documents: dropping is right
+
+
+def test_records_from_before_the_split_show_one_combined_count_not_repeated_queries():
+    old = finetuned(0.05, 0.01, name="ft-r0", kind="finetune", details={"round": 0, "leakage": 183, "on_leakage": "allow", "pairs": 919})
+    report = build_report([*cheaper(), old], ladder())
+    pitfalls = "\n".join(report.pitfalls)
+    assert "ft-r0: 183 repeated evaluation queries and evaluation-judged documents together" in pitfalls and "183 evaluation queries are repeated" not in pitfalls
+    assert "which queries are about documents it trained on is not recorded" in report.reasons[2]
+    assert report.sections[1].table[1][0][-2:] == ["?", "?"]
+
+
+def test_the_best_cheaper_rung_is_chosen_on_the_same_queries(tmp_path):
+    """On the unseen-document queries a cheaper rung that is weaker overall may be the stronger one:
+    the fine-tuned round is compared with that one there."""
+    strong_on_unseen = record("hybrid", [b + (0.02 if q in SEEN else 0.09) for q, b in zip(QIDS, BASE)], recall=0.85)
+    report = build_report(scenario(tmp_path, "growing", [*cheaper(), strong_on_unseen, split_gain(0.10, 0.06)]), ladder())
+    table = {row[1]: row for row in report.sections[1].table[1]}
+    assert table["all queries"][3] == "bm25" and table["unseen documents"][3] == "hybrid"
+    assert report.verdict == "GO" and "over hybrid on the 20 queries about unseen documents" in report.reasons[1]
+
+
+def test_bench_report_corpus_flag(views_leaderboard, tmp_path):
+    result = CliRunner().invoke(main, ["report", "-l", str(tmp_path / "ladder.toml"), "--leaderboard", str(views_leaderboard), "--corpus", "growing"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["report", "-l", str(tmp_path / "ladder.toml"), "--leaderboard", str(views_leaderboard), "--corpus", "shrinking"])
+    assert result.exit_code == 2 and "'shrinking' is not one of 'fixed', 'growing'" in result.output

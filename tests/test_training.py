@@ -184,6 +184,23 @@ def test_leaking_training_data_stops_bench_train(tmp_path, tiny_model):
     assert not (tmp_path / "models").exists()
 
 
+@pytest.mark.parametrize("policy", ["keep", "drop"])
+def test_overlapping_documents_train_unless_dropped_and_records_say_which_queries_were_seen(tmp_path, tiny_model, policy):
+    """q5 (train) is about d1, the document test query q1 is judged on: document overlap, not a leak."""
+    goldset = write_goldset(tmp_path / "g", qrels={"test": {"q1": {"d1": 2}, "q2": {"d2": 2}}, "train": {"q5": {"d1": 1}, "q6": {"d6": 2}}})
+    config = write_train(tmp_path, tiny_model, goldset)
+    args = ["train", str(config), "--models-dir", str(tmp_path / "models"), "--rounds", "0", "--on-overlap", policy, "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["leakage"]["overlap"] == 1 and out["leakage"]["query_leaks"] == 0 and out["leakage"]["on_overlap"] == policy
+    card = json.loads((Path(out["models"][0]) / "tunebench.json").read_text())
+    assert card["pairs"] == (2 if policy == "keep" else 1)
+    subsets = {r["rung"]: r["subsets"] for r in out["records"]}["ft-r0"]
+    assert (subsets["seen"]["n"], subsets["unseen"]["n"]) == ((1, 1) if policy == "keep" else (0, 2))
+    assert "on_overlap = " + policy in (Path(out["models"][0]) / "README.md").read_text()
+
+
 def test_finetune_rung_in_a_ladder_records_every_round(tmp_path, tiny_model, bow_backend):
     from conftest import TINY_DOCS, write_ladder
     from harness.cache import Cache
@@ -201,7 +218,10 @@ def test_finetune_rung_in_a_ladder_records_every_round(tmp_path, tiny_model, bow
     assert records[("main", "ft-r1")].details["round"] == 1 and records[("main", "ft-r1")].details["trained_on"] == "main/train"
     assert records[("other", "ft-r0")].details["model"] == records[("main", "ft-r0")].details["model"]  # OOD uses the in-domain model
     assert (tmp_path / "models").is_dir() and records[("main", "ft-r0")].latency is not None
-    assert set(records[("main", "ft-r1")].subsets) == {"seen", "unseen"} and records[("other", "ft-r1")].subsets == {}  # another corpus: nothing seen
+    main_subsets = records[("main", "ft-r1")].subsets  # the tiny goldset's train documents are none of its test documents
+    assert main_subsets["seen"].queries == [] and len(main_subsets["unseen"].queries) == records[("main", "ft-r1")].goldset.n_queries
+    other = records[("other", "ft-r1")].subsets  # another corpus: every query unseen (same document ids, other documents)
+    assert other["seen"].queries == [] and len(other["unseen"].queries) == records[("other", "ft-r1")].goldset.n_queries
     assert records[("main", "ft-r1")].details["on_overlap"] == "keep"
     with pytest.raises(ConfigError, match="rung 'ft' train table: unknown key 'epoch'"):
         load_ladder(write_ladder(tmp_path, main_goldset, extra.replace("epochs = 1", "epoch = 1")))

@@ -19,12 +19,12 @@ python - "$data" "$work" <<'PY'
 import random, sys
 from pathlib import Path
 from harness.data.goldset import load_goldset
-from harness.training.leakage import leakage, without_leaks
+from harness.training.leakage import leakage, without
 from harness.pairs.pairset import write_pairs
 from harness.training.schema import goldset_pairs, read_pair_file
 goldset, work = load_goldset(sys.argv[1]), Path(sys.argv[2])
 pairs = goldset_pairs(goldset, "train")
-clean = without_leaks(pairs, goldset, leakage(pairs, goldset, ["test"]))
+clean = without(pairs, goldset, leakage(pairs, goldset, ["test"]), queries=True, documents=True)
 print(f"real train pairs: {len(pairs)}, without leaks: {len(clean)}")
 write_pairs(work / "pairs_real_all.jsonl", clean)
 write_pairs(work / "pairs_real_leaky.jsonl", random.Random(0).sample(pairs, len(clean)))

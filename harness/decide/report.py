@@ -32,7 +32,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.decide.significance import Comparison, compare, holm
-from harness.decide.views import COLUMNS, Panel, figures_html, html_page, html_table, markdown_table, panel_figures, panels
+from harness.decide.views import (
+    COLUMNS,
+    Panel,
+    figures_html,
+    html_page,
+    html_table,
+    markdown_line,
+    markdown_table,
+    markdown_text,
+    panel_figures,
+    panels,
+    shown,
+)
 from harness.errors import BenchError
 from harness.ladder.schema import Decision, Ladder
 from harness.records import RunRecord
@@ -68,6 +80,7 @@ class Row:
     comparison: Comparison | None = None
     p_holm: float = math.nan
     subset: str | None = None
+    reference: str = ""  # the rung compared with
 
     @property
     def significant(self) -> bool:
@@ -126,12 +139,17 @@ def ordered(records: list[RunRecord], ladder: Ladder) -> list[RunRecord]:
     return sorted(ok, key=lambda r: rank.get(r.rung.name, len(rank)))
 
 
-def compare_all(records: list[RunRecord], reference: RunRecord, metric: str, decision: Decision, subset: str | None = None) -> list[Row]:
-    """Each record against ``reference`` (on the record's ``subset`` of queries when given: records
-    without it, or with it empty, are left out), p-values Holm-adjusted over the records compared."""
+def compare_all(records: list[RunRecord], reference: RunRecord | list[RunRecord], metric: str, decision: Decision, subset: str | None = None) -> list[Row]:
+    """Each record against ``reference`` (given several, the best of them on the same queries), on the
+    record's ``subset`` of queries when given (records without it, or with it empty, are left out),
+    p-values Holm-adjusted over the records compared."""
     if subset is not None:
         records = [r for r in records if r.subsets.get(subset) and r.subsets[subset].queries]
-    rows = [Row(r, compare(r, reference, metric, method=decision.test, alpha=decision.alpha, queries=_queries(r, subset)), subset=subset) for r in records]
+    rows = []
+    for r in records:
+        queries = _queries(r, subset)
+        best = reference if isinstance(reference, RunRecord) else best_on(reference, metric, queries)
+        rows.append(Row(r, compare(r, best, metric, method=decision.test, alpha=decision.alpha, queries=queries), subset=subset, reference=best.rung.name))
     adjusted = holm({r.record.rung.name: r.comparison.p_value for r in rows})
     for row in rows:
         row.p_holm = adjusted[row.record.rung.name]
@@ -140,6 +158,16 @@ def compare_all(records: list[RunRecord], reference: RunRecord, metric: str, dec
 
 def _queries(record: RunRecord, subset: str | None) -> list[str] | None:
     return None if subset is None else record.subsets[subset].queries
+
+
+def best_on(records: list[RunRecord], metric: str, queries: list[str] | None = None) -> RunRecord:
+    """The record with the highest mean ``metric`` on ``queries`` (all of its queries when None): on the
+    unseen-document queries the strongest cheaper rung may not be the strongest overall."""
+    def mean(record: RunRecord) -> float:
+        scores = [record.per_query[q][metric] for q in (record.per_query if queries is None else queries) if q in record.per_query]
+        return sum(scores) / len(scores) if scores else -math.inf
+
+    return max(records, key=mean)
 
 
 def ood_rows(panel: Panel, candidate: RunRecord, baseline: RunRecord, metric: str, decision: Decision) -> list[Row]:
@@ -164,10 +192,15 @@ def training_facts(record: RunRecord) -> dict:
     round_ = record.details.get("round", card.get("round"))
     if round_ is None and _ROUND.search(record.rung.name):
         round_ = int(_ROUND.search(record.rung.name).group(1))
-    counts = card.get("leakage") if isinstance(card.get("leakage"), dict) else {"query_leaks": card.get("leakage")}  # cards before 2026-12 held one count
+    card_counts = card.get("leakage")
+    counts = card_counts if isinstance(card_counts, dict) else {} if card_counts is None else {"combined": card_counts}
+    if "leakage" in record.details and "overlap" not in record.details:  # recorded before query leaks and document overlap were told apart
+        counts = {"combined": record.details["leakage"]}
     return {
-        "leakage": record.details.get("leakage", counts.get("query_leaks")), "on_leakage": record.details.get("on_leakage", config.get("on_leakage")),
-        "overlap": record.details.get("overlap", counts.get("overlap")), "on_overlap": record.details.get("on_overlap", config.get("on_overlap")),
+        "leakage": None if "combined" in counts else record.details.get("leakage", counts.get("query_leaks")),
+        "overlap": record.details.get("overlap", counts.get("overlap")),
+        "combined": counts.get("combined"),  # one count of both, from records and cards before the split
+        "on_leakage": record.details.get("on_leakage", config.get("on_leakage")), "on_overlap": record.details.get("on_overlap", config.get("on_overlap")),
         "round": round_, "pairs": record.details.get("pairs", card.get("pairs")),
     }
 
@@ -196,11 +229,11 @@ def corpus_scenario(record: RunRecord) -> str:
 # ---- the decision ----------------------------------------------------------------------------------
 
 
-def verdict(best: Row | None, ood: list[Row], decision: Decision, cheaper: str) -> tuple[str, str]:
+def verdict(best: Row | None, ood: list[Row], decision: Decision) -> tuple[str, str]:
     """GO / NO-GO / NOT YET and the one reason that decided it (see the module docstring)."""
     if best is None:
         return "NOT YET", "fine-tuning has not been run on this goldset: add a finetune rung to the ladder or run bench train"
-    c, name = best.comparison, best.record.rung.name
+    c, name, cheaper = best.comparison, best.record.rung.name, best.reference
     on = "" if best.subset is None else f" on the {c.n} queries about {SUBSET_LABELS[best.subset]}"
     drops = [row for row in ood if row.comparison.delta < -decision.ood_tolerance]
     if drops:
@@ -219,15 +252,18 @@ def verdict(best: Row | None, ood: list[Row], decision: Decision, cheaper: str) 
 
 def _no_subset_reason(finetuned: list[RunRecord], subset: str, scenario: str) -> str:
     """Why a ``growing`` corpus cannot be decided: no fine-tuned record has queries about unseen documents."""
-    names = ", ".join(r.rung.name for r in finetuned)
-    if not any(r.subsets for r in finetuned):
-        return (f"the corpus is {scenario}, so the verdict rests on queries about {SUBSET_LABELS[subset]}, but the records of {names} do not say which "
-                "queries those are (recorded before tunebench scored seen and unseen documents, or by a model that was not trained here): re-run them")
-    return (f"the corpus is {scenario}, so the verdict rests on queries about {SUBSET_LABELS[subset]}, and {names} trained on a relevant document of every "
-            "evaluation query: hold out documents (with their queries) from training to measure it")
+    unknown = [r.rung.name for r in finetuned if subset not in r.subsets]
+    everything = [r.rung.name for r in finetuned if subset in r.subsets]
+    parts = []
+    if everything:
+        parts.append(f"{', '.join(everything)} trained on a relevant document of every evaluation query (hold out documents, with their queries, from training to measure it)")
+    if unknown:
+        parts.append(f"the records of {', '.join(unknown)} do not say which queries those are (a model not trained by tunebench, or recorded before it kept "
+                     "the documents it trained on: re-run it)")
+    return f"the corpus is {scenario}, so the verdict rests on queries about {SUBSET_LABELS[subset]}, but " + "; and ".join(parts)
 
 
-def pitfalls(panel: Panel, finetuned: list[RunRecord], best: Row | None, decision: Decision) -> list[str]:
+def pitfalls(panel: Panel, finetuned: list[RunRecord], best: Row | None, decision: Decision, scenario: str = "fixed") -> list[str]:
     """Problems visible in the evidence that weaken any decision taken on it."""
     first = panel.records[0]
     found = []
@@ -242,21 +278,25 @@ def pitfalls(panel: Panel, finetuned: list[RunRecord], best: Row | None, decisio
         found.append(f"only {first.goldset.n_queries} evaluation queries (fewer than {decision.min_queries}): differences are hard to tell apart")
     if best is not None and best.comparison.mdd > decision.finetune_margin:
         found.append(f"too few queries to tell: the minimum detectable difference is {best.comparison.mdd:.3f} against a margin of {decision.finetune_margin}")
-    found += _training_pitfalls(finetuned)
+    found += _training_pitfalls(finetuned, scenario)
     return found
 
 
-def _training_pitfalls(finetuned: list[RunRecord]) -> list[str]:
+def _training_pitfalls(finetuned: list[RunRecord], scenario: str) -> list[str]:
     facts = [training_facts(r) for r in finetuned]
     found = []
     for record, fact in zip(finetuned, facts):
         if fact["leakage"] and fact["on_leakage"] != "drop":
             found.append(f"{record.rung.name}: {fact['leakage']} evaluation queries are repeated in its training data (on_leakage = {fact['on_leakage'] or 'unknown'}): its scores are inflated")
-        if fact["overlap"] and fact["on_overlap"] == "drop":
+        if fact["combined"] and fact["on_leakage"] != "drop":
+            found.append(f"{record.rung.name}: {fact['combined']} repeated evaluation queries and evaluation-judged documents together in its training data "
+                         f"(on_leakage = {fact['on_leakage'] or 'unknown'}; recorded before the two were counted apart): re-run it to see how many queries leak")
+        if fact["overlap"] and fact["on_overlap"] == "drop" and scenario == "fixed":
             found.append(f"{record.rung.name}: trained without {fact['overlap']} documents that evaluation queries are judged on (on_overlap = drop): "
                          "on a fixed corpus, where queries hit the documents trained on, it would do better than scored")
-        if not record.subsets and record.goldset.ood_of is None:
-            found.append(f"{record.rung.name}: its record does not say which queries are about documents it trained on (seen and unseen cannot be told apart): re-run it")
+        if not record.subsets:
+            found.append(f"{record.rung.name}: its record does not say which queries are about documents it trained on (a model not trained by tunebench, "
+                         "or recorded before it kept the documents it trained on): seen and unseen cannot be told apart")
     rounds = [f["round"] for r, f in zip(finetuned, facts) if r.rung.kind != "adapter"]
     if rounds and not any((r or 0) >= 1 for r in rounds):
         found.append("fine-tuning used only in-batch (easy) negatives: no hard-negative mining round (r1) was recorded")
@@ -298,8 +338,8 @@ def build_report(records: list[RunRecord], ladder: Ladder, goldset: str | None =
     cheaper = [r for r in ok if not is_finetuned(r)]
     finetuned = [r for r in ok if is_finetuned(r)]
     steps = compare_all([r for r in cheaper if r is not baseline], baseline, metric, decision)
-    best_cheaper = max(cheaper, key=lambda r: r.metrics[metric], default=baseline)
-    by_subset = {subset: compare_all(finetuned, best_cheaper, metric, decision, subset) for subset in SUBSET_LABELS}
+    best_cheaper = best_on(cheaper or [baseline], metric)
+    by_subset = {subset: compare_all(finetuned, cheaper or [baseline], metric, decision, subset) for subset in SUBSET_LABELS}
     scenario = corpus or corpus_scenario(baseline)
     deciding = by_subset[DECIDING[scenario]]
     best = max(deciding, key=lambda row: row.comparison.delta, default=None)
@@ -307,22 +347,26 @@ def build_report(records: list[RunRecord], ladder: Ladder, goldset: str | None =
     if finetuned and best is None:
         decided, reason = "NOT YET", _no_subset_reason(finetuned, DECIDING[scenario], scenario)
     else:
-        decided, reason = verdict(best, ood, decision, best_cheaper.rung.name)
+        decided, reason = verdict(best, ood, decision)
     reasons = [_bar_line(baseline, decision), reason]
     if finetuned:
-        reasons.append(_scenario_line(scenario, by_subset))
+        reasons.append(_scenario_line(scenario, finetuned, by_subset))
     sections = _sections(baseline, steps, by_subset, ood, best_cheaper, cheapest_meeting_bar(ok, decision), decision, metric)
-    return Report(decided, reasons, panel, sections, pitfalls(panel, finetuned, best, decision))
+    return Report(decided, reasons, panel, sections, pitfalls(panel, finetuned, best, decision, scenario))
 
 
-def _scenario_line(scenario: str, by_subset: dict[str | None, list[Row]]) -> str:
+def _scenario_line(scenario: str, finetuned: list[RunRecord], by_subset: dict[str | None, list[Row]]) -> str:
     """Which queries decided, and how many fall on each side."""
-    sizes = {subset: max((row.comparison.n for row in rows), default=0) for subset, rows in by_subset.items()}
+    n_all = max((row.comparison.n for row in by_subset[None]), default=0)
     if scenario == "growing":
-        head = f"corpus = growing: the verdict rests on the queries about documents the fine-tuned model never trained on ({sizes['unseen']})"
+        head = "corpus = growing: the verdict rests on the queries about documents the fine-tuned model never trained on"
     else:
-        head = f"corpus = fixed: the verdict rests on all {sizes[None]} queries, as tomorrow's queries hit the documents trained on"
-    return f"{head}; seen documents: {sizes['seen']} queries, unseen: {sizes['unseen']} (both rows are below)"
+        head = f"corpus = fixed: the verdict rests on all {n_all} queries, as tomorrow's queries hit the documents trained on"
+    split = [r for r in finetuned if r.subsets]
+    if not split:
+        return f"{head}; which queries are about documents it trained on is not recorded"
+    sizes = ", ".join(f"{r.rung.name} {len(r.subsets['seen'].queries)} seen / {len(r.subsets['unseen'].queries)} unseen" for r in split)
+    return f"{head}; queries about seen and unseen documents: {sizes} (each row is below)"
 
 
 # ---- sections and rendering -----------------------------------------------------------------------
@@ -368,14 +412,14 @@ def _step_table(baseline: RunRecord, steps: list[Row], metric: str, decision: De
 
 def _round_table(by_subset: dict[str | None, list[Row]], metric: str) -> tuple[list[str], list[list[str]]]:
     """One row per round and query subset (all, seen documents, unseen documents), rounds together."""
-    headers = ["round", "queries", "n", _label(metric), "delta", "95% CI of delta", "p (Holm)", "significant", "detectable (MDD)",
+    headers = ["round", "queries", "n", "against", _label(metric), "delta", "95% CI of delta", "p (Holm)", "significant", "detectable (MDD)",
                "training pairs", "query leaks", "overlapping documents"]
     order = {row.record.rung.name: i for i, row in enumerate(by_subset[None])}
     rows = []
     for row in sorted((row for rows in by_subset.values() for row in rows), key=lambda row: (order.get(row.record.rung.name, 0), list(SUBSET_LABELS).index(row.subset))):
         facts = training_facts(row.record)
         known = [str(facts[k]) if facts[k] is not None else "?" for k in ("pairs", "leakage", "overlap")]
-        rows.append([row.record.rung.name, SUBSET_LABELS[row.subset], str(row.comparison.n), *_comparison_cells(row), f"{row.comparison.mdd:.3f}", *known])
+        rows.append([row.record.rung.name, SUBSET_LABELS[row.subset], str(row.comparison.n), row.reference, *_comparison_cells(row), f"{row.comparison.mdd:.3f}", *known])
     return headers, rows
 
 
@@ -384,7 +428,7 @@ def _sections(baseline, steps, by_subset, ood, best_cheaper, cheapest, decision:
     sections = [Section("What each cheaper rung bought", [f"against {baseline.rung.name}; " + test.format(n=len(steps))], _step_table(baseline, steps, metric, decision))]
     rounds = by_subset[None]
     if rounds:
-        lines = [f"against the best cheaper rung, {best_cheaper.rung.name} ({best_cheaper.metrics[metric]:.3f}), on the same queries; "
+        lines = [f"against the best cheaper rung on the same queries (on all of them: {best_cheaper.rung.name}, {best_cheaper.metrics[metric]:.3f}); "
                  + test.format(n=len(rounds)) + " within each set of queries" + f"; margin {decision.finetune_margin}",
                  "seen documents: the queries with a relevant document the round trained on (what a fixed corpus gets); "
                  "unseen documents: the others (what new documents get)"]
@@ -404,9 +448,10 @@ def _sections(baseline, steps, by_subset, ood, best_cheaper, cheapest, decision:
 
 def render_markdown(report: Report) -> str:
     panel = report.panel
-    parts = [f"# Go/no-go: {panel.goldset} / {panel.split}", "", f"**Decision: {report.verdict}**", "", *(f"- {r}" for r in report.reasons)]
+    parts = [f"# Go/no-go: {markdown_text(panel.goldset)} / {markdown_text(panel.split)}", "", f"**Decision: {report.verdict}**", "",
+             *(f"- {markdown_line(r)}" for r in report.reasons)]
     for section in [*report.sections, Section("Pitfalls", report.pitfalls or ["none seen in the records"])]:
-        parts += ["", f"## {section.title}", "", *(f"- {line}" for line in section.lines)]
+        parts += ["", f"## {markdown_text(section.title)}", "", *(f"- {markdown_line(line)}" for line in section.lines)]
         if section.table:
             parts += ["", markdown_table(*section.table)]
     return "\n".join(parts) + "\n"
@@ -414,13 +459,13 @@ def render_markdown(report: Report) -> str:
 
 def render_html(report: Report) -> str:
     panel = report.panel
-    body = [f"<h1>Go/no-go: {html.escape(panel.goldset)} / {html.escape(panel.split)}</h1>",
+    body = [f"<h1>Go/no-go: {html.escape(shown(panel.goldset))} / {html.escape(shown(panel.split))}</h1>",
             f'<p class="verdict {report.verdict.replace(" ", "-")}"><strong>Decision: {report.verdict}</strong></p>', _ul(report.reasons)]
     for section in [*report.sections, Section("Pitfalls", report.pitfalls or ["none seen in the records"])]:
         body.append(f"<h2>{html.escape(section.title)}</h2>{_ul(section.lines)}{html_table(*section.table) if section.table else ''}")
     body.append(f"<h2>Plots</h2>{figures_html(panel_figures(panel))}")
-    return html_page(f"go/no-go: {panel.goldset}", "\n".join(body))
+    return html_page(f"go/no-go: {shown(panel.goldset)}", "\n".join(body))
 
 
 def _ul(lines: list[str]) -> str:
-    return "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>"
+    return "<ul>" + "".join(f"<li>{html.escape(shown(line))}</li>" for line in lines) + "</ul>"

@@ -87,7 +87,7 @@ def write_pairs(path: Path | str, pairs: Iterable[Pair]) -> int:
 def split_queries(qrels: Judgements, shares: Mapping[str, float], seed: int) -> dict[str, str]:
     """Assign each query with a positive to one split, about ``shares`` of the queries each, shuffled
     by ``seed``. Queries that share a positive document always land in the same split (else a train
-    positive would be a judged test document: leakage); each such group is placed whole, in shuffled
+    positive would be a judged test document, and no test query could be about unseen documents); each such group is placed whole, in shuffled
     order, into the split furthest below its share, and every split with a share gets a group first.
 
     Written here because scikit-learn's ``GroupShuffleSplit`` cuts in two only; this makes any

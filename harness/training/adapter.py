@@ -52,8 +52,8 @@ class AdapterOptions(StrictModel):
     # 256: a bottleneck keeps the residual adapter small (2*d*256 weights), as in the adapters of
     # Houlsby et al. 2019, so it fits the hundreds of training queries a goldset usually has.
     epochs: int = Field(3, ge=1)
-    # 3, as bench train: longer training memorises the training queries. MiniLM on SciFact (624 leak-free
-    # train pairs; base 0.645 nDCG@10 on test): 3 epochs 0.643, 10 epochs 0.628, 30 epochs 0.606.
+    # 3, as bench train: longer training memorises the training queries. MiniLM on SciFact (624 pairs
+    # without query leaks or test-judged documents; base 0.645 nDCG@10 on test): 3 epochs 0.643, 10 epochs 0.628, 30 epochs 0.606.
     # With an evaluation split (fit_adapter's eval_split) the best epoch on it is kept, and epoch 0,
     # the identity, competes: an adapter that does not help on dev is the base model unchanged.
     lr: float = Field(1e-3, gt=0)

@@ -80,8 +80,8 @@ class Leakage:
 
     @property
     def overlap(self) -> int:
-        """Evaluation-judged documents that training uses (as positives, or as synthetic queries' sources)."""
-        return sum(len(getattr(self, kind)) for kind in DOCUMENT_KINDS)
+        """Evaluation-judged documents that training uses (as positives, or as synthetic queries' sources), each once."""
+        return len(set(self.judged_positives) | set(self.synthetic_origins))
 
     def describe(self, kinds: dict[str, str] = KINDS) -> str:
         found = [(kind, getattr(self, kind)) for kind in kinds if getattr(self, kind)]

@@ -2,8 +2,9 @@
 
 A training job is one TOML file (``bench train FILE``) or a ``finetune`` rung's table in a ladder,
 parsed into :class:`TrainConfig`. Pairs come from a goldset's train split (each judged-relevant
-document of a query is a positive) or from pair files. Before training, :func:`harness.training.leakage.check_leakage` looks for
-training data that would make the evaluation optimistic; it stops the run unless allowed.
+document of a query is a positive) or from pair files. Before training, :func:`harness.training.leakage.guard` looks for
+training queries that repeat evaluation queries (it stops the run unless ``on_leakage`` says otherwise)
+and for pairs about documents evaluation queries are judged on (kept unless ``on_overlap = "drop"``).
 
 Defaults follow current practice for contrastive fine-tuning of small encoders (sentence-transformers'
 training guide; Wang et al. 2022, "Text Embeddings by Weakly-Supervised Contrastive Pre-training"):
@@ -120,6 +121,7 @@ class TrainConfig(StrictModel):
 
     def fingerprint(self, data_fingerprint: str) -> str:
         """Everything that changes the trained weights (not where they are written)."""
-        # max_memory only decides how a step is computed (GradCache gives the same loss and gradients)
-        blob = json.dumps([self.model_dump(mode="json", exclude={"output_dir", "name", "ood", "max_memory"}), data_fingerprint], sort_keys=True)
+        # max_memory only decides how a step is computed (GradCache gives the same loss and gradients);
+        # on_overlap only decides which pairs train, which the data fingerprint already covers
+        blob = json.dumps([self.model_dump(mode="json", exclude={"output_dir", "name", "ood", "max_memory", "on_overlap"}), data_fingerprint], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

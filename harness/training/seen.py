@@ -8,8 +8,9 @@ positive, or the document a synthetic training query was written from; otherwise
 
 Every trained folder (a fine-tuning round's model, an adapter) holds :data:`TRAINED_FILE`: the ids of
 those documents and the fingerprint of the corpus they belong to. Any rung that evaluates such a
-folder on that corpus splits its queries with :func:`seen_subsets` (another corpus, such as an
-out-of-domain companion, has no seen documents and no subsets).
+folder splits its queries with :func:`seen_subsets`; on another corpus (an out-of-domain companion)
+every query is unseen. A model without the file (not trained by tunebench, or before it kept one)
+gets no subsets: nobody can say which queries it saw.
 """
 
 from __future__ import annotations
@@ -66,12 +67,12 @@ def read_trained(folder: Path | str) -> dict | None:
 
 def seen_subsets(goldset: Goldset, split: str, folder: Path | str) -> dict[str, list[str]]:
     """``{"seen": [...], "unseen": [...]}``: the query ids of ``split`` whose relevant documents the
-    model in ``folder`` did or did not train on; ``{}`` when ``folder`` holds no record of training on
-    this goldset's corpus."""
+    model in ``folder`` did or did not train on (all unseen on another corpus); ``{}`` when ``folder``
+    holds no record of what it trained on."""
     trained = read_trained(folder)
-    if not trained or trained.get("corpus_fingerprint") != goldset.corpus_fingerprint:
+    if not trained:
         return {}
-    documents = set(trained["documents"])
+    documents = set(trained["documents"]) if trained.get("corpus_fingerprint") == goldset.corpus_fingerprint else set()
     qrels = goldset.scored_qrels(split)
     seen = sorted(q for q, docs in qrels.items() if any(grade > 0 and d in documents for d, grade in docs.items()))
     return {"seen": seen, "unseen": sorted(set(qrels) - set(seen))}
