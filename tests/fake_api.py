@@ -7,8 +7,11 @@ and errors as each service sends them (Cohere ``{"message"}``, Voyage ``{"detail
 the key and the per-request limits, so a batching bug fails as it would for real.
 
 Vectors are a hashed bag of words and scores a word overlap, so a test can check what came back.
-Faults are scripted per request (:meth:`FakeApi.script`, :meth:`FakeApi.fault_at`); every request is
-logged (:attr:`FakeApi.requests`) with its texts, and the most requests in flight at once is kept.
+Faults are scripted per request (:meth:`FakeApi.script`, :meth:`FakeApi.fault_at`): an error status
+(with ``Retry-After``), a slow or hung answer, a body that is not JSON, or a normal answer with wrong
+vectors (another width, missing rows, NaN). Every request is logged (:attr:`FakeApi.requests`) with
+its texts and the status it got; :attr:`FakeApi.paid_texts` counts what a real API would have billed,
+and the most requests in flight at once is kept.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import math
 import re
 import threading
 import uuid
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -66,10 +69,24 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before answering (a slow server, or one past the client's timeout)
     hang: bool = False  # never answer while the server runs
+    # A normal embed answer, spoiled: vectors of another width, only the first ``rows`` vectors, or
+    # ``poison`` (NaN, infinity) as the first number of the first vector.
+    dim: int | None = None
+    rows: int | None = None
+    poison: float | None = None
 
     @classmethod
     def error(cls, status: int, message: str = "fake failure", retry_after: str | None = None) -> Fault:
         return cls(status=status, message=message, headers={"Retry-After": retry_after} if retry_after else {})
+
+    @classmethod
+    def malformed(cls, body: bytes = b'{"embeddings": {"float": [[0.1, ') -> Fault:
+        """A 200 whose body is not JSON (a proxy's truncated answer)."""
+        return cls(body=body)
+
+    @property
+    def spoils(self) -> bool:
+        return self.dim is not None or self.rows is not None or self.poison is not None
 
 
 @dataclass
@@ -80,6 +97,7 @@ class Request:
     path: str
     headers: dict[str, str]  # names lower-cased
     body: dict
+    status: int | None = None  # the status answered; None while unanswered (or never: a hang)
 
     @property
     def texts(self) -> list[str]:
@@ -126,6 +144,12 @@ class FakeApi:
         """Answer request ``number`` (counting from 1 over the server's life) with ``fault``."""
         self._faults_at[number] = fault
 
+    @property
+    def paid_texts(self) -> Counter:
+        """``{text: times}`` over the requests answered 2xx (even with a spoiled body): what a real API bills."""
+        with self._lock:
+            return Counter(t for r in self.requests if r.status is not None and 200 <= r.status < 300 for t in r.texts)
+
     def wait_for(self, count: int, timeout: float) -> bool:
         """Block until ``count`` requests have arrived; False on timeout."""
         with self._lock:
@@ -167,8 +191,33 @@ class FakeApi:
         route = self.route(request.path)
         if route is None:
             return 404, _error(voyage, f"no route {request.path}"), {}
+        if fault and fault.spoils:
+            status, body = route({**request.body, **({"output_dimension": fault.dim} if fault.dim else {})})
+            return status, _spoil(body, fault), fault.headers
         status, body = route(request.body)
         return status, body, fault.headers if fault else {}
+
+
+def _spoil(body: dict, fault: Fault) -> dict:
+    """Cut the vectors of an embed answer to ``fault.rows`` and poison the first one (Cohere or Voyage shape)."""
+    if "embeddings" in body:
+        vectors = body["embeddings"].get("float", [])
+    else:
+        vectors = [item["embedding"] for item in body.get("data", [])]
+    if fault.poison is not None and vectors:
+        first = vectors[0]
+        if isinstance(first, str):  # Voyage's base64
+            numbers = np.frombuffer(base64.b64decode(first), dtype="<f4").copy()
+            numbers[0] = fault.poison
+            body["data"][0]["embedding"] = base64.b64encode(numbers.tobytes()).decode()
+        else:
+            first[0] = fault.poison
+    if fault.rows is not None:
+        if "embeddings" in body:
+            del body["embeddings"]["float"][fault.rows :]
+        else:
+            del body["data"][fault.rows :]
+    return body
 
 
 def _error(voyage: bool, message: str) -> dict:
@@ -228,6 +277,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             answer = api.answer(request, fault)
             if answer is not None:
+                request.status = answer[0]
                 self._send(*answer)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (its timeout) before the answer came

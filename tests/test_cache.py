@@ -68,3 +68,17 @@ def test_unusable_cache_folder_is_a_clear_error(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(cache_mod.BenchError, match="cannot use embedding cache folder .*--cache-dir"):
         Cache(blocker / "cache")
+
+
+def test_claims_are_taken_over_from_a_closed_or_dead_run(tmp_path):
+    """A run's claims stop others from buying the same texts while it lives; once it is gone they are free."""
+    hashes = [cache_mod.text_hash(t) for t in TEXTS[:3]]
+    first, second = Cache(tmp_path), Cache(tmp_path)
+    assert first.claim("fp", "query", hashes)[1] == hashes
+    assert second.claim("fp", "query", hashes)[1:] == ([], hashes)  # alive: wait for it
+    first.close()
+    assert not (tmp_path / "claims" / f"{first.owner}.lock").exists()
+    assert second.claim("fp", "query", hashes)[1] == hashes
+    second._db.execute("UPDATE claims SET owner='0' || substr(owner, 2)")  # a run that died without closing
+    second._db.commit()
+    assert Cache(tmp_path).claim("fp", "query", hashes)[1] == hashes
