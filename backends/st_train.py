@@ -285,10 +285,38 @@ def _merge_lora(model, out_dir: Path, config: TrainConfig) -> None:
     module.model = module.model.merge_and_unload()
 
 
-def _last_checkpoint(folder: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+WEIGHTS = ("model.safetensors", "pytorch_model.bin", "adapter_model.safetensors", "adapter_model.bin")
 
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+def _last_checkpoint(folder: Path) -> str | None:
+    """The newest complete checkpoint under ``folder``, or None to start afresh.
+
+    transformers writes a checkpoint in place: weights, then optimizer, scheduler and RNG state, and
+    ``trainer_state.json`` last (``Trainer._save_checkpoint``), so a kill mid-write leaves a folder that
+    its own ``get_last_checkpoint`` still picks and every resume then fails on. A checkpoint counts only
+    with weights, ``optimizer.pt`` and a ``trainer_state.json`` that parses; others are skipped, and said so.
+    """
+    steps = {}
+    for path in folder.glob("checkpoint-*") if folder.is_dir() else []:
+        if path.is_dir() and path.name.removeprefix("checkpoint-").isdigit():
+            steps[path] = int(path.name.removeprefix("checkpoint-"))
+    for path in sorted(steps, key=steps.get, reverse=True):
+        missing = _checkpoint_gaps(path)
+        if not missing:
+            return str(path)
+        log.warning("skipping the incomplete checkpoint %s (no %s: the run was stopped while writing it)", path, missing)
+    return None
+
+
+def _checkpoint_gaps(path: Path) -> str:
+    """What a checkpoint folder lacks to resume from ("" when complete)."""
+    gaps = [] if any((path / name).is_file() for name in WEIGHTS) else ["weights"]
+    gaps += [] if (path / "optimizer.pt").is_file() else ["optimizer.pt"]
+    try:
+        json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        gaps.append("readable trainer_state.json")
+    return ", ".join(gaps)
 
 
 def _cuda() -> bool:
@@ -312,6 +340,11 @@ def model_shape(model: Path) -> ModelShape:
     heads = config.get("num_attention_heads") or config.get("num_heads") or config.get("n_heads") or 12
     limit = _json(model / "sentence_bert_config.json").get("max_seq_length") or config.get("max_position_embeddings") or 512
     return ModelShape(params=_parameter_count(model, config, hidden, layers), hidden=hidden, layers=layers, heads=heads, max_length=int(limit))
+
+
+def _leakage_line(counts: dict) -> str:
+    return (f"- leakage check: {counts['query_leaks']} evaluation queries repeated or nearly repeated (on_leakage = {counts['on_leakage']}), "
+            f"{counts['overlap']} evaluation-judged documents trained on (on_overlap = {counts['on_overlap']})")
 
 
 def _json(path: Path) -> dict:
@@ -345,7 +378,7 @@ def write_card(model_dir: Path, card: dict) -> None:
     (model_dir / "tunebench.json").write_text(json.dumps(card, indent=1, sort_keys=True))
     lines = [f"# {card['name']}", "", f"Fine-tuned by tunebench from `{card['base_model']}`.", "", "## Training", ""]
     lines += [f"- {k}: `{json.dumps(v)}`" for k, v in sorted(card["config"].items())]
-    lines += ["", f"- pairs: {card['pairs']} (data fingerprint `{card['data_fingerprint']}`)", f"- steps: {card['steps']}", f"- leakage found: {card['leakage']}"]
+    lines += ["", f"- pairs: {card['pairs']} (data fingerprint `{card['data_fingerprint']}`)", f"- steps: {card['steps']}", _leakage_line(card["leakage"])]
     readme = model_dir / "README.md"
     previous = readme.read_text() if readme.exists() else ""
     readme.write_text("\n".join(lines) + "\n\n" + previous)

@@ -7,7 +7,8 @@ Layout::
 
 ``key`` hashes the split's content fingerprint and the resolved rung (encoder fingerprint included),
 so an unchanged rung on an unchanged goldset finds its record and is skipped. Files are written to a
-temporary name and renamed, so a killed run never leaves a half-written record.
+temporary name and renamed, so a killed run never leaves a half-written record. Names become file
+names only through :func:`safe_name` (model and adapter folders too), so none can leave its folder.
 """
 
 from __future__ import annotations
@@ -157,14 +158,42 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+_KEPT = re.compile(r"[a-z0-9][a-z0-9._+-]{0,63}")
+
+
+def is_plain_name(name: str) -> bool:
+    """ASCII letters, digits, ``.``, ``_``, ``+`` and ``-``, starting with a letter or digit, at most 64
+    characters: a name that can be a file name anywhere and never points elsewhere (``..``, ``a/b``)."""
+    return bool(_PLAIN.fullmatch(name))
+
+
+def safe_name(name: str) -> str:
+    """The file or folder name that stands for a user-given name (a goldset, split, rung or training job).
+
+    A plain lower-case name (:func:`is_plain_name`) is kept as it is. Any other name keeps its plain
+    characters (others become ``_``; the first 40) and gains ``~`` and 10 hex digits of the
+    SHA-256 of exactly what was given: so ``..``, ``a/b`` or ``/abs`` never leave the folder they are
+    joined to, and two names never share a file (short of a 40-bit hash collision): a plain name holds no
+    ``~``, and the hash tells apart names that differ only in case (one file on macOS and Windows), in
+    Unicode normalisation, or in characters replaced here. Names with capitals are hashed for that reason.
+    """
+    if _KEPT.fullmatch(name):
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    readable = re.sub(r"[^A-Za-z0-9._+-]+", "_", name).lstrip(".-")[:40]
+    return f"{readable or '_'}~{digest}"
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary name, then rename: a reader sees the old file or the new one, and a failed
+    write (a full disk) leaves no temporary file behind."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class Leaderboard:
@@ -175,7 +204,7 @@ class Leaderboard:
         self.records_dir = self.root / "records"
 
     def _stem(self, goldset: str, split: str, rung: str, key: str) -> Path:
-        return self.records_dir / _safe(goldset) / _safe(split) / f"{_safe(rung)}.{key}"
+        return self.records_dir / safe_name(goldset) / safe_name(split) / f"{safe_name(rung)}.{key}"
 
     def find(self, goldset: str, split: str, rung: str, key: str) -> RunRecord | None:
         stem = self._stem(goldset, split, rung, key)
@@ -218,6 +247,8 @@ class Leaderboard:
         """The run stored beside a record."""
         if record.run_file is None:
             raise BenchError(f"record {record.key} of rung '{record.rung.name}' has no run file")
+        if Path(record.run_file).name != record.run_file or record.run_file in ("", ".", ".."):
+            raise BenchError(f"record {record.key} of rung '{record.rung.name}': run_file '{record.run_file}' is not a file name beside the record; re-run it with --overwrite")
         folder = directory or self._stem(record.goldset.name, record.goldset.split, record.rung.name, record.key).parent
         return json.loads(gzip.decompress((folder / record.run_file).read_bytes()))
 

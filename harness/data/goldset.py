@@ -20,11 +20,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harness.choices import CorpusScenario
 from harness.data.beir import Diagnostics, read_jsonl_records, read_qrels
 from harness.errors import GoldsetError
+from harness.records import is_plain_name
 
 MANIFEST = "goldset.toml"
 
@@ -52,6 +53,16 @@ class Manifest(BaseModel):
     ignore_identical_ids: bool = Field(
         False, description="drop a retrieved document whose id equals the query id (BEIR's default; needed for e.g. ArguAna, Quora)"
     )
+
+    @field_validator("splits", "eval_splits")
+    @classmethod
+    def _plain_split_names(cls, names: list[str] | None) -> list[str] | None:
+        """A split names ``qrels/<split>.tsv`` inside the goldset, never a path (``../../x`` would read elsewhere)."""
+        for name in names or []:
+            if not is_plain_name(name):
+                raise ValueError(f"split {name!r} is not a plain name (letters, digits, '.', '_', '+', '-'; at most 64); "
+                                 "name a file qrels/<split>.tsv in this folder")
+        return names
 
 
 @dataclass(frozen=True)

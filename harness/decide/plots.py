@@ -4,7 +4,9 @@ Each function takes a pandas frame from :func:`harness.decide.views.records_fram
 rows in rung order) and returns ``<svg ...>...</svg>``. matplotlib writes random element ids and the
 current date into an SVG unless told otherwise: ``svg.hashsalt`` fixes the ids and
 ``metadata={"Date": None}`` drops the date, so regenerating a page from the same records changes
-nothing. Text stays text (``svg.fonttype = none``), so the page needs no embedded fonts.
+nothing. Text stays text (``svg.fonttype = none``), so the page needs no embedded fonts. Names are drawn as
+given (``parse_math=False``): a rung named ``$x$`` would otherwise be parsed as mathtext, and one that
+is not valid mathtext (``$\\frac$``) would fail the whole page.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from contextlib import contextmanager
 
 STYLE = {"svg.hashsalt": "tunebench", "svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
 OK, FRONT, MUTED = "#1f77b4", "#d62728", "#999999"
+LITERAL = {"parse_math": False}  # names and labels are text, never mathtext
 
 
 @contextmanager
@@ -50,9 +53,9 @@ def ladder_chart(frame, metric: str) -> str:
         for yi, (_, row) in zip(y, frame.iterrows()):
             if row["status"] != "ok":
                 ax.annotate("skipped", (0.01, yi), xycoords=("axes fraction", "data"), color=MUTED, va="center")
-        ax.set_yticks(y, frame["rung"])
+        ax.set_yticks(y, frame["rung"], **LITERAL)
         ax.set_ylim(-0.5, len(frame) - 0.5)
-        ax.set_xlabel(f"{metric} (95% bootstrap CI)")
+        ax.set_xlabel(f"{metric} (95% bootstrap CI)", **LITERAL)
         ax.grid(axis="x", alpha=0.3)
         return _svg(fig)
 
@@ -81,14 +84,14 @@ def tradeoff_chart(frame, metric: str, x: str, label: str, log: bool) -> str:
         ax.scatter(xs, ys, color=OK, label="rung")
         ax.plot([xs[i] for i in front], [ys[i] for i in front], "-o", color=FRONT, drawstyle="steps-post", label="Pareto front")
         for xi, yi, name in zip(xs, ys, rows["rung"]):
-            ax.annotate(name, (xi, yi), xytext=(4, 3), textcoords="offset points", fontsize=7)
+            ax.annotate(name, (xi, yi), xytext=(4, 3), textcoords="offset points", fontsize=7, **LITERAL)
         if log:
             ax.set_xscale("log")
         else:
             ax.set_xscale("symlog", linthresh=1e-4)  # free rungs (cost 0) beside paid ones
             ax.set_xlim(left=0)
-        ax.set_xlabel(label)
-        ax.set_ylabel(metric)
+        ax.set_xlabel(label, **LITERAL)
+        ax.set_ylabel(metric, **LITERAL)
         ax.legend(loc="lower right", frameon=False)
         ax.grid(alpha=0.3)
         return _svg(fig)
@@ -100,12 +103,16 @@ def ood_chart(frame, companions: dict[str, object], metric: str) -> str:
     series = {"in-domain": frame} | companions
     width = 0.8 / len(series)
     with _figure(_height(len(rungs))) as (fig, ax):
+        bars = []
         for k, (name, part) in enumerate(series.items()):
             values = part[part["status"] == "ok"].set_index("rung")[metric].reindex(rungs)
-            ax.barh([i + k * width for i in range(len(rungs))], values.fillna(0), height=width, label=name)
-        ax.set_yticks([i + 0.4 - width / 2 for i in range(len(rungs))], rungs)
+            bars.append(ax.barh([i + k * width for i in range(len(rungs))], values.fillna(0), height=width))
+        ax.set_yticks([i + 0.4 - width / 2 for i in range(len(rungs))], rungs, **LITERAL)
         ax.invert_yaxis()
         ax.set_xlim(0, 1)
-        ax.set_xlabel(metric)
-        ax.legend(loc="upper left", bbox_to_anchor=(1, 1), frameon=False)  # beside the bars, never over them
+        ax.set_xlabel(metric, **LITERAL)
+        # beside the bars, never over them; labels given outright, so a name starting with "_" is not hidden
+        legend = ax.legend(bars, list(series), loc="upper left", bbox_to_anchor=(1, 1), frameon=False)
+        for text in legend.get_texts():  # companion goldsets' names
+            text.set_parse_math(False)
         return _svg(fig)

@@ -6,6 +6,8 @@ records: the same records give byte-identical files (no clock, no random ids, so
 from __future__ import annotations
 
 import html
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,8 +16,18 @@ from harness.records import RunRecord
 COLUMNS = (("ndcg@10", "nDCG@10"), ("recall@10", "R@10"), ("recall@100", "R@100"), ("mrr@10", "MRR@10"))
 
 
+_BIDI = set("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def shown(text: str) -> str:
+    """``text`` on one line, every character visible: control characters (newline, tab, NUL), line and
+    paragraph separators and bidirectional overrides as their escapes (``\\n``, ``\\u202e``), so a name
+    cannot break a table row in two or show itself reversed as another name."""
+    return "".join(ch.encode("unicode_escape").decode() if ch in _BIDI or unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
+
+
 def _goldset_label(record: RunRecord) -> str:
-    return f"{record.goldset.name} (ood)" if record.goldset.ood_of else record.goldset.name
+    return shown(f"{record.goldset.name} (ood)" if record.goldset.ood_of else record.goldset.name)
 
 
 def records_json(records: list[RunRecord]) -> list[dict]:
@@ -68,7 +80,7 @@ HEADERS = ("goldset", "split", "rung", *(label for _, label in COLUMNS), "querie
 def cells(record: RunRecord) -> list[str]:
     """One record as the text cells under :data:`HEADERS` (the terminal, Markdown and HTML tables)."""
     r, latency = record, record.latency
-    row = [_goldset_label(r), r.goldset.split, r.rung.name]
+    row = [_goldset_label(r), shown(r.goldset.split), shown(r.rung.name)]
     row += [f"{r.metrics[m]:.3f}" if m in r.metrics else "-" for m, _ in COLUMNS]
     return row + [str(r.goldset.n_queries), _ms(latency.p50_ms if latency else None), _ms(latency.p95_ms if latency else None), _cost(r)]
 
@@ -88,8 +100,9 @@ def subset_cells(record: RunRecord, metric: str) -> list[str]:
 
 def _table(records: list[RunRecord], title: str, actions: list[str] | None = None):
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(shown(title)), title_justify="left")  # Text: a name like "[/x]" is not rich markup
     with_subsets = any(r.subsets for r in records)
     for header in (*HEADERS, *(SUBSET_HEADERS if with_subsets else ()), "encode s", "search s"):
         table.add_column(header, justify="left" if header in ("goldset", "split", "rung") else "right")
@@ -99,7 +112,7 @@ def _table(records: list[RunRecord], title: str, actions: list[str] | None = Non
         t = r.timings
         timings = [f"{t.index_s + t.encode_queries_s:.1f}", f"{t.search_s:.1f}"] if r.status == "ok" else ["", ""]
         subsets = subset_cells(r, r.primary_metric) if with_subsets else []
-        table.add_row(*cells(r), *subsets, *timings, *([actions[i]] if actions else []))
+        table.add_row(*map(Text, [*cells(r), *subsets, *timings, *([actions[i]] if actions else [])]))
     return table
 
 
@@ -109,7 +122,7 @@ def _skips(records: list[RunRecord]) -> list[str]:
     for r in records:
         if r.status == "skipped":
             reasons.setdefault(r.rung.name, r.reason or "")
-    return [f"skipped {name}: {reason}" for name, reason in reasons.items()]
+    return [f"skipped {shown(name)}: {reason}" for name, reason in reasons.items()]
 
 
 def print_rich(renderable, soft_wrap: bool = False) -> None:
@@ -204,9 +217,32 @@ def _rows(records: list[RunRecord], metric: str) -> tuple[list[str], list[list[s
     return headers, [[*cells(r), _ci_cell(r, metric), *(subset_cells(r, metric) if with_subsets else []), r.status] for r in records]
 
 
+# Backslash-escaped wherever they are: code spans, emphasis, links, table cells, strikethrough, headings
+# (CommonMark 2.4: any ASCII punctuation may be escaped). "_" only at a word's edge (inside a word it
+# never emphasises, and VOYAGE_API_KEY stays readable); "$" only when two could open GitHub's math.
+_MARKDOWN = re.compile(r"[\\`*\[\]|~#]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+_BLOCK_START = re.compile(r"^([-+>]|\d+(?=[.)]))")  # would start a nested list or a quote
+_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")  # "&lt;" would show as "<"; a lone "&" shows as itself
+
+
+def markdown_text(text: object) -> str:
+    """Text a Markdown renderer shows as it is: Markdown's marks escaped, ``<`` and an ``&`` that would
+    start an entity as HTML entities (a name like ``<script>`` stays text; without ``<`` no tag can
+    open, so ``>=`` stays readable), control characters as their escapes."""
+    out = _MARKDOWN.sub(lambda m: "\\" + m.group(), shown(str(text)))
+    if out.count("$") > 1:
+        out = out.replace("$", "\\$")
+    return _ENTITY.sub("&amp;", out).replace("<", "&lt;")
+
+
+def markdown_line(text: object) -> str:
+    """:func:`markdown_text` for a list item's text: a leading ``-``, ``+``, ``>`` or ``1.`` stays text too."""
+    return _BLOCK_START.sub(lambda m: m.group() + "\\" if m.group()[0].isdigit() else "\\" + m.group(), markdown_text(text))
+
+
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     def line(values):
-        return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
+        return "| " + " | ".join(markdown_text(v) for v in values) + " |"
 
     return "\n".join([line(headers), line(["---"] * len(headers)), *map(line, rows)])
 
@@ -224,8 +260,8 @@ def leaderboard_markdown(records: list[RunRecord]) -> str:
              "[leaderboard.csv](leaderboard.csv)."]
     for panel in panels(records):
         group = panel.records + [r for rs in panel.companions.values() for r in rs]
-        parts += ["", f"## {panel.goldset} / {panel.split}", "", markdown_table(*_rows(group, panel.metric))]
-        parts += ["", *(f"- {line}" for line in _skips(group))] if _skips(group) else []
+        parts += ["", f"## {markdown_text(panel.goldset)} / {markdown_text(panel.split)}", "", markdown_table(*_rows(group, panel.metric))]
+        parts += ["", *(f"- {markdown_line(line)}" for line in _skips(group))] if _skips(group) else []
     return "\n".join(parts) + "\n"
 
 
@@ -281,7 +317,7 @@ def leaderboard_html(records: list[RunRecord]) -> str:
     for panel in panels(records):
         group = panel.records + [r for rs in panel.companions.values() for r in rs]
         skips = "".join(f"<li>{html.escape(line)}</li>" for line in _skips(group))
-        body.append(f"<section><h2>{html.escape(panel.goldset)} / {html.escape(panel.split)}</h2>{html_table(*_rows(group, panel.metric))}"
+        body.append(f"<section><h2>{html.escape(shown(panel.goldset))} / {html.escape(shown(panel.split))}</h2>{html_table(*_rows(group, panel.metric))}"
                     f"{f'<ul>{skips}</ul>' if skips else ''}{figures_html(panel_figures(panel))}</section>")
     return html_page("tunebench leaderboard", "\n".join(body))
 

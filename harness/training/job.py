@@ -22,6 +22,7 @@ from harness.data.goldset import Goldset
 from harness.data.pair_files import data_fingerprint, goldset_pairs, read_pair_file
 from harness.data.resolve import resolve_goldset
 from harness.protocols import EncodeFn, Pair, Trainer, TrainResult
+from harness.records import safe_name
 from harness.registry import EncoderConfig, build_encoder
 from harness.retrieval.topk import top_k_dense
 from harness.training.dev_eval import SplitScorer
@@ -68,7 +69,7 @@ def plan_job(config: TrainConfig, *, models_root: Path, base: Path | None = None
         datasets, found = guard(datasets, goldset, eval_splits, config.on_leakage, config.on_overlap)
     pairs = [p for ps in datasets.values() for p in ps]
     fingerprint = config.fingerprint(data_fingerprint(pairs))
-    folder = Path(config.output_dir) if config.output_dir else models_root / f"{config.name}-{fingerprint}"
+    folder = Path(config.output_dir) if config.output_dir else models_root / f"{safe_name(config.name)}-{fingerprint}"
     return Job(config, goldset, datasets, found, folder, fingerprint)
 
 
