@@ -48,12 +48,27 @@ class Transport:
         check_options(concurrency=self.concurrency, max_retries=self.max_retries, timeout=self.timeout)
 
 
+def transport_problems(options: dict) -> dict[str, str]:
+    """``{key: why}`` for the :class:`Transport` options (and ``output_dimension``) in a backend table that
+    can never work, checked when a ladder is loaded, so the error names the file, rung and key."""
+    problems = {}
+    for key, low in (("concurrency", 1), ("max_retries", 0), ("output_dimension", 1)):
+        value = options.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            problems[key] = f"must be a whole number >= {low}, got {value!r}"
+    timeout = options.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < float("inf")):
+        problems["timeout"] = f"must be a number of seconds > 0, got {timeout!r}"
+    return problems
+
+
 class ApiBackend:
     """An API client with tunebench's transport: ``model``, ``price_key``, ``concurrency``, the SDK client
     and one retry loop; subclasses make their requests through :meth:`_call`."""
 
     service: ClassVar[ApiService]
     default_model: ClassVar[str]
+    no_max_length: ClassVar[str] = "backend has no max_length option"
 
     def connect(self, model: str | None, transport: Transport, *, key: str | None = None) -> None:
         """Set up the client; ``key`` defaults to the service's variable (unset: :class:`MissingCredentials`)."""
@@ -64,6 +79,15 @@ class ApiBackend:
         key = api_key(service.key_env, service.name) if key is None else key
         self.client = service.client(key, transport.base_url, transport.timeout)
         self._retry = RetryPolicy(service.name, service.key_env, service.failure, transport.max_retries, secret=key)
+
+    @classmethod
+    def config_problems(cls, model: str, options: dict) -> dict[str, str]:
+        """Transport options out of range (:func:`transport_problems`) and a ``max_length`` the API has
+        no parameter for, without a key or a client."""
+        problems = transport_problems(options)
+        if options.get("max_length") is not None and getattr(cls, "max_length_option", None) is None:
+            problems["max_length"] = f"the {cls.service.prefix} {cls.no_max_length}; remove it"
+        return problems
 
     def _call(self, request: Callable[[], Any], operation: str) -> Any:
         return self._retry.call(request, operation=operation, model=self.model)
@@ -82,6 +106,7 @@ class ApiEncoder(ApiBackend):
     max_texts: ClassVar[int]  # the API's cap on texts per request
     default_texts: ClassVar[int]
     max_length_option: ClassVar[str | None] = None  # the API parameter max_length becomes, if any
+    no_max_length: ClassVar[str] = "encoder has no max_length option (the API truncates at the model's context length)"
 
     def __init__(
         self,
@@ -100,8 +125,8 @@ class ApiEncoder(ApiBackend):
     ):
         check_options(batch_size=batch_size, max_length=max_length, output_dimension=output_dimension)
         transport = Transport(base_url, concurrency, max_retries, timeout)
-        if max_length is not None and self.max_length_option is None:
-            raise ConfigError(f"the {self.service.prefix} encoder has no max_length option (the API truncates at the model's context length); remove it")
+        if problem := self.config_problems(model, {"max_length": max_length}).get("max_length"):
+            raise ConfigError(problem)
         self.prompts = {"query": query_prompt, "document": document_prompt}
         self.batch_size = min(batch_size or self.default_texts, self.max_texts)
         self.max_length = max_length
@@ -130,6 +155,7 @@ class ApiReranker(ApiBackend):
 
     max_documents: ClassVar[int] = 1000
     max_length_option: ClassVar[str | None] = None
+    no_max_length: ClassVar[str] = "reranker has no max_length option (the API truncates documents itself)"
 
     def __init__(
         self,
@@ -144,8 +170,8 @@ class ApiReranker(ApiBackend):
     ):
         check_options(batch_size=batch_size, max_length=max_length)
         transport = Transport(base_url, concurrency, max_retries, timeout)
-        if max_length is not None and self.max_length_option is None:
-            raise ConfigError(f"the {self.service.prefix} reranker has no max_length option (the API truncates documents itself); remove it")
+        if problem := self.config_problems(model, {"max_length": max_length}).get("max_length"):
+            raise ConfigError(problem)
         self.max_length = max_length
         self.batch_size = min(batch_size or self.max_documents, self.max_documents)
         self.connect(model, transport)

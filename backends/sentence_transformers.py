@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -25,6 +26,18 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_RERANKER = "cross-encoder/ms-marco-MiniLM-L6-v2"
 _PACKAGED = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
 _SKIP_FILES = {"README.md", ".gitattributes"}
+CHARS_PER_TOKEN = 32
+"""Texts are cut to ``max_seq_length x CHARS_PER_TOKEN`` characters before tokenising: a fast tokenizer
+tokenises the whole text before it truncates, so a 50 MB document took 142 s and 6.7 GB. English
+averages 4 to 5 characters a token and MiniLM's longest vocabulary entry is 18; the cut only shortens
+what the model sees for text that averages over 32 characters a token (long runs of whitespace, or of
+100-character words WordPiece turns into one [UNK])."""
+
+
+class UnusableModel(ModelUnavailable, ConfigError):
+    """A model id or folder that can never load (a missing folder, an id the hub would refuse, a folder
+    that would run its own code): bad input to whoever named it (exit 2), and to a ladder a rung that
+    cannot run, recorded as skipped with this reason while the other rungs run."""
 
 
 def packaged_minilm() -> Path | None:
@@ -41,18 +54,61 @@ def resolve_model(model: str) -> Path:
     """A local folder for ``model``: an existing path, the packaged default, or a hub snapshot.
 
     Hub ids are downloaded once into the Hugging Face cache; offline, a model that is not cached
-    fails with a :class:`ModelUnavailable` that says so.
+    fails with a :class:`ModelUnavailable` that says so; one that can never load (no such folder, an
+    invalid id, a folder that would run its own code) with an :class:`UnusableModel`.
     """
     path = Path(model).expanduser()
     if path.is_dir():
         if not ((path / "modules.json").is_file() or (path / "config.json").is_file()):
-            raise ConfigError(f"model folder '{model}' has no modules.json or config.json; point --model at a sentence-transformers or transformers model folder")
+            raise UnusableModel(f"model folder '{model}' has no modules.json or config.json; point --model at a sentence-transformers or transformers model folder")
+        if problem := _foreign_modules(path):
+            raise UnusableModel(problem)
         return path.resolve()
     if model in _PACKAGED and packaged_minilm():
         return packaged_minilm()
-    if model.startswith((".", "/", "~")) or model.count("/") > 1:
-        raise ConfigError(f"model folder '{model}' does not exist; give an existing folder or a Hugging Face model id such as {DEFAULT_MODEL}")
+    if _is_folder_name(model):
+        raise UnusableModel(f"model folder '{model}' does not exist; give an existing folder or a Hugging Face model id such as {DEFAULT_MODEL}")
+    if problem := model_problem(model):
+        raise UnusableModel(problem)
     return _hub_snapshot(model)
+
+
+def _is_folder_name(model: str) -> bool:
+    return model.startswith((".", "/", "~")) or model.count("/") > 1
+
+
+def model_problem(model: str) -> str | None:
+    """Why ``model`` can never be loaded (None if it may be), without loading or downloading anything:
+    a hub id the hub would refuse (huggingface_hub's own rule), or a folder whose modules.json names
+    code outside sentence-transformers. A folder that does not exist yet is not a problem here."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return _foreign_modules(path)
+    if _is_folder_name(model) or (model in _PACKAGED and packaged_minilm()):
+        return None
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(model)
+    except HFValidationError as exc:
+        return f"model '{model}' is not a folder and not a valid Hugging Face model id ({exc}); give an existing folder or an id such as {DEFAULT_MODEL}"
+    return None
+
+
+def _foreign_modules(folder: Path) -> str | None:
+    """Why a model folder would run its own code (modules.json naming a class outside sentence-transformers)."""
+    modules = folder / "modules.json"
+    if not modules.is_file():
+        return None
+    try:
+        types = [str(m.get("type", "")) for m in json.loads(modules.read_text(encoding="utf-8"))]
+    except (ValueError, AttributeError, TypeError) as exc:
+        return f"model folder '{folder}': modules.json is not a list of modules ({type(exc).__name__}: {exc}); restore it from the model's source"
+    foreign = [t for t in types if not t.startswith("sentence_transformers.")]
+    if foreign:
+        return (f"model folder '{folder}': modules.json names {', '.join(repr(t) for t in foreign)}, code outside sentence-transformers; "
+                "tunebench never runs a model's own code (trust_remote_code), so use a model built from sentence-transformers modules")
+    return None
 
 
 def _hub_snapshot(model_id: str) -> Path:
@@ -104,7 +160,17 @@ def folder_digest(folder: Path) -> str:
     return digest
 
 
-class SentenceTransformerEncoder:
+class _LocalModel:
+    """What the local encoder and reranker share: their model is checked without loading it."""
+
+    @classmethod
+    def config_problems(cls, model: str, options: dict) -> dict[str, str]:
+        """The model checked without loading it (:func:`model_problem`), for ``bench validate``."""
+        problem = model_problem(model)
+        return {"model": problem} if problem else {}
+
+
+class SentenceTransformerEncoder(_LocalModel):
     """:class:`~harness.protocols.Encoder` over ``sentence_transformers.SentenceTransformer``.
 
     ``query_prompt`` / ``document_prompt`` are prepended to the text (e.g. E5's ``"query: "``);
@@ -145,7 +211,8 @@ class SentenceTransformerEncoder:
 
         hf_logging.disable_progress_bar()  # tunebench shows its own progress; a weight-loading bar would break --json pipes
         log.info("loading %s from %s", self.model_name, self.path)
-        model = SentenceTransformer(str(self.path), device=self.device)
+        with _loading(self.model_name, self.path):
+            model = SentenceTransformer(str(self.path), device=self.device)
         if self.max_length:
             model.max_seq_length = self.max_length
         return model
@@ -159,6 +226,7 @@ class SentenceTransformerEncoder:
         prompt = self.prompts[input_type]
         model = self.model
         batch_size = self.batch_size or (16 if model.device.type == "cpu" else 64)
+        texts = cut_texts(texts, model.max_seq_length)
         order = self._longest_first([prompt + t for t in texts])
         out: np.ndarray | None = None
         for start in range(0, len(order), batch_size):
@@ -190,7 +258,27 @@ class SentenceTransformerEncoder:
         return np.argsort([-len(x) for x in ids["input_ids"]], kind="stable")
 
 
-class CrossEncoderReranker:
+def cut_texts(texts: Sequence[str], max_tokens: int | None) -> list[str]:
+    """Each text cut to ``max_tokens * CHARS_PER_TOKEN`` characters (see :data:`CHARS_PER_TOKEN`), so
+    tokenising costs memory in proportion to what the model keeps, not to the text's size."""
+    limit = (max_tokens or 512) * CHARS_PER_TOKEN
+    return [t if len(t) <= limit else t[:limit] for t in texts]
+
+
+@contextmanager
+def _loading(name: str, path: Path):
+    """Turns a failure to load a model (broken weights or config) into a :class:`ModelUnavailable`
+    naming the folder, so its rung is skipped with that reason and the others run."""
+    try:
+        yield
+    except ModelUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the loader raises, the rung cannot run
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ModelUnavailable(f"model '{name}' (folder '{path}') cannot be loaded ({type(exc).__name__}: {first}); check the folder's files or download it again") from exc
+
+
+class CrossEncoderReranker(_LocalModel):
     """:class:`~harness.protocols.Reranker` over ``sentence_transformers.CrossEncoder`` (hub id or folder).
 
     Scores are the model's output for each (query, document) pair; only their order matters.
@@ -215,10 +303,13 @@ class CrossEncoderReranker:
 
         hf_logging.disable_progress_bar()
         log.info("loading cross-encoder %s from %s", self.model_name, self.path)
-        return CrossEncoder(str(self.path), device=self.device, max_length=self.max_length)
+        with _loading(self.model_name, self.path):
+            return CrossEncoder(str(self.path), device=self.device, max_length=self.max_length)
 
     def rerank(self, query: str, documents: Sequence[str]) -> list[float]:
         if not documents:
             return []
+        max_tokens = getattr(self.model, "max_length", None) or self.max_length
+        query, *documents = cut_texts([query, *documents], max_tokens)
         scores = self.model.predict([(query, d) for d in documents], batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True)
         return [float(s) for s in np.atleast_1d(scores)]

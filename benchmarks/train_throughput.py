@@ -12,6 +12,8 @@ model, so loading, the data set, training and saving all count:
   CPU): the ratio to plain is what the recipe gains
 - plain: ``SentenceTransformerTrainer`` with ``MultipleNegativesRankingLoss(scale=20)``, the same
   arguments and sampler, no checkpoints, then ``model.save``
+- plain-checkpointed: the same with a checkpoint each epoch (weights, AdamW state, model card), as
+  ``bench train`` writes so that a killed job resumes: what that safety costs on a short run
 
 Peak memory is the process's maximum resident set (``ru_maxrss``). Contenders alternate for ``--repeat``
 rounds and the ratio uses medians (this VM's speed drifts by a few percent minute to minute).
@@ -32,7 +34,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CONTENDERS = ("tunebench", "tunebench-default", "plain")
+CONTENDERS = ("tunebench", "tunebench-default", "plain", "plain-checkpointed")
 
 
 def pairs_of(data: Path, n: int):
@@ -50,7 +52,7 @@ def run_tunebench(pairs, model: Path, out: Path, *, recipe_dropout: bool = False
     return train(config, {"train": pairs}, start_model=model, out_dir=out).steps
 
 
-def run_plain(pairs, model: Path, out: Path) -> int:
+def run_plain(pairs, model: Path, out: Path, *, checkpoints: bool = False) -> int:
     """What a team would write from the sentence-transformers training guide."""
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -61,7 +63,7 @@ def run_plain(pairs, model: Path, out: Path) -> int:
     dataset = Dataset.from_dict({"anchor": [p.query for p in pairs], "positive": [p.positive for p in pairs]})
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out / "checkpoints"), per_device_train_batch_size=32, num_train_epochs=1, learning_rate=5e-5, warmup_ratio=0.1,
-        seed=42, batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", report_to="none", disable_tqdm=True,
+        seed=42, batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="epoch" if checkpoints else "no", report_to="none", disable_tqdm=True,
     )
     trainer = SentenceTransformerTrainer(model=st, args=args, train_dataset=dataset, loss=MultipleNegativesRankingLoss(st, scale=20.0))
     trainer.train()
@@ -76,8 +78,8 @@ def worker(contender: str, data: Path, n_pairs: int) -> None:
     pairs, model = pairs_of(data, n_pairs), packaged_minilm()
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        if contender == "plain":
-            steps = run_plain(pairs, model, Path(tmp))
+        if contender.startswith("plain"):
+            steps = run_plain(pairs, model, Path(tmp), checkpoints=contender == "plain-checkpointed")
         else:
             steps = run_tunebench(pairs, model, Path(tmp), recipe_dropout=contender == "tunebench-default")
         seconds = time.perf_counter() - start

@@ -39,7 +39,7 @@ def metric_problem(name: str) -> str | None:
     base, at, cutoff = name.partition("@")
     if name in WHOLE_RANKING:
         return None
-    if base not in METRICS or (at and not cutoff.isdigit()):
+    if base not in METRICS or (at and not (cutoff.isascii() and cutoff.isdigit())):
         return f"unknown metric '{name}' (ranx names such as ndcg@10, recall@100, mrr@10, map@100, precision@10; {', '.join(WHOLE_RANKING)} without a cut-off)"
     if at and int(cutoff) < 1:
         return f"metric '{name}': the cut-off after '@' must be at least 1"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -69,6 +69,23 @@ def load(kind: str, name: str) -> type:
         )
     module_name, _, attr = choices[name].partition(":")
     return getattr(importlib.import_module(module_name), attr)
+
+
+@runtime_checkable
+class ChecksConfig(Protocol):
+    """A backend that can say, without loading a model or opening a client, why a configuration can
+    never work: ``bench validate`` (and every ladder load) asks each backend that has the method."""
+
+    @classmethod
+    def config_problems(cls, model: str, options: dict) -> dict[str, str]:
+        """``{key: why}`` for each option (``"model"`` included) that cannot work; empty when none."""
+        ...
+
+
+def config_problems(kind: str, config: EncoderConfig | RerankerConfig) -> dict[str, str]:
+    """What the backend of ``config`` says can never work in it (empty when it has no check)."""
+    cls = load(kind, config.backend)
+    return cls.config_problems(config.model, config.options()) if isinstance(cls, ChecksConfig) else {}
 
 
 class EncoderConfig(BaseModel):

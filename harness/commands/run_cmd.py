@@ -50,6 +50,7 @@ def run(ladder_path, goldsets, splits, rung_names, model, ood, overwrite, cache_
         raise
     fail_if_asked_for_nothing(outcomes, {r.name for r in ladder.rungs} if model else set(rung_names))
     show_outcomes(outcomes, as_json, title)
+    fail_if_nothing_ran(outcomes)
 
 
 def show_outcomes(outcomes, as_json: bool, title: str) -> None:
@@ -70,6 +71,15 @@ def fail_if_asked_for_nothing(outcomes, asked: set[str]) -> None:
         mine = [o for o in outcomes if o.record.rung.name == name]
         if mine and all(o.action == "skipped" for o in mine):
             raise RungUnavailable(f"rung '{name}' cannot run here: {mine[0].record.reason}")
+
+
+def fail_if_nothing_ran(outcomes) -> None:
+    """A run in which every rung was skipped measured nothing: an error (exit 2), not a green run."""
+    from harness.errors import RungUnavailable
+
+    if outcomes and all(o.action == "skipped" for o in outcomes):
+        names = list(dict.fromkeys(o.record.rung.name for o in outcomes))
+        raise RungUnavailable(f"no rung could run here ({', '.join(names)} skipped: {outcomes[0].record.reason}); nothing was measured")
 
 
 @click.command()

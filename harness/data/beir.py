@@ -16,6 +16,10 @@ from harness.errors import ConfigError
 
 Severity = Literal["error", "warning"]
 BOM = b"\xef\xbb\xbf"
+MAX_GRADE = 1000
+"""Largest relevance grade, either sign. Real scales run 0 to 4 (TREC uses -2 for spam); ranx keeps
+grades as C integers (a grade past 2**63 overflowed there) and nDCG-Burges's gain 2**grade - 1 is
+finite in float64 only up to 1023."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,9 @@ def read_qrels(path: Path, queries: dict, corpus: dict, diag: Diagnostics) -> di
             grade = int(grade_text)
         except ValueError:
             diag.error(path, number, f"relevance grade '{grade_text}' is not an integer; use graded integers such as 0, 1, 2")
+            continue
+        if abs(grade) > MAX_GRADE:
+            diag.error(path, number, f"relevance grade {grade_text} is out of range (-{MAX_GRADE} to {MAX_GRADE}); use small graded integers such as 0, 1, 2")
             continue
         if qid not in queries:
             diag.error(path, number, f"query id '{qid}' is not in queries.jsonl")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 from harness.cache import Cache
+from harness.data.goldset import MANIFEST, Goldset
 from harness.data.resolve import resolve_goldset
+from harness.errors import GoldsetError
 from harness.ladder.runner import Outcome, Settings, Target, run_rungs
 from harness.ladder.schema import Ladder
 from harness.records import Leaderboard
+
+log = logging.getLogger(__name__)
 
 
 def plan_targets(sources: Sequence[str], splits: Sequence[str] = (), *, include_ood: bool = True, base: Path | None = None) -> list[Target]:
@@ -20,20 +25,35 @@ def plan_targets(sources: Sequence[str], splits: Sequence[str] = (), *, include_
     folders are looked up under ``base`` (a ladder file's folder) first.
     """
     targets: list[Target] = []
-    seen: set[str] = set()
     for source in sources:
         goldset = resolve_goldset(source, base)
-        if goldset.fingerprint in seen:
+        if _already(goldset, targets):
             continue
-        seen.add(goldset.fingerprint)
         chosen = tuple(splits) or tuple(s for s in goldset.manifest.eval_splits if s in goldset.qrels) or tuple(goldset.qrels)[-1:]
         targets.append(Target(goldset, chosen))
         for companion_source in goldset.ood_sources() if include_ood else []:
             companion = resolve_goldset(companion_source)
-            if companion.fingerprint not in seen:
-                seen.add(companion.fingerprint)
+            if not _already(companion, targets):
                 targets.append(Target(companion, tuple(s for s in companion.manifest.eval_splits if s in companion.qrels), ood_of=goldset.name))
     return targets
+
+
+def _already(goldset: Goldset, targets: list[Target]) -> bool:
+    """Whether ``goldset`` is one of ``targets`` already (same name, same content: listed twice, or a
+    companion reached twice). Two names for the same content are both kept, with a warning; one name
+    for two contents is an error, since their records would share one place in the leaderboard."""
+    for target in targets:
+        other = target.goldset
+        if other.name == goldset.name:
+            if other.fingerprint == goldset.fingerprint:
+                return True
+            raise GoldsetError(
+                f"two different goldsets are named '{goldset.name}' ({other.source} and {goldset.source}); "
+                f"set name = '...' in one's {MANIFEST} so their records do not mix"
+            )
+        if other.fingerprint == goldset.fingerprint:
+            log.warning("goldsets '%s' and '%s' have identical content (%s and %s); both are evaluated", other.name, goldset.name, other.source, goldset.source)
+    return False
 
 
 def model_ladder(ladder: Ladder, model: str) -> Ladder:

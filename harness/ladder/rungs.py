@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from harness.choices import LeakagePolicy, OverlapPolicy
 from harness.config import StrictModel
+from harness.metrics import metric_problem
 from harness.registry import EncoderConfig, RerankerConfig
 
 FUSION_METHODS = ("rrf", "wsum", "wmnz", "sum", "mnz", "max", "isr", "bordafuse")
@@ -26,6 +27,16 @@ sum and weighted CombMNZ of normalised scores, CombSUM/CombMNZ/CombMAX (Fox & Sh
 TUNABLE_METHODS = ("rrf", "wsum", "wmnz")
 """Methods whose parameters ``ranx.optimize_fusion`` searches (``k`` for RRF, weights otherwise)."""
 NORMS = ("min-max", "zmuv", "max", "sum", "rank", "borda")
+
+
+def _metric(name: str) -> str:
+    if problem := metric_problem(name):
+        raise ValueError(problem)
+    return name
+
+
+MetricName = Annotated[str, AfterValidator(_metric)]
+"""A metric ranx computes (``ndcg@10``; a cut-off of at least 1), checked where the key is written."""
 
 
 class DenseRung(StrictModel):
@@ -66,7 +77,7 @@ class HybridRung(StrictModel):
     weights: list[float] | None = None
     rrf_k: int = Field(60, ge=1, description="RRF's k (60 in Cormack et al. 2009)")
     tune_on: str | None = None
-    tune_metric: str | None = Field(None, description="default: the ladder's primary metric")
+    tune_metric: MetricName | None = Field(None, description="default: the ladder's primary metric")
     top_k: int = Field(100, ge=1)
 
     @model_validator(mode="after")

@@ -4,23 +4,28 @@
 load) and runs over every goldset. For each (goldset, split) a rung whose record is up to date is
 reused (unless ``overwrite``); otherwise it runs and its record is written at once, so an
 interrupted run keeps everything it finished. A rung that cannot run here (no network for a hub
-model, no API key) is recorded as skipped with the reason, and so are the rungs built on it; a rung
-that fails at run time (an API down for good) is reported at the end, after the others have run.
+model, no API key, a model id or folder that cannot be loaded) is recorded as skipped with the
+reason, and so are the rungs built on it; a rung that fails at run time (an API down for good) is
+reported at the end, after the others have run. A stored run that a later rung reads is checked when
+its record is reused: one that cannot be read (a corrupt ``.run.json.gz``) is re-computed.
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 import statistics
 import time
+import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from harness import progress
 from harness.cache import Cache
 from harness.data.goldset import Goldset
 from harness.environment import environment
-from harness.errors import RunFailure, RungUnavailable
+from harness.errors import BenchError, RunFailure, RungUnavailable
 from harness.ladder.rungs import AnyRung, depends_on
 from harness.ladder.stages import SkipSplit, SplitResult, build_stage
 from harness.metrics import DEFAULT_METRICS, evaluate
@@ -110,8 +115,11 @@ class _LadderRun:
         self.records: dict[tuple[int, str, str], RunRecord] = {}
         self.runs: dict[tuple[int, str, str], Run] = {}
         self.down: dict[str, str] = {}  # rung -> why it produced nothing
+        self.why: dict[tuple[int, str, str], str] = {}  # (target, split, rung) -> why it has no result
+        self.unreadable: dict[tuple[int, str, str], str] = {}  # (target, split, rung) -> its stored run's problem
         self.failures: list[str] = []
         self.needed = self._needed_splits()
+        self.consumed = {name for rung in rungs for name in depends_on(rung)}  # rungs whose runs later rungs read
 
     # -- the Context that stages use ---------------------------------------------------------------
     @property
@@ -133,16 +141,56 @@ class _LadderRun:
         return name or self.settings.metrics[0]
 
     def input_record(self, target: int, split: str, rung: str) -> RunRecord:
-        found = self.records.get((target, split, rung))
+        slot = (target, split, rung)
+        found = self.records.get(slot)
         if found is None:
-            raise SkipSplit(f"needs rung '{rung}' on {self.goldset(target).name}/{split}, which has no result")
+            why = self.why.get(slot, "has no result")
+            if slot in self.unreadable:
+                why += f"; {self.unreadable[slot]}: delete that file and run again where rung '{rung}' can run"
+            raise SkipSplit(f"needs rung '{rung}' on {self.goldset(target).name}/{split}, which {why}")
         return found
 
     def input_run(self, target: int, split: str, rung: str) -> Run:
         slot = (target, split, rung)
         if slot not in self.runs:
-            self.runs[slot] = self.leaderboard.load_run(self.input_record(target, split, rung))
+            record = self.input_record(target, split, rung)
+            run, problem = self._read_run(record)
+            if problem:
+                raise SkipSplit(f"needs rung '{rung}' on {self.goldset(target).name}/{split}, but {problem}: delete that file and run again")
+            self.runs[slot] = run
         return self.runs[slot]
+
+    def _read_run(self, record: RunRecord) -> tuple[Run, str | None]:
+        """The run stored beside ``record``, or why it cannot be read (naming the file)."""
+        try:
+            run = self.leaderboard.load_run(record)
+            if isinstance(run, dict) and all(isinstance(hits, dict) for hits in run.values()):
+                return run, None
+            problem = "not a run: expected {query id: {document id: score}}"
+        except (OSError, EOFError, ValueError, zlib.error, BenchError) as exc:  # BadGzipFile is an OSError
+            problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}"
+        plain = record.run_file and Path(record.run_file).name == record.run_file
+        path = next(self.leaderboard.records_dir.glob(f"*/*/{glob.escape(record.run_file)}"), record.run_file) if plain else record.run_file
+        return {}, f"its stored run {path} cannot be read ({problem})"
+
+    def _reusable(self, i: int, split: str, rung: AnyRung, key: str) -> RunRecord | None:
+        """The up-to-date record of this slot, if one exists and (when a later rung reads it) its run can
+        be read; a record or run that cannot be read is logged and re-computed."""
+        goldset = self.goldset(i)
+        try:
+            found = self.leaderboard.find(goldset.name, split, rung.name, key)
+        except BenchError as exc:  # a corrupt record file: re-computing writes a good one over it
+            log.warning("%s; re-computing it", exc)
+            return None
+        if found is None or rung.name not in self.consumed:
+            return found
+        run, problem = self._read_run(found)
+        if problem:
+            log.warning("%s / %s / %s: %s; re-computing it", goldset.name, split, rung.name, problem)
+            self.unreadable[(i, split, rung.name)] = problem
+            return None
+        self.runs[(i, split, rung.name)] = run
+        return found
 
     # -- planning ----------------------------------------------------------------------------------
     def _needed_splits(self) -> dict[tuple[str, int], list[str]]:
@@ -170,7 +218,7 @@ class _LadderRun:
         for rung in self.rungs:
             try:
                 stages[rung.name] = build_stage(rung, self.cache)
-            except RungUnavailable as exc:
+            except RungUnavailable as exc:  # no network, no key, a model id or folder that cannot be loaded
                 stages[rung.name] = exc
         by_target: list[list[Outcome]] = [[] for _ in self.targets]
         for rung in self.rungs:
@@ -192,6 +240,10 @@ class _LadderRun:
             self.down[rung.name] = "failed"
             self.failures.append(f"rung '{rung.name}' failed: {exc}")
             results += [[] for _ in range(len(self.targets) - len(results))]
+        except _Unavailable as exc:  # its model failed to load at first use: skipped from here on, like one unavailable at build
+            results.append(exc.outcomes)
+            for j in range(len(results), len(self.targets)):
+                results.append([self._skip(rung, j, s, exc.reason) for s in self.needed[(rung.name, j)]])
         return results
 
     def _config(self, rung: AnyRung) -> dict:
@@ -207,7 +259,7 @@ class _LadderRun:
                 outcomes.append(self._skip(rung, i, split, str(exc)))
                 continue
             keys[split] = record_key(goldset.split_fingerprint(split), self._config(rung), dependency)
-            existing = None if self.overwrite else self.leaderboard.find(goldset.name, split, rung.name, keys[split])
+            existing = None if self.overwrite else self._reusable(i, split, rung, keys[split])
             if existing:
                 log.info("%s / %s / %s unchanged, skipped (use --overwrite to re-run)", goldset.name, split, rung.name)
                 self.records[(i, split, rung.name)] = existing
@@ -216,11 +268,19 @@ class _LadderRun:
                 todo.append(split)
         if todo:
             progress.note(f"{rung.name} on {goldset.name} ({', '.join(todo)})")
-        for split, result in stage.run(self, i, todo) if todo else ():
-            if isinstance(result, SkipSplit):
-                outcomes.append(self._skip(rung, i, split, str(result)))
-            else:
-                outcomes.append(self._record(rung, i, split, keys[split], stage, result))
+        done: set[str] = set()
+        try:
+            for split, result in stage.run(self, i, todo) if todo else ():
+                done.add(split)
+                if isinstance(result, SkipSplit):
+                    outcomes.append(self._skip(rung, i, split, str(result)))
+                else:
+                    outcomes.append(self._record(rung, i, split, keys[split], stage, result))
+        except SkipSplit as exc:  # an input the stage reads mid-run (a stored run) cannot be used
+            outcomes += [self._skip(rung, i, s, str(exc)) for s in todo if s not in done]
+        except RungUnavailable as exc:
+            outcomes += [self._skip(rung, i, s, str(exc)) for s in todo if s not in done]
+            raise _Unavailable(str(exc), outcomes) from exc
         return outcomes
 
     def _record(self, rung, i, split, key, stage, result: SplitResult) -> Outcome:
@@ -305,6 +365,7 @@ class _LadderRun:
 
     def _skip(self, rung: AnyRung, i: int, split: str, reason: str) -> Outcome:
         log.warning("%s / %s / %s skipped: %s", self.goldset(i).name, split, rung.name, reason)
+        self.why[(i, split, rung.name)] = f"was skipped ({reason})"
         key = record_key(self.goldset(i).split_fingerprint(split), self._config(rung), None)
         record = self._base_record(rung, i, split, key, None).model_copy(update={"status": "skipped", "reason": reason})
         return Outcome(self.leaderboard.write(record, None), "skipped")
@@ -312,6 +373,15 @@ class _LadderRun:
     def _skip_everywhere(self, rung: AnyRung, reason: str) -> list[list[Outcome]]:
         self.down[rung.name] = f"was skipped ({reason})" if not reason.startswith("needs rung") else "was skipped"
         return [[self._skip(rung, i, s, reason) for s in self.needed[(rung.name, i)]] for i in range(len(self.targets))]
+
+
+class _Unavailable(Exception):
+    """A rung became unavailable while running one target (its model failed to load): the outcomes it
+    recorded there, and the reason the rest is skipped."""
+
+    def __init__(self, reason: str, outcomes: list[Outcome]):
+        super().__init__(reason)
+        self.reason, self.outcomes = reason, outcomes
 
 
 def _latency(seconds: dict[str, float]) -> Latency | None:

@@ -29,13 +29,13 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from harness.choices import PairedTest, QuerySubset
 from harness.config import read_toml, validate
 from harness.errors import ConfigError, did_you_mean
-from harness.ladder.rungs import AnyRung, ChunkedRung, DenseRung, FinetuneRung, RerankRung, Rung, depends_on
-from harness.metrics import DEFAULT_METRICS, metric_problem
+from harness.ladder.rungs import AdapterRung, AnyRung, ChunkedRung, DenseRung, FinetuneRung, MetricName, RerankRung, Rung, depends_on
+from harness.metrics import DEFAULT_METRICS
 from harness.prices import DEFAULT_PRICES, Price
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ class Decision(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    recall_metric: str = Field("recall@10", description="the metric the quality bar applies to")
+    recall_metric: MetricName = Field("recall@10", description="the metric the quality bar applies to")
     recall_bar: float = Field(0.80, ge=0, le=1, description="a rung at or above this on recall_metric meets the bar")
     finetune_margin: float = Field(0.01, ge=0, description="fine-tuning must beat the best cheaper rung by this much of the primary metric")
     alpha: float = Field(0.05, gt=0, lt=1, description="significance level, after Holm's correction over the rungs compared")
@@ -68,7 +68,7 @@ class GateRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    metric: str
+    metric: MetricName
     max_drop: float = Field(0.01, ge=0, description="largest absolute drop allowed (0.01: one point of nDCG@10)")
     significant: bool = Field(False, description="fail only when the drop is also statistically significant")
     split: str | None = Field(None, description="only this split (default: every split compared)")
@@ -99,14 +99,30 @@ class Ladder(BaseModel):
     goldsets: list[str] = Field(default_factory=lambda: ["demo"])
     splits: list[str] = Field(default_factory=list, description="default: each goldset's eval_splits")
     ood: bool = True
-    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
-    primary_metric: str = "ndcg@10"
+    metrics: list[MetricName] = Field(default_factory=lambda: list(DEFAULT_METRICS), min_length=1)
+    primary_metric: MetricName = "ndcg@10"
     latency_queries: int = Field(50, ge=0, description="queries timed one at a time on the query path (0: none)")
     prices: dict[str, Price] = Field(default_factory=dict)
     rungs: list[Rung] = Field(min_length=1)
     decision: Decision = Field(default_factory=Decision)
     gate: Gate = Field(default_factory=Gate)
     source: Path | None = Field(None, exclude=True)
+
+    @field_validator("primary_metric", "decision", "gate")
+    @classmethod
+    def _in_metrics(cls, value, info: ValidationInfo):
+        """Each metric a decision or gate rule reads must be computed (an error names the key)."""
+        metrics = info.data.get("metrics")
+        if metrics is None:  # metrics itself is invalid; that error is reported
+            return value
+        named = {"primary_metric": [value]} if info.field_name == "primary_metric" else {}
+        named |= {"decision.recall_metric": [value.recall_metric]} if info.field_name == "decision" else {}
+        named |= {"gate rule metric": [r.metric for r in value.rules]} if info.field_name == "gate" else {}
+        for key, wanted in named.items():
+            for metric in wanted:
+                if metric not in metrics:
+                    raise ValueError(f"{key} '{metric}' is not in metrics ({', '.join(metrics)}); add it there")
+        return value
 
     @model_validator(mode="after")
     def _rounds(self) -> Ladder:
@@ -129,16 +145,6 @@ class Ladder(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Ladder:
-        for metric in self.metrics:
-            if problem := metric_problem(metric):
-                raise ValueError(problem)
-        if self.primary_metric not in self.metrics:
-            raise ValueError(f"primary_metric '{self.primary_metric}' is not in metrics")
-        if self.decision.recall_metric not in self.metrics:
-            raise ValueError(f"decision.recall_metric '{self.decision.recall_metric}' is not in metrics")
-        for rule in self.gate.rules:
-            if rule.metric not in self.metrics:
-                raise ValueError(f"gate rule metric '{rule.metric}' is not in metrics ({', '.join(self.metrics)})")
         seen: set[str] = set()
         for rung in self.rungs:
             if rung.name in seen:
@@ -203,15 +209,21 @@ def resolve_ladder(path: str | None) -> Ladder:
 
 
 def check_backends(ladder: Ladder, where: str) -> None:
-    """Every backend named exists, and every extra option is a keyword its constructor takes.
+    """Every backend named exists, every extra option is a keyword its constructor takes, and what the
+    backend can check without a model or a client (a model id, option ranges) holds; an adapter rung's
+    options are valid.
 
     Imports the backend module (cheap: SDKs and models load lazily), never a model or an API client.
     """
     from harness import registry
 
     for i, rung in enumerate(ladder.rungs):
+        if isinstance(rung, AdapterRung):
+            from harness.training.adapter import AdapterOptions
+
+            validate(AdapterOptions, rung.adapter, f"{where}: rung '{rung.name}' adapter")
         tables = []
-        if isinstance(rung, (DenseRung, ChunkedRung)):
+        if isinstance(rung, (DenseRung, ChunkedRung, AdapterRung)):
             tables.append(("encoder", "encoder", rung.encoder))
         if isinstance(rung, RerankRung):
             tables.append(("reranker", "reranker", rung.reranker))
@@ -221,6 +233,9 @@ def check_backends(ladder: Ladder, where: str) -> None:
             except ConfigError as exc:
                 raise ConfigError(f"{where}: rungs[{i}] ('{rung.name}').{key}.backend: {exc}") from exc
             _check_options(cls, config, f"{where}: rungs[{i}] ('{rung.name}').{key}")
+            if problems := registry.config_problems(kind, config):
+                option, problem = next(iter(problems.items()))
+                raise ConfigError(f"{where}: rungs[{i}] ('{rung.name}').{key}.{option}: {problem}")
 
 
 def _check_options(cls: type, config, where: str) -> None:

@@ -24,7 +24,7 @@ from harness.cache import Cache, CachedReranker, CacheStats
 from harness.data.goldset import Goldset
 from harness.ladder.rungs import AdapterRung, AnyRung, BM25Rung, ChunkedRung, DenseRung, FinetuneRung, HybridRung, RerankRung
 from harness.protocols import Run
-from harness.records import Counts, RunRecord
+from harness.records import Counts, RunRecord, safe_name
 from harness.registry import build_encoder, build_reranker
 from harness.retrieval import fusion
 from harness.retrieval.chunking import Chunking
@@ -179,6 +179,9 @@ class RetrieverStage:
         return vars(stats)
 
 
+_NOTHING = "\x00nothing"  # a document id no corpus has (JSONL ids are text; NUL is not in any we read)
+
+
 class HybridStage:
     """Fusion of earlier rungs' runs; parameters fixed, or tuned on the in-domain goldset's ``tune_on`` split."""
 
@@ -222,20 +225,30 @@ class HybridStage:
             runs = [ctx.input_run(target, split, name) for name in rung.inputs]
             inputs = [ctx.input_record(target, split, name) for name in rung.inputs]
             start = time.perf_counter()
-            run = fusion.fuse(runs, method=rung.method, norm=rung.norm, params=params, top_k=rung.top_k)
+            run = self._fuse(runs, params)
             fuse_s = time.perf_counter() - start
             latency = _add_latencies(inputs, self._fuse_latency(runs, params, latency_sample(run, ctx.latency_queries)))
             details = {"method": rung.method, "norm": rung.norm, "params": params, "tuned_on": tuning or None}
             yield split, SplitResult(run, latency, search_s=fuse_s, inherited=inputs, details=details)
 
 
+    def _fuse(self, runs: list[Run], params: dict) -> Run:
+        """``fusion.fuse``, where an input that retrieved nothing for any of these queries (BM25 on a query
+        of stopwords, timed on its own) ranks a placeholder: ranx cannot build an empty run. Fusion scores
+        each document from its own ranks or normalised scores, so the placeholder changes no real
+        document's score; it is dropped from the result."""
+        query_ids = sorted(set().union(*runs))
+        padded = [run if any(run.get(q) for q in query_ids) else {q: {_NOTHING: 1.0} for q in query_ids} for run in runs]
+        fused = fusion.fuse(padded, method=self.rung.method, norm=self.rung.norm, params=params, top_k=self.rung.top_k + 1)
+        return {q: dict([(d, v) for d, v in hits.items() if d != _NOTHING][: self.rung.top_k]) for q, hits in fused.items()}
+
     def _fuse_latency(self, runs: list[Run], params: dict, sample: list[str]) -> dict[str, float]:
         """Seconds to fuse each sampled query's rankings on its own (after one untimed warm-up call)."""
-        rung, out = self.rung, {}
+        out = {}
         for n, qid in enumerate(sample[:1] + sample):
             one = [{qid: run.get(qid, {})} for run in runs]
             start = time.perf_counter()
-            fusion.fuse(one, method=rung.method, norm=rung.norm, params=params, top_k=rung.top_k)
+            self._fuse(one, params)
             if n:
                 out[qid] = time.perf_counter() - start
         return out
@@ -362,7 +375,7 @@ class AdapterStage:
             self.base_fingerprint, goldset.split_fingerprint(self.rung.train_split), eval_split and goldset.split_fingerprint(eval_split),
             self.options.model_dump(mode="json"), self.rung.on_leakage, self.rung.on_overlap,
         ])
-        return goldset, eval_split, ctx.models_root / f"{self.rung.name}-{key}"
+        return goldset, eval_split, ctx.models_root / f"{safe_name(self.rung.name)}-{key}"
 
     def dependency(self, ctx: Context, target: int, split: str) -> str:
         return f"adapter-{self._plan(ctx, target)[2].name}"
