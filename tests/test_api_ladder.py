@@ -3,6 +3,7 @@ nothing twice, token counts and dollars in the records, and the key in no record
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -79,7 +80,16 @@ def test_killed_bench_run_resumes_without_paying_twice(api_env, tmp_path, tiny_g
 
     records = "".join(p.read_text() for p in (Path(os.environ["TUNEBENCH_LEADERBOARD"]) / "records").rglob("*.json"))
     assert "voyage:voyage-3-large tokens" in records and "cohere:rerank-v3.5 searches" in records
-    assert KEY not in records and "SECRET" not in records
+    views = CliRunner().invoke(main, ["leaderboard", "--write"])
+    report = CliRunner().invoke(main, ["report", "-l", str(ladder), "--format", "html", "-o", str(tmp_path / "report.html")])
+    assert views.exit_code == 0 and report.exit_code == 0, views.output + report.output
+    written = [f for root in (tmp_path, Path(os.environ["TUNEBENCH_CACHE"])) for f in root.rglob("*") if f.is_file()]
+    assert any(f.suffix == ".sqlite" for f in written) and any(f.name.endswith(".run.json.gz") for f in written)
+    for f in written:  # every file the run wrote, binary and compressed ones too, and everything printed
+        data = f.read_bytes()
+        data = gzip.decompress(data) if f.suffix == ".gz" else data
+        assert KEY.encode() not in data and b"SECRET" not in data, f"the API key was written into {f}"
+    assert not any(KEY in out or "SECRET" in out for out in (result.output, rerun.output, views.output, report.output))
 
 
 def test_api_down_for_good_fails_the_run_after_the_local_rung(api_env, tmp_path, tiny_goldset):
