@@ -226,3 +226,14 @@ class AdapterFormat(Protocol):
     def read_card(self, folder: Path) -> Any:
         """The folder's card (``kind``, ``dim``, ``training``, ``history``, ...), or a one-line ConfigError."""
         ...
+
+
+@runtime_checkable
+class ChecksConfig(Protocol):
+    """A backend that can say, without loading a model or opening a client, why a configuration can
+    never work: ``bench validate`` (and every ladder load) asks each backend that has the method."""
+
+    @classmethod
+    def config_problems(cls, model: str, options: dict) -> dict[str, str]:
+        """``{key: why}`` for each option (``"model"`` included) that cannot work; empty when none."""
+        ...

@@ -12,11 +12,12 @@ from __future__ import annotations
 import importlib
 import inspect
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import ConfigError, did_you_mean
+from harness.protocols import ChecksConfig
 
 if TYPE_CHECKING:
     from harness.cache import Cache
@@ -69,17 +70,6 @@ def load(kind: str, name: str) -> type:
         )
     module_name, _, attr = choices[name].partition(":")
     return getattr(importlib.import_module(module_name), attr)
-
-
-@runtime_checkable
-class ChecksConfig(Protocol):
-    """A backend that can say, without loading a model or opening a client, why a configuration can
-    never work: ``bench validate`` (and every ladder load) asks each backend that has the method."""
-
-    @classmethod
-    def config_problems(cls, model: str, options: dict) -> dict[str, str]:
-        """``{key: why}`` for each option (``"model"`` included) that cannot work; empty when none."""
-        ...
 
 
 def config_problems(kind: str, config: EncoderConfig | RerankerConfig) -> dict[str, str]:
