@@ -103,7 +103,7 @@ def test_from_labels_graded_csv_negatives_and_counts(tmp_path):
     result = bench("pairs", "from-labels", tmp_path / "labels.csv", "-o", tmp_path / "pairs.jsonl", "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert out["counts"] == {"rows": 6, "duplicate_rows": 1, "queries": 2, "queries_without_positive": 1, "positives": 3, "negatives": 1, "documents": 3}
+    assert out["counts"] == {"rows": 6, "duplicate_rows": 1, "queries": 2, "queries_without_positive": 1, "positives": 3, "negatives": 1, "documents": 3, "unjudged_documents": 0}
     pairs = {(p.query, p.positive[:8]): p for p in read_pair_file(tmp_path / "pairs.jsonl")}
     assert set(pairs) == {("oxalic acid for mites", "Oxalic a"), ("when do colonies swarm", "Colonies"), ("when do colonies swarm", "Feed thi")}  # 0.2 > 0 is a positive
     assert pairs["oxalic acid for mites", "Oxalic a"].negatives == ["Colonies swarm in spring when the queen leaves."]
@@ -171,8 +171,9 @@ def test_from_clicks_dwell_skip_above_and_pooled_queries(tmp_path):
     counts = json.loads(result.stdout)["counts"]
     assert counts == {
         "sessions": 5, "clicks": 7, "short_dwell_clicks": 2, "clicks_not_shown": 1, "skipped_above": 2, "judgements_without_text": 0,
-        "queries": 2, "queries_without_positive": 1, "positives": 3, "negatives": 1, "documents": 4,
+        "queries": 2, "queries_without_positive": 1, "positives": 3, "negatives": 1, "documents": 5, "unjudged_documents": 1,
     }  # fmt: skip
+    # d5 was shown and never judged: it stays in the corpus as a distractor
     pairs = {(p.query, p.positive_id): p for p in read_pair_file(tmp_path / "p.jsonl")}
     assert set(pairs) == {("varroa treatment", "d1"), ("varroa treatment", "d2"), ("wax moth", "d4")}
     assert pairs["varroa treatment", "d1"].negatives == [TINY_DOCS["d3"][0] + " " + TINY_DOCS["d3"][1]]  # d2 turned positive, so only d3

@@ -124,7 +124,8 @@ def test_pairs_heading_body_title_summary_section_subsection(tmp_path):
         "Wax moth": {"docs/bees.md#wax-moth": 2},
     }
     assert built.counts["files"] == 1 and built.counts["short_sections"] == 1  # "Harvest" holds three words of code
-    assert built.corpus["docs/bees.md#pests"].text == "Pests weaken a colony." and built.corpus["docs/bees.md#pests"].title == ""
+    assert built.corpus["docs/bees.md#pests"].text == "Pests weaken a colony." and built.corpus["docs/bees.md#pests"].title == "Beekeeping"
+    assert {p.positive for p in built.pairs if p.positive_id == "docs/bees.md#pests"} == {"Pests weaken a colony."}  # pair positives: text alone
 
 
 def test_long_sections_are_chunked_with_overlap(tmp_path):

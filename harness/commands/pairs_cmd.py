@@ -44,7 +44,9 @@ def output_options(command):
 
 
 def emit(built, *, output, goldset_out, seed, splits, as_json, description: str, query_origin: str) -> None:
-    """Write a :class:`~harness.pairs.pairset.PairSet` as a pair file (and a goldset) and report its counts."""
+    """Write a :class:`~harness.pairs.pairset.PairSet` as a pair file (and a goldset over its whole
+    corpus) and report its counts; how many of the goldset's documents no query judges, and the
+    builder's warnings, go to stderr after the report."""
     from harness.errors import ConfigError
     from harness.pairs.pairset import write_goldset, write_pairs
 
@@ -61,15 +63,36 @@ def emit(built, *, output, goldset_out, seed, splits, as_json, description: str,
         held_out = len(assignment) - sizes.get("train", 0)
     written = write_pairs(output, pairs)
     if as_json:
-        goldset = {"path": goldset_out, "splits": sizes} if goldset_out else None
-        click.echo(json.dumps({"output": output, "pairs": written, "counts": built.counts, "goldset": goldset}, indent=1))
-        return
+        goldset = {"path": goldset_out, "splits": sizes, "documents": len(built.corpus), "unjudged_documents": built.unjudged} if goldset_out else None
+        click.echo(json.dumps({"output": output, "pairs": written, "counts": built.counts, "goldset": goldset, "warnings": built.warnings}, indent=1))
+    else:
+        _print_summary(built, output, goldset_out, written, held_out, sizes)
+    if goldset_out and built.unjudged:
+        click.echo(f"note: {_unjudged_note(built, goldset_out)}", err=True)
+    for warning in built.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def _print_summary(built, output, goldset_out, written: int, held_out: int, sizes: dict) -> None:
     click.echo(f"wrote {written} pairs to {output}" + (f" (train split only: {held_out} dev/test queries are held out)" if goldset_out else ""))
     if goldset_out:
-        click.echo(f"goldset {goldset_out}: " + ", ".join(f"{s} {n} queries" for s, n in sizes.items()) + f" (check it: bench goldset validate {goldset_out})")
+        click.echo(
+            f"goldset {goldset_out}: " + ", ".join(f"{s} {n} queries" for s, n in sizes.items())
+            + f"; {len(built.corpus)} documents, {built.unjudged} judged by no query (check it: bench goldset validate {goldset_out})"
+        )  # fmt: skip
     width = max(map(len, built.counts))
     for name, value in built.counts.items():
         click.echo(f"  {name.replace('_', ' '):<{width}}  {value}")
+
+
+def _unjudged_note(built, goldset_out) -> str:
+    """Documents no query judges stay in the goldset, and the user is told: leaving them out would
+    make every score optimistic (a first user's baseline: nDCG@10 0.872 over 97 judged documents,
+    0.773 over all 326)."""
+    return (
+        f"{built.unjudged} of the {len(built.corpus)} documents in {goldset_out} are judged by no query; they stay as "
+        "distractors, as in a real search (without them every score would be too high)"
+    )
 
 
 def _counts_line(counts: dict) -> str:

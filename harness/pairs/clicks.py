@@ -42,7 +42,9 @@ class _Pool:
 
 
 def from_clicks(path: Path | str, *, corpus: Mapping[str, Document] | None = None, min_dwell: float = 30.0, skip_above: bool = True) -> PairSet:
-    """Pairs and judgements from a click log (format above); counts say what was dropped and why."""
+    """Pairs and judgements from a click log (format above); counts say what was dropped and why.
+    The corpus is kept whole (with the results' own texts added): documents no query judges stay as
+    distractors, counted as ``unjudged_documents``."""
     pool = _Pool(dict(corpus or {}))
     for number, row in read_rows(path):
         _add_session(pool, row, min_dwell, skip_above, f"{path}:{number}")

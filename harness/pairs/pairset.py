@@ -6,6 +6,11 @@ judgements as a BEIR corpus, queries and qrels, and counts of what was kept and 
 :func:`write_goldset` splits the judgements into train/dev/test at the query level, so no query's
 judgements are spread over two splits, and queries sharing a positive document stay together. Builders: :func:`from_labels` here, :func:`from_clicks` in
 :mod:`harness.pairs.clicks`, :func:`from_structure` in :mod:`harness.pairs.structure`.
+
+A builder keeps the corpus it was given: every document, judged or not, goes into the goldset, and
+the counts say how many no query judges. Unjudged documents are the distractors a real search has to
+rank past; a goldset of judged documents only scores higher than the same queries over the whole
+corpus (a first user's 72 questions: nDCG@10 0.872 over their 97 judged documents, 0.773 over all 326).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +44,17 @@ class PairSet:
     queries: dict[str, str]
     qrels: Judgements
     counts: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def unjudged(self) -> int:
+        """Documents of the corpus that no kept query judges (they stay in the goldset as distractors)."""
+        return len(unjudged_documents(self.corpus, self.qrels))
+
+
+def unjudged_documents(corpus: Mapping[str, Document], qrels: Judgements) -> set[str]:
+    """Ids of the corpus's documents that no query of ``qrels`` judges, at any grade."""
+    return set(corpus) - {d for docs in qrels.values() for d in docs}
 
 
 def text_id(prefix: str, text: str) -> str:
@@ -52,21 +69,22 @@ def document_text(doc: Document) -> str:
 
 def assemble(corpus: Mapping[str, Document], queries: Mapping[str, str], judged: Judgements, source: str, counts: dict[str, int]) -> PairSet:
     """Pairs and goldset parts from judgements: one pair per positive, with the query's grade-0
-    documents as its negatives. Queries without a positive are counted and left out."""
+    documents as its negatives. Queries without a positive are counted and left out; the whole
+    ``corpus`` is kept, and ``documents`` and ``unjudged_documents`` count it."""
     kept = {q: docs for q, docs in judged.items() if any(g > 0 for g in docs.values())}
     pairs = []
     for qid, docs in kept.items():
         negatives = [document_text(corpus[d]) for d, g in docs.items() if g <= 0]
         pairs += [Pair(queries[qid], document_text(corpus[d]), negatives, source=source, query_id=qid, positive_id=d) for d, g in docs.items() if g > 0]
-    used = {d for docs in kept.values() for d in docs}
     counts |= {
         "queries": len(kept),
         "queries_without_positive": len(judged) - len(kept),
         "positives": len(pairs),
         "negatives": sum(1 for docs in kept.values() for g in docs.values() if g <= 0),
-        "documents": len(used),
+        "documents": len(corpus),
+        "unjudged_documents": len(unjudged_documents(corpus, kept)),
     }
-    return PairSet(pairs, {d: corpus[d] for d in corpus if d in used}, {q: queries[q] for q in kept}, kept, counts)
+    return PairSet(pairs, dict(corpus), {q: queries[q] for q in kept}, kept, counts)
 
 
 def write_pairs(path: Path | str, pairs: Iterable[Pair]) -> int:
@@ -144,9 +162,11 @@ def write_goldset(
     """Write a BEIR goldset folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv, goldset.toml) with
     the judged queries split at the query level (:func:`split_queries`); return each query's split.
     ``query_origin`` (the manifest's: human, synthetic, structure) tells the go/no-go report who wrote
-    the queries it is judged on."""
+    the queries it is judged on. Every document of ``corpus`` is written, judged or not; the
+    manifest's description ends with how many documents there are and how many no query judges."""
     folder = Path(folder)
     assignment = split_queries(qrels, splits, seed)
+    description = f"{description} ({corpus_line(corpus, {q: qrels[q] for q in assignment})})".lstrip()
     (folder / "qrels").mkdir(parents=True, exist_ok=True)
     _write_jsonl(folder / "corpus.jsonl", ({"_id": d, "title": doc.title, "text": doc.text} for d, doc in corpus.items()))
     _write_jsonl(folder / "queries.jsonl", ({"_id": q, "text": queries[q]} for q in assignment))
@@ -159,6 +179,11 @@ def write_goldset(
     manifest += [f"query_origin = {json.dumps(query_origin)}"] if query_origin else []
     (folder / MANIFEST).write_text("\n".join(manifest) + "\n", encoding="utf-8")
     return assignment
+
+
+def corpus_line(corpus: Mapping[str, Document], qrels: Judgements) -> str:
+    """``"326 documents, 229 judged by no query"``: what a goldset's corpus holds."""
+    return f"{len(corpus)} documents, {len(unjudged_documents(corpus, qrels))} judged by no query"
 
 
 def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
@@ -206,8 +231,10 @@ class LabelColumns(BaseModel):
 def from_labels(path: Path | str, *, corpus: Mapping[str, Document] | None = None, columns: LabelColumns = LabelColumns(), min_label: float | None = None) -> PairSet:
     """Pairs from labelled (query, document) rows. A label above 0 (and at least ``min_label`` when
     given) makes a positive, graded in the goldset when labels are whole numbers; any other label
-    is a negative for that query. A pair judged twice keeps its highest label."""
-    docs: dict[str, Document] = {}
+    is a negative for that query. A pair judged twice keeps its highest label. Every document of
+    ``corpus`` is kept, judged or not; a column the rows hold and ``columns`` does not name is a
+    warning (:func:`unused_columns`)."""
+    docs: dict[str, Document] = dict(corpus or {})
     queries: dict[str, str] = {}
     judged: Judgements = {}
     rows = read_rows(path)
@@ -220,7 +247,48 @@ def from_labels(path: Path | str, *, corpus: Mapping[str, Document] | None = Non
         judged.setdefault(qid, {})
         judged[qid][doc_id] = max(grade, judged[qid].get(doc_id, grade))
     counts = {"rows": len(rows), "duplicate_rows": len(rows) - sum(len(d) for d in judged.values())}
-    return assemble(docs, queries, judged, str(path), counts)
+    built = assemble(docs, queries, judged, str(path), counts)
+    built.warnings = unused_columns(Path(path).name, [row for _, row in rows], columns)
+    return built
+
+
+# What an unused column's name suggests it holds, tried in order (ids before texts: "query_id" is no query).
+_COLUMN_HINTS = {
+    "query_id": re.compile(r"^(q|query|question|topic)[\W_]?id$|^qid$", re.IGNORECASE),
+    "doc_id": re.compile(r"^(d|doc|document|corpus|passage|p|para|paragraph)[\W_]?id$|^(pid|did|docno)$", re.IGNORECASE),
+    "label": re.compile(r"grade|label|rel|score|judg|rating|relevan|qrel|gain|target", re.IGNORECASE),
+    "query": re.compile(r"query|question|^q$|search", re.IGNORECASE),
+    "document": re.compile(r"doc|passage|text|answer|content|body|para", re.IGNORECASE),
+}
+_COLUMN_WORDS = {"label": "graded labels", "query_id": "query ids", "doc_id": "document ids", "query": "the queries", "document": "the documents' text"}
+
+
+def column_flag(field_name: str) -> str:
+    """The ``bench pairs from-labels`` option that names a :class:`LabelColumns` field."""
+    return f"--{field_name.replace('_', '-')}-column"
+
+
+def unused_columns(name: str, rows: list[dict], columns: LabelColumns) -> list[str]:
+    """A warning for each column the rows hold that ``columns`` does not name, with the option that
+    would read it. Without the label column every row is a positive (grade 1), which a forgotten
+    ``--label-column`` would otherwise hide."""
+    present = list(dict.fromkeys(k for row in rows for k in row if isinstance(k, str) and k.strip()))
+    named = set(columns.model_dump().values())
+    return [_unused_column_warning(name, column, columns, present) for column in present if column not in named]
+
+
+def _unused_column_warning(name: str, column: str, columns: LabelColumns, present: list[str]) -> str:
+    field_name = next((f for f, pattern in _COLUMN_HINTS.items() if pattern.search(column)), None)
+    if field_name is None:
+        return f"{name}: column '{column}' is not used (the columns read are {_read_columns(columns)})"
+    what, current, flag = _COLUMN_WORDS[field_name], getattr(columns, field_name), column_flag(field_name)
+    if field_name == "label" and current not in present:
+        return f"{name}: column '{column}' is not used, and with no '{current}' column every row counts as a positive (grade 1); to read grades from '{column}', pass {flag} {column}"
+    return f"{name}: column '{column}' is not used ({what} come from '{current}'); if it holds {what}, pass {flag} {column}"
+
+
+def _read_columns(columns: LabelColumns) -> str:
+    return ", ".join(f"{column_flag(f)} '{v}'" for f, v in columns.model_dump().items())
 
 
 def _cell(row: dict, column: str) -> str:

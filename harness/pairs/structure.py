@@ -5,12 +5,17 @@ reStructuredText by docutils, HTML by Python's :mod:`html.parser`. All three fee
 :class:`Outline`: the document's title and its sections in order, each with its heading, level,
 parent and paragraphs (a paragraph, list, table or code block is one paragraph). A document whose
 only top-level heading opens it (a Markdown ``# Title``, an rST title) takes that heading as title.
+
+Headings that say where a reader is rather than what a section is about (:data:`BOILERPLATE_HEADINGS`,
+one-word :data:`GENERIC_HEADINGS`, version numbers and dates) are never queries: no user searches
+for "Changelog" or "1.2.0" (:func:`is_boilerplate`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -18,6 +23,29 @@ from harness.errors import ConfigError
 
 FORMATS = {".md": "markdown", ".markdown": "markdown", ".rst": "rst", ".html": "html", ".htm": "html"}
 SKIP_DIRS = {"node_modules", "__pycache__", "venv", "site-packages", "build", "dist"}
+# Compared after :func:`harness.training.leakage.normalise` (case, accents and punctuation dropped)
+# and a leading section number ("2.1 License").
+BOILERPLATE_HEADINGS = frozenset(
+    {
+        "credits", "changelog", "change log", "changes", "release notes", "history", "news", "whats new",
+        "download", "downloads", "license", "licence", "licensing", "copyright",
+        "installation", "install", "installing", "setup",
+        "table of contents", "contents", "toc", "contributing", "contributors", "how to contribute",
+        "code of conduct", "acknowledgements", "acknowledgments", "authors", "maintainers", "sponsors",
+        "support", "contact", "security", "citation", "how to cite", "see also", "links", "references",
+        "footnotes", "bibliography", "todo", "roadmap", "readme", "index",
+    }
+)  # fmt: skip
+# A heading of one of these words alone is too generic to be a query (it matches every document).
+GENERIC_HEADINGS = frozenset(
+    {
+        "overview", "introduction", "intro", "summary", "background", "usage", "examples", "example",
+        "notes", "note", "faq", "requirements", "prerequisites", "about", "details", "misc",
+        "other", "general", "appendix", "conclusion", "discussion", "description", "features",
+        "configuration", "options", "api", "reference", "documentation", "docs", "home", "start",
+        "tutorial", "guide", "help", "resources", "more", "next", "previous", "top", "main",
+    }
+)  # fmt: skip
 
 
 @dataclass
@@ -199,6 +227,21 @@ class _HtmlReader(HTMLParser):
         self.text = []
 
 
+def is_boilerplate(heading: str) -> bool:
+    """Whether a heading is no query: in :data:`BOILERPLATE_HEADINGS`, one word of
+    :data:`GENERIC_HEADINGS` or of under three letters, or no word at all (a version, a date, a number)."""
+    from harness.training.leakage import normalise
+
+    tokens = normalise(heading).split()
+    while tokens and re.fullmatch(r"v?\d+", tokens[0]):  # "2.1 License", "v1.2.0"
+        tokens = tokens[1:]
+    words = [t for t in tokens if re.search(r"[a-z]", t) and not re.fullmatch(r"v\d+", t)]
+    if not words:
+        return True
+    text = " ".join(tokens)
+    return text in BOILERPLATE_HEADINGS or (len(words) == 1 and (text in GENERIC_HEADINGS or len(text) < 3))
+
+
 def from_structure(paths: Iterable[Path | str], *, chunk_words: int = 200, overlap: int = 40, min_words: int = 5):
     """Pairs and a corpus from documents' structure (returns a :class:`harness.pairs.pairset.PairSet`).
 
@@ -210,23 +253,31 @@ def from_structure(paths: Iterable[Path | str], *, chunk_words: int = 200, overl
     - title <-> summary: the document's title and its first chunk (the first paragraph on), grade 2;
     - section <-> subsection: a heading and the first chunk of each direct subsection, grade 1.
 
-    Chunks carry no title: the heading is the query, and a positive that repeats it would teach a
-    model nothing. A heading that several sections share is one query with all of their chunks.
+    Boilerplate and generic headings (:func:`is_boilerplate`) are no queries; their sections stay
+    in the corpus, unjudged, as every other chunk no query judges (a builder keeps the corpus it
+    was given). In the goldset every chunk carries its document's title (its opening top-level
+    heading, HTML ``<title>`` or file name), as a search over the documents would see it; in the pair
+    file positives are the chunk's text alone, since the title query's positive would otherwise
+    repeat it. A heading that several sections share is one query with all of their chunks.
     """
     from harness.pairs.pairset import assemble
 
     if overlap >= chunk_words:
         raise ConfigError(f"the overlap ({overlap}) must be smaller than the chunk size ({chunk_words} words)")
-    corpus, queries, judged = {}, {}, {}
-    counts = dict.fromkeys(["files", "sections", "short_sections", "chunks"], 0)
+    corpus, titles, queries, judged = {}, {}, {}, {}
+    counts = dict.fromkeys(["files", "sections", "short_sections", "chunks", "boilerplate_headings"], 0)
     for path, name in document_files(paths):
         outline = parse_file(path)
         chunks = _section_chunks(outline, name, chunk_words, overlap, min_words, corpus, counts)
+        titles.update(dict.fromkeys((c for ids in chunks for c in ids), outline.title))
         _judge(outline, chunks, queries, judged)
+        counts["boilerplate_headings"] += sum(is_boilerplate(s.heading) for s in outline.sections)
         counts["files"] += 1
     if not counts["files"]:
         raise ConfigError(f"no Markdown, reStructuredText or HTML files in {', '.join(map(str, paths))}")
-    return assemble(corpus, queries, judged, "structure", counts)
+    built = assemble(corpus, queries, judged, "structure", counts)
+    built.corpus = {d: replace(doc, title=titles[d]) for d, doc in built.corpus.items()}
+    return built
 
 
 def _section_chunks(outline: Outline, name: str, size: int, overlap: int, min_words: int, corpus: dict, counts: dict) -> list[list[str]]:
@@ -253,12 +304,13 @@ def _section_chunks(outline: Outline, name: str, size: int, overlap: int, min_wo
 
 
 def _judge(outline: Outline, chunks: list[list[str]], queries: dict, judged: dict) -> None:
-    """Add the three kinds of (query, chunk, grade) judgements of one document."""
+    """Add the three kinds of (query, chunk, grade) judgements of one document (none for a
+    boilerplate heading or title)."""
     from harness.pairs.pairset import text_id
     from harness.training.leakage import normalise
 
     def judge(query: str, chunk_ids: list[str], grade: int) -> None:
-        if not chunk_ids or not normalise(query):
+        if not chunk_ids or not normalise(query) or is_boilerplate(query):
             return
         qid = text_id("q", normalise(query))
         queries.setdefault(qid, query)

@@ -104,10 +104,12 @@ class SyntheticResult:
 
     def pair_set(self) -> PairSet:
         """The kept queries as pairs and as a goldset over the whole corpus (each query judged 1 for its
-        source documents), with the report's counts."""
+        source documents), with the report's counts and the documents no kept query judges."""
         queries = {text_id("syn-", c.query): c.query for c in self.kept}
         qrels = {text_id("syn-", c.query): {self.chunks.doc_ids[s]: 1 for s in c.sources} for c in self.kept}
-        return PairSet(self.pairs(), self.corpus, queries, qrels, counts(self.report))
+        built = PairSet(self.pairs(), self.corpus, queries, qrels, counts(self.report))
+        built.counts["unjudged_documents"] = built.unjudged
+        return built
 
 
 def counts(report: dict) -> dict:
