@@ -1,20 +1,28 @@
-"""Where a goldset comes from: a folder, a bundled or local name (``demo``), or an MTEB task (``mteb:SciFact``)."""
+"""Where a goldset comes from: a folder, a bundled or local name (``demo``), or an MTEB task (``mteb:SciFact``).
+
+One rule for every path: a path on the command line is relative to the working directory; a path
+written in a file (a ladder, a training file, a manifest's ``ood``) is relative to that file's folder
+(``base``). Names need no path: a bundled goldset (the folders under tunebench's ``goldsets/``) works
+anywhere, and on the command line a folder under ``./goldsets`` works by its name too.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from harness.data.goldset import Goldset, load_goldset
+from harness.data.goldset import MANIFEST, Goldset, Manifest, load_goldset, read_manifest
 from harness.data.mteb_task import load_mteb_goldset
 from harness.errors import GoldsetError, did_you_mean
 
 BUNDLED_DIR = Path(__file__).resolve().parents[2] / "goldsets"
+LOCAL_DIR = "goldsets"  # on the command line, ./goldsets/<name> is found by its name
 
 
 def resolve_goldset(source: str, base: Path | None = None) -> Goldset:
     """Load a goldset from a folder, a bundled or local name (``demo`` = ``goldsets/demo``) or ``mteb:Task``.
 
-    ``base`` (a ladder file's folder) is searched first for relative folders.
+    ``base`` is the folder of the file that named ``source`` (None: the command line).
     """
     if source.startswith("mteb:"):
         return load_mteb_goldset(source.removeprefix("mteb:"))
@@ -31,13 +39,56 @@ def resolve_with_split(source: str, base: Path | None = None) -> tuple[Goldset, 
 
 def find_goldset(source: str, base: Path | None = None) -> Path:
     """The folder a goldset source names, or a :class:`GoldsetError` listing the names that exist."""
-    path = Path(source).expanduser()
-    candidates = ([base / path] if base and not path.is_absolute() else []) + [path]
-    candidates += [root / source for root in (Path.cwd() / "goldsets", BUNDLED_DIR)]
-    for candidate in candidates:
+    for candidate in _candidates(source, base):
         if candidate.is_dir():
             return candidate
-    names = sorted({p.name for root in (Path.cwd() / "goldsets", BUNDLED_DIR) if root.is_dir() for p in root.iterdir() if p.is_dir()})
-    raise GoldsetError(
-        f"goldset '{source}' is not a folder, a bundled name ({', '.join(names) or 'none'}) or mteb:<Task>.{did_you_mean(source, names)}"
-    )
+    raise GoldsetError(_not_found(source, base))
+
+
+def goldset_name(source: str, base: Path | None = None) -> str:
+    """The name records carry for ``source`` (a folder's manifest ``name``, else the folder's name; an
+    MTEB task's name), read without loading the goldset. A source that is no folder here is taken as
+    a name: records outlive the folders they were scored on."""
+    if source.startswith("mteb:"):
+        return source.removeprefix("mteb:")
+    folder = next((c for c in _candidates(source, base) if c.is_dir()), None)
+    if folder is None:
+        return source
+    return _manifest(folder).name or folder.resolve().name
+
+
+def goldset_splits(folder: Path) -> list[str]:
+    """A goldset folder's split names, read without loading it (the manifest's ``splits``, else ``qrels/*.tsv``)."""
+    listed = _manifest(folder).splits
+    return listed if listed is not None else sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+
+
+def _manifest(folder: Path) -> Manifest:
+    return read_manifest(folder) if (folder / MANIFEST).is_file() else Manifest()
+
+
+def _candidates(source: str, base: Path | None) -> list[Path]:
+    """Where ``source`` may be, in order: a path from ``base`` (a file's folder) or the working directory;
+    on the command line a folder under ./goldsets by its name; then a bundled name."""
+    path = Path(source).expanduser()
+    if base is not None:
+        found = [path if path.is_absolute() else base / path]
+    else:
+        found = [path, Path.cwd() / LOCAL_DIR / source]
+    return found + [BUNDLED_DIR / source]
+
+
+def _names(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def _not_found(source: str, base: Path | None) -> str:
+    """What exists instead: bundled names, the user's own ./goldsets folders, and the path the user meant."""
+    bundled = _names(BUNDLED_DIR)
+    local = [] if base is not None else [f"{LOCAL_DIR}/{n}" for n in _names(Path.cwd() / LOCAL_DIR)]
+    where = f"a folder (relative to {base}, the folder of the file that names it)" if base is not None else "a folder"
+    parts = [f"bundled names: {', '.join(bundled) or 'none'}"] + ([f"folders in ./{LOCAL_DIR}: {', '.join(local)}"] if local else [])
+    hint = did_you_mean(source, bundled + local) or did_you_mean(Path(source).name, bundled)
+    if base is not None and not Path(source).is_absolute() and Path(source).expanduser().is_dir():
+        hint = f" A path in a file is relative to that file's folder: write '{Path(os.path.relpath(Path(source).resolve(), base.resolve())).as_posix()}'."
+    return f"goldset '{source}' is not {where}, a bundled name or mteb:<Task> ({'; '.join(parts)}).{hint}"

@@ -40,8 +40,8 @@ from harness.prices import DEFAULT_PRICES, Price
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_LADDER = ROOT / "ladder.toml"
+BUNDLED_LADDERS = ROOT / "ladders"
 LADDER_FILE = "ladder.toml"
-
 
 
 class Decision(BaseModel):
@@ -201,11 +201,32 @@ def load_ladder(path: Path | str) -> Ladder:
 
 
 def resolve_ladder(path: str | None) -> Ladder:
-    """``path``, else ``./ladder.toml``, else the default ladder shipped with tunebench."""
+    """``path`` (a file, a folder with a ladder.toml, or a bundled ladder's name: ``demo`` is the
+    shipped ``ladders/demo.toml``), else ``./ladder.toml``, else the default ladder shipped with tunebench."""
     if path:
-        return load_ladder(path)
+        return load_ladder(find_ladder(path))
     local = Path.cwd() / LADDER_FILE
     return load_ladder(local if local.is_file() else DEFAULT_LADDER)
+
+
+def bundled_ladders() -> dict[str, Path]:
+    """The ladders shipped with tunebench, by name (``ladders/<name>.toml``)."""
+    return {p.stem: p for p in sorted(BUNDLED_LADDERS.glob("*.toml"))}
+
+
+def find_ladder(path: str) -> Path:
+    """The ladder file ``path`` names: a file or folder here, else a bundled ladder's name; a
+    :class:`ConfigError` listing the bundled ladders otherwise."""
+    here = Path(path).expanduser()
+    if here.is_file() or (here / LADDER_FILE).is_file():
+        return here
+    bundled = bundled_ladders()
+    name = here.stem if here.suffix == ".toml" and here.parent == Path(".") else path
+    if name in bundled:
+        return bundled[name]
+    names = list(bundled)
+    hint = f" tunebench's own {here.as_posix()} is the bundled ladder '{here.stem}': pass -l {here.stem}" if here.stem in bundled else did_you_mean(here.stem, names)
+    raise ConfigError(f"ladder file '{path}' not found (from {Path.cwd()}) and not a bundled ladder's name (bundled: {', '.join(names) or 'none'}).{hint}")
 
 
 def check_backends(ladder: Ladder, where: str) -> None:
