@@ -112,20 +112,37 @@ def _foreign_modules(folder: Path) -> str | None:
 
 
 def _hub_snapshot(model_id: str) -> Path:
+    """The hub's snapshot of ``model_id``: downloaded once, then read from the Hugging Face cache.
+
+    The hub's answer decides the message: it has no such model (:class:`UnusableModel`: a typo is bad
+    input), or it cannot be reached, so whether the model exists cannot be told (offline)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
         return Path(snapshot_download(model_id))
     except RepositoryNotFoundError as exc:
-        raise ModelUnavailable(f"model '{model_id}' was not found on the Hugging Face hub (or needs a token: set HF_TOKEN); check the id") from exc
+        raise UnusableModel(
+            f"no such model '{model_id}' on the Hugging Face hub (or it is private or gated: set HF_TOKEN); check the id.{_closest_known(model_id)}"
+        ) from exc
     except LocalEntryNotFoundError as exc:
         raise ModelUnavailable(
-            f"model '{model_id}' is not in the local Hugging Face cache and the hub cannot be reached (offline?); "
-            "download it once with network access, or give a local model folder instead"
+            f"model '{model_id}' is not in the local Hugging Face cache and the hub cannot be reached to tell whether it exists (offline); "
+            f"check the id.{_closest_known(model_id)} If it is right, download it once with network access, or give a local model folder"
         ) from exc
     except (HfHubHTTPError, OSError) as exc:
         raise ModelUnavailable(f"model '{model_id}' could not be downloaded ({type(exc).__name__}: {str(exc).splitlines()[0]}); retry or pass a local folder") from exc
+
+
+def _closest_known(model_id: str) -> str:
+    """" Did you mean ...?" among the models this machine has (the packaged one and the Hugging Face cache)."""
+    from huggingface_hub import constants
+
+    from harness.errors import did_you_mean
+
+    cache = Path(constants.HF_HUB_CACHE)
+    cached = [p.name.removeprefix("models--").replace("--", "/") for p in cache.glob("models--*")] if cache.is_dir() else []
+    return did_you_mean(model_id, sorted(_PACKAGED) + cached)
 
 
 def folder_digest(folder: Path) -> str:

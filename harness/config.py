@@ -33,18 +33,41 @@ def validate(model: type[BaseModel], data: dict[str, Any], where: str, error: ty
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise error(f"{where}: {describe(exc, model)}") from exc
+        raise error(f"{where}: {describe(exc, model, data)}") from exc
 
 
-def describe(exc: ValidationError, model: type[BaseModel]) -> str:
+def describe(exc: ValidationError, model: type[BaseModel], data: Any = None) -> str:
+    """The first error as one line: the key path (``rungs[2] ('hybrid').inputs``, with the names of
+    the entries ``data`` gives), what is wrong and, for a name, the valid ones with the closest."""
     first = exc.errors()[0]
     loc = list(first["loc"])
     owner, path = _owner(model, loc[:-1])
-    key = _path(path + [loc[-1]] if loc else path)
+    parts = path + [loc[-1]] if loc else path
+    key, entry = _path(parts), _entry(parts, data)
+    msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden" and owner is not None:
         fields = list(owner.model_fields)
-        return f"unknown key '{key}'.{did_you_mean(str(loc[-1]), fields)} (valid keys here: {', '.join(fields)})"
-    return f"key '{key}': {first['msg']}"
+        return f"unknown key '{key}'{entry}.{did_you_mean(str(loc[-1]), fields)} (valid keys here: {', '.join(fields)})"
+    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        return _tag_problem(first, key, entry, _tags(model, loc))
+    return f"key '{key}'{entry}: {msg}" if key else msg
+
+
+def _tag_problem(error: dict, key: str, entry: str, tags: list[str]) -> str:
+    """An unknown or missing discriminator (a rung's ``kind``), with the valid ones and the closest."""
+    field = error["ctx"]["discriminator"].strip("'")
+    if error["type"] == "union_tag_not_found":
+        return f"key '{key}'{entry}: no {field}; add {field} = one of {', '.join(tags)}"
+    tag = str(error["ctx"]["tag"])
+    return f"key '{key}.{field}'{entry}: unknown {field} '{tag}'.{did_you_mean(tag, tags)} (valid: {', '.join(tags)})"
+
+
+def _tags(model: type[BaseModel], loc: list) -> list[str]:
+    """The ``kind`` values of the tagged union at ``loc``."""
+    current: Any = model
+    for part in loc:
+        current = _item_type(current) if isinstance(part, int) else _unwrap(current).model_fields[part].annotation
+    return [str(m.model_fields["kind"].default) for m in typing.get_args(_unwrap(current)) if "kind" in getattr(m, "model_fields", {})]
 
 
 def _owner(model: type[BaseModel], loc: list) -> tuple[type[BaseModel] | None, list]:
@@ -100,6 +123,19 @@ def _path(parts: list) -> str:
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
+
+
+def _entry(parts: list, data: Any) -> str:
+    """`` (rung 'hybrid')``: the innermost entry on the path that has a ``name`` in ``data``, or ``""``."""
+    found, key = "", ""
+    for part in parts:
+        if isinstance(part, int):
+            data = data[part] if isinstance(data, list) and -len(data) <= part < len(data) else None
+            if isinstance(data, dict) and isinstance(data.get("name"), str):
+                found = f" ({key.removesuffix('s')} '{data['name']}')"
+        else:
+            key, data = str(part), (data.get(part) if isinstance(data, dict) else None)
+    return found
 
 
 class StrictModel(BaseModel):

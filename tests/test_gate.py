@@ -84,7 +84,7 @@ def test_a_changed_goldset_is_an_error_naming_both_fingerprints(tmp_path, files)
         (["{regressed}", "-b", "baselin"], "no record of rung 'baselin'"),
         (["{regressed}", "-b", "{baseline}", "-s", "dev"], "matches no baseline record (baseline records: tiny/test)"),
         (["{regressed}", "-b", "{baseline}", "-M", "recall@10"], "no per-query 'recall@10' (it has: ndcg@10)"),
-        (["{regressed}", "-b", "{baseline}", "-g", "demo"], "--goldset only applies with --model or --run"),
+        (["{regressed}", "-b", "{baseline}", "-g", "demo"], "the candidate has no record on goldset 'demo' (candidate records: tiny/test); pick from those with -g"),
     ],
 )
 def test_misuse_exits_2_with_one_line(files, args, fragment):

@@ -1,10 +1,13 @@
-"""Ladder files: the shipped ladders parse, mistakes are one line naming the key, `bench validate` loads no model."""
+"""Ladder files: the shipped ladders parse, mistakes are one line naming the key, `bench validate` loads no model;
+and a rung's latency holds only per-query work (no warm-up, no JIT compilation)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -12,7 +15,9 @@ from click.testing import CliRunner
 from conftest import write_ladder
 from harness.cli import main
 from harness.errors import ConfigError
+from harness.ladder.rungs import HybridRung
 from harness.ladder.schema import DEFAULT_LADDER, ROOT, load_ladder
+from harness.ladder.stages import HybridStage, RetrieverStage
 
 RUNGS = """
 [[rungs]]
@@ -92,3 +97,59 @@ def test_validate_reports_a_missing_goldset(tmp_path, bow_backend):
     path = write_ladder(tmp_path, Path("no-such-goldset"))
     result = CliRunner().invoke(main, ["validate", str(path)])
     assert result.exit_code == 2 and "goldset 'no-such-goldset' is not a folder" in result.output
+
+
+class ColdStart:
+    """A call whose first run costs 100 s on a fake clock (a JIT compilation, a lazy load) and every later run 2 ms."""
+
+    def __init__(self):
+        self.now, self.calls = 0.0, 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        self.now += 100.0 if self.calls == 1 else 0.002
+        return {}
+
+
+def _hybrid_latency(cold: ColdStart, sample: list[str]) -> dict[str, float]:
+    stage = HybridStage(HybridRung(name="hybrid", inputs=["bm25", "dense"]))
+    stage._fuse = cold
+    return stage._fuse_latency([{q: {"d": 1.0} for q in sample}] * 2, {"k": 60}, sample)
+
+
+def _bm25_latency(cold: ColdStart, sample: list[str]) -> dict[str, float]:
+    stage = RetrieverStage.__new__(RetrieverStage)  # any non-dense retriever: one-query searches
+    stage.retriever = SimpleNamespace(search=cold)
+    return stage._latency({q: f"text of {q}" for q in sample}, 10)
+
+
+@pytest.mark.parametrize("latency", [_hybrid_latency, _bm25_latency], ids=["hybrid", "bm25"])
+def test_one_time_work_is_in_no_timed_query(monkeypatch, latency):
+    """A first call's cost (numba compiling ranx, a tokenizer loading) lands in an untimed warm-up, never in a query's time."""
+    cold, sample = ColdStart(), ["q1", "q2", "q3"]
+    monkeypatch.setattr(time, "perf_counter", cold.clock)
+    seconds = latency(cold, sample)
+    assert cold.calls == len(sample) + 1
+    assert seconds == pytest.approx(dict.fromkeys(sample, 0.002))
+
+
+def _ranx_compilations() -> int:
+    """Specialisations numba holds for ranx's compiled functions in this process (compiled or loaded from its cache)."""
+    from numba.core.dispatcher import Dispatcher
+
+    modules = [m for name, m in list(sys.modules.items()) if name.startswith("ranx")]
+    return sum(len(obj.signatures) for m in modules for obj in vars(m).values() if isinstance(obj, Dispatcher))
+
+
+def test_fusing_one_query_at_a_time_compiles_nothing_after_the_warm_up():
+    """ranx keeps a run's document ids as numpy '<U{n}' (n: its longest id) and numba compiles per n: with ids of many
+    lengths (a first user's file paths) each new length compiled ranx afresh inside a timed query (RRF queries up to 17 s)."""
+    stage = HybridStage(HybridRung(name="hybrid", inputs=["bm25", "dense"], method="rrf"))
+    runs = [{f"q{n}": {f"docs/{'x' * (n + k)}.md#intro": 1.0 / (k + 1) for k in range(3 + j)} for n in range(4)} for j in range(2)]
+    stage._fuse_latency(runs, {"k": 60}, ["q0"])
+    compiled = _ranx_compilations()
+    stage._fuse_latency(runs, {"k": 60}, ["q1", "q2", "q3"])  # longer ids than q0's
+    assert _ranx_compilations() == compiled

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
 from harness.choices import PairedTest, values
-from harness.commands.options import json_option, leaderboard_option
+from harness.commands.options import GOLDSET_HELP, json_option, leaderboard_option
 from harness.commands.run_cmd import ladder_option
 
 
@@ -16,10 +17,13 @@ from harness.commands.run_cmd import ladder_option
 @click.option("--baseline", "-b", required=True, metavar="RUNG_OR_RECORD", help="The baseline: a record file, or a rung name in --baseline-leaderboard.")
 @click.option("--baseline-leaderboard", type=click.Path(file_okay=False), default=None, help="Folder that holds the baseline's records (default: --leaderboard).")
 @click.option("--model", "-m", default=None, help="Evaluate a dense rung with this model id or folder now (on the ladder's goldsets) and gate it.")
-@click.option("--run", "run_now", is_flag=True, help="Evaluate the CANDIDATE rung of the ladder now (up-to-date records are reused), then gate it.")
+@click.option("--run", "run_now", is_flag=True, help="Evaluate the CANDIDATE rung of the ladder now (its up-to-date records in --candidate-leaderboard are reused), then gate it.")
 @ladder_option
-@click.option("--goldset", "-g", "goldsets", multiple=True, metavar="PATH_OR_NAME", help="With --model or --run: evaluate on these goldsets (default: the ladder's).")
+@click.option("--goldset", "-g", "goldsets", multiple=True, metavar="PATH_OR_NAME",
+              help=f"{GOLDSET_HELP}; only these goldsets and their out-of-domain companions (repeatable; default: every one the baseline has); with --model or --run, evaluate on them (default: the ladder's).")
 @click.option("--split", "-s", default=None, help="Only this split (default: each rule's, else every split the baseline has); with --model or --run, evaluate it.")
+@click.option("--candidate-leaderboard", type=click.Path(file_okay=False), default=None,
+              help="Where --model and --run write the candidate's records (default: <leaderboard>/../gate-candidates, never the leaderboard itself unless named here).")
 @click.option("--metric", "-M", "metrics", multiple=True, help="Check these metrics (repeatable; replaces the ladder's [gate] rules, else the primary metric).")
 @click.option("--max-drop", type=click.FloatRange(min=0), default=None, help="Largest absolute drop allowed, for every check (default: each rule's; 0.01).")
 @click.option("--significant/--any-drop", default=None, help="Fail only when the drop is also significant / on any drop past --max-drop (default: each rule's).")
@@ -29,20 +33,23 @@ from harness.commands.run_cmd import ladder_option
 @leaderboard_option
 @json_option
 @click.pass_context
-def gate(ctx, candidate, baseline, baseline_leaderboard, model, run_now, ladder_path, goldsets, split, metrics, max_drop, significant, alpha, test, cache_dir, leaderboard_dir, as_json):
+def gate(ctx, candidate, baseline, baseline_leaderboard, model, run_now, ladder_path, goldsets, split, candidate_leaderboard, metrics, max_drop, significant, alpha, test, cache_dir, leaderboard_dir, as_json):
     """Compare a candidate with a stored baseline, goldset by goldset and split by split.
 
     Exit 0 when every check passes, 1 on a regression, 2 on misuse (bad arguments, missing records,
     a goldset whose content changed since the baseline). Thresholds come from the ladder's [gate]
     table; the flags override them.
     """
-    from harness.decide.gate import gate_summary, gate_table, load_records, run_gate
+    from harness.data.resolve import goldset_name
+    from harness.decide.gate import gate_summary, gate_table, load_records, only, run_gate
     from harness.decide.views import print_rich
     from harness.ladder.schema import resolve_ladder
 
     ladder = resolve_ladder(ladder_path)
-    candidates = _candidates(ladder, candidate, model, run_now, goldsets, split, leaderboard_dir, cache_dir)
-    baselines = load_records(baseline, baseline_leaderboard or leaderboard_dir)
+    written_to = candidate_leaderboard or str(Path(leaderboard_dir).resolve().parent / "gate-candidates")
+    names = {goldset_name(g) for g in goldsets}
+    candidates = only(_candidates(ladder, candidate, model, run_now, goldsets, split, leaderboard_dir, written_to, cache_dir), names, "candidate")
+    baselines = only(load_records(baseline, baseline_leaderboard or leaderboard_dir), names, "baseline")
     settings, rules = _gate_settings(ladder, metrics, split, max_drop, significant, alpha, test)
     result = run_gate(candidates, baselines, settings, rules)
     if as_json:
@@ -53,21 +60,21 @@ def gate(ctx, candidate, baseline, baseline_leaderboard, model, run_now, ladder_
     ctx.exit(0 if result.passed else 1)
 
 
-def _candidates(ladder, candidate, model, run_now, goldsets, split, leaderboard_dir, cache_dir):
-    """The candidate's records: read from the leaderboard or a file, or evaluated now."""
+def _candidates(ladder, candidate, model, run_now, goldsets, split, leaderboard_dir, written_to, cache_dir):
+    """The candidate's records: read from the leaderboard or a file, or evaluated now (recorded in ``written_to``)."""
     from harness.decide.gate import load_records
     from harness.errors import ConfigError
 
     if bool(candidate) == bool(model):
         raise ConfigError("name one candidate: a rung or a record file, or --model MODEL")
-    if goldsets and not (model or run_now):
-        raise ConfigError("--goldset only applies with --model or --run (the candidate is evaluated now)")
     if not (model or run_now):
         return load_records(candidate, leaderboard_dir)
-    return _evaluate_now(ladder, candidate, model, goldsets, split, leaderboard_dir, cache_dir)
+    return _evaluate_now(ladder, candidate, model, goldsets, split, written_to, cache_dir)
 
 
 def _evaluate_now(ladder, rung_name, model, goldsets, split, leaderboard_dir, cache_dir):
+    """Evaluate the candidate; its records (and those of the rungs it builds on) go to ``leaderboard_dir``,
+    a folder apart from the main leaderboard, so a trial never shows up in its views."""
     from harness.cache import Cache
     from harness.commands.run_cmd import fail_if_asked_for_nothing
     from harness.ladder.plan import model_ladder, run_ladder

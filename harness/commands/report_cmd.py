@@ -5,12 +5,12 @@ from __future__ import annotations
 import click
 
 from harness.choices import CorpusScenario, values
-from harness.commands.options import leaderboard_option
+from harness.commands.options import GOLDSET_HELP, leaderboard_option, records_of
 
 
 @click.command()
 @click.option("--ladder", "-l", "ladder_path", default=None, help="Ladder file (rung order and the [decision] thresholds; default: ./ladder.toml, else the shipped one).")
-@click.option("--goldset", "-g", default=None, help="In-domain goldset to decide on (default: the first with records).")
+@click.option("--goldset", "-g", default=None, metavar="PATH_OR_NAME", help=f"{GOLDSET_HELP}; the in-domain goldset to decide on (default: the first with records).")
 @click.option("--split", "-s", default=None, help="Split to decide on (default: test).")
 @click.option("--corpus", type=click.Choice(values(CorpusScenario)), default=None,
               help="Which queries the verdict rests on: all (fixed) or those about documents never trained on (growing); default: the goldset manifest's corpus.")
@@ -30,7 +30,10 @@ def report(ladder_path, goldset, split, corpus, fmt, output, leaderboard_dir):
     records = Leaderboard(leaderboard_dir).latest()
     if not records:
         raise BenchError(f"no records in '{leaderboard_dir}/records'; run: bench run")
-    result = build_report(records, ladder, goldset, split, corpus=corpus)
+    name = None
+    if goldset:  # a folder stands for its goldset's name; a name with no records lists those that have some
+        name = records_of(records, [goldset], leaderboard_dir, with_companions=False)[0].goldset.name
+    result = build_report(records, ladder, name, split, corpus=corpus)
     text = result.html() if fmt == "html" else result.markdown()
     if output is None:
         click.echo(text, nl=False)

@@ -8,6 +8,7 @@ import click
 
 from harness.choices import LeakagePolicy, OverlapPolicy, values
 from harness.commands.options import json_option, leaderboard_option
+from harness.errors import BenchError
 
 
 @click.command()
@@ -42,14 +43,18 @@ def train(config_path, goldset, base_model, epochs, batch_size, learning_rate, r
     from harness.training.schema import TrainConfig
 
     path = Path(config_path)
+    base = path.resolve().parent  # paths in the file are relative to its folder
     data = read_toml(path)
+    if goldset:
+        goldset = _from_command_line(goldset, base)
     flags = {"goldset": goldset, "base_model": base_model, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed, "on_leakage": on_leakage, "on_overlap": on_overlap, "max_memory": max_memory}
     data.update({k: v for k, v in flags.items() if v is not None})
     if rounds is not None:
         data["mining"] = {**data.get("mining", {}), "rounds": rounds}
     config = validate(TrainConfig, data, str(path))
+    _check_splits(config, base, f"{path}" + (" (goldset from -g)" if goldset else ""))
     models_root = Path(models_dir) if models_dir else Path(leaderboard_dir).resolve().parent / "models"
-    job = plan_job(config, models_root=models_root, base=path.resolve().parent)
+    job = plan_job(config, models_root=models_root, base=base)
     cache = Cache(cache_dir)
     model_dirs = run_job(job, cache)
     if not is_main_process():  # torchrun: the other processes only train
@@ -57,13 +62,41 @@ def train(config_path, goldset, base_model, epochs, batch_size, learning_rate, r
     encoder = {"query_prompt": config.query_prompt, "document_prompt": config.document_prompt, "max_length": config.max_length}
     rungs = [DenseRung(name="baseline", encoder=EncoderConfig(model=config.base_model, **encoder))]
     rungs += [DenseRung(name=f"{config.name}-r{i}", encoder=EncoderConfig(model=str(d), **encoder)) for i, d in enumerate(model_dirs)]
-    outcomes = run_rungs(_targets(config, path.resolve().parent), rungs, leaderboard=Leaderboard(leaderboard_dir), cache=cache) if config.goldset else []
+    outcomes = run_rungs(_targets(config, base), rungs, leaderboard=Leaderboard(leaderboard_dir), cache=cache) if config.goldset else []
     if as_json:
         click.echo(json.dumps({"models": [str(d) for d in model_dirs], "leakage": job.leakage.counts(config.on_leakage, config.on_overlap), "records": outcomes_json(outcomes)}, indent=1))
     else:
         click.echo(f"models: {', '.join(str(d) for d in model_dirs)}")
         if outcomes:
             outcomes_table(outcomes, title=f"{config.name}: base model and every round")
+
+
+def _from_command_line(source: str, base):
+    """``-g`` as the training file will read it: a path on the command line is relative to the working
+    directory, so one that the file's folder would read differently becomes absolute (a name stays a
+    name, keeping the job's fingerprint)."""
+    from harness.data.resolve import find_goldset
+
+    if source.startswith("mteb:"):
+        return source
+    here = find_goldset(source).resolve()
+    try:
+        same = find_goldset(source, base).resolve() == here
+    except BenchError:
+        same = False
+    return source if same else str(here)
+
+
+def _check_splits(config, base, where: str) -> None:
+    """train_split and eval_split exist in the goldset, checked before anything loads or trains."""
+    from harness.data.resolve import find_goldset, goldset_name, goldset_splits
+    from harness.errors import ConfigError
+
+    if not config.goldset or config.goldset.startswith("mteb:"):
+        return
+    folder = find_goldset(config.goldset, base)
+    if problem := config.split_problem(goldset_name(str(folder)), goldset_splits(folder)):
+        raise ConfigError(f"{where}: {problem}")
 
 
 def _targets(config, base):

@@ -98,7 +98,7 @@ class Goldset:
         """Judgements of one split, or a :class:`GoldsetError` naming the splits that exist."""
         if split not in self.qrels:
             have = ", ".join(self.qrels) or "none"
-            raise GoldsetError(f"goldset '{self.name}' has no split '{split}' (it has: {have}); pick one of those with --split")
+            raise GoldsetError(f"goldset '{self.name}' has no split '{split}' (it has: {have}); pick one of those")
         return self.qrels[split]
 
     def split_queries(self, split: str) -> dict[str, str]:

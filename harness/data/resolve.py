@@ -89,6 +89,7 @@ def _not_found(source: str, base: Path | None) -> str:
     where = f"a folder (relative to {base}, the folder of the file that names it)" if base is not None else "a folder"
     parts = [f"bundled names: {', '.join(bundled) or 'none'}"] + ([f"folders in ./{LOCAL_DIR}: {', '.join(local)}"] if local else [])
     hint = did_you_mean(source, bundled + local) or did_you_mean(Path(source).name, bundled)
-    if base is not None and not Path(source).is_absolute() and Path(source).expanduser().is_dir():
-        hint = f" A path in a file is relative to that file's folder: write '{Path(os.path.relpath(Path(source).resolve(), base.resolve())).as_posix()}'."
+    meant = next((c for c in _candidates(source, None)[:2] if c.is_dir()), None) if base is not None else None
+    if meant is not None:  # found from the working directory: the file meant it from there
+        hint = f" A path in a file is relative to that file's folder: write '{Path(os.path.relpath(meant.resolve(), base.resolve())).as_posix()}'."
     return f"goldset '{source}' is not {where}, a bundled name or mteb:<Task> ({'; '.join(parts)}).{hint}"

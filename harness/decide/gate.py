@@ -96,6 +96,16 @@ def load_records(spec: str, leaderboard: Path | str) -> list[RunRecord]:
     raise BenchError(f"no record of rung '{spec}' in '{leaderboard}/records' (rungs there: {', '.join(rungs) or 'none'}).{did_you_mean(spec, rungs)}")
 
 
+def only(records: list[RunRecord], goldsets: set[str], role: str) -> list[RunRecord]:
+    """The records on ``goldsets`` (by name, with their out-of-domain companions; all when empty), or an
+    error naming the goldsets there are. (Splits are the rules' business: ``-s`` sets every rule's.)"""
+    kept = [r for r in records if not goldsets or r.goldset.name in goldsets or r.goldset.ood_of in goldsets]
+    if not kept:
+        have = ", ".join(f"{r.goldset.name}/{r.goldset.split}" for r in records) or "none"
+        raise BenchError(f"the {role} has no record on goldset {' or '.join(repr(g) for g in sorted(goldsets))} ({role} records: {have}); pick from those with -g")
+    return kept
+
+
 def run_gate(candidates: list[RunRecord], baselines: list[RunRecord], gate: Gate, rules: list[GateRule], *, n_permutations: int = 10000) -> GateResult:
     """Apply every rule to every baseline record it selects, against the candidate's record of the
     same goldset and split (each metric of each pair compared once)."""
@@ -144,7 +154,10 @@ def _partner(by_slot: dict[tuple[str, str], RunRecord], baseline: RunRecord) -> 
     slot = (baseline.goldset.name, baseline.goldset.split)
     if slot not in by_slot:
         have = ", ".join(f"{g}/{s}" for g, s in by_slot) or "none"
-        raise BenchError(f"the candidate has no record on goldset '{slot[0]}' split '{slot[1]}', which the baseline has (candidate records: {have})")
+        raise BenchError(
+            f"the candidate has no record on goldset '{slot[0]}' split '{slot[1]}', which the baseline has (candidate records: {have}); "
+            "gate only what both have with -g GOLDSET and -s SPLIT, or evaluate the candidate there"
+        )
     check_same_split(by_slot[slot], baseline, role="baseline")
     return by_slot[slot]
 

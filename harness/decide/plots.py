@@ -42,19 +42,15 @@ def _height(n_rows: int) -> float:
 
 
 def ladder_chart(frame, metric: str) -> str:
-    """The ladder: ``metric`` per rung with its 95% bootstrap interval (``ci_lo``, ``ci_hi``); skipped rungs say so."""
-    with _figure(_height(len(frame))) as (fig, ax):
-        y = list(range(len(frame)))[::-1]
-        ok = frame["status"] == "ok"
-        rows = frame[ok]
-        ys = [y[i] for i, flag in enumerate(ok) if flag]
+    """The ladder: ``metric`` per rung (rows in the frame's order, top down) with its 95% bootstrap interval
+    (``ci_lo``, ``ci_hi``). Only rungs that ran take a row: the tables list the skipped ones."""
+    rows = frame[frame["status"] == "ok"]
+    with _figure(_height(len(rows))) as (fig, ax):
+        y = list(range(len(rows)))[::-1]
         err = [(rows[metric] - rows["ci_lo"]).clip(lower=0), (rows["ci_hi"] - rows[metric]).clip(lower=0)]
-        ax.errorbar(rows[metric], ys, xerr=err, fmt="o", color=OK, capsize=3)
-        for yi, (_, row) in zip(y, frame.iterrows()):
-            if row["status"] != "ok":
-                ax.annotate("skipped", (0.01, yi), xycoords=("axes fraction", "data"), color=MUTED, va="center")
-        ax.set_yticks(y, frame["rung"], **LITERAL)
-        ax.set_ylim(-0.5, len(frame) - 0.5)
+        ax.errorbar(rows[metric], y, xerr=err, fmt="o", color=OK, capsize=3)
+        ax.set_yticks(y, rows["rung"], **LITERAL)
+        ax.set_ylim(-0.5, len(rows) - 0.5)
         ax.set_xlabel(f"{metric} (95% bootstrap CI)", **LITERAL)
         ax.grid(axis="x", alpha=0.3)
         return _svg(fig)
@@ -75,24 +71,62 @@ def pareto_front(xs: list[float], ys: list[float]) -> list[int]:
     return front
 
 
+LABEL_PT = 7  # the points' labels, in points
+
+
+def label_offsets(points: list[tuple[float, float]], names: list[str], right_edge: float, gap: float = LABEL_PT * 1.4) -> list[tuple[float, float, str]]:
+    """Where each point's label goes, in points from the point (``dx``, ``dy``, horizontal alignment): right of
+    the point, or left of it where it would pass ``right_edge``; labels whose spans would overlap are pushed up,
+    one line apart, lowest point first. ``points`` are in points (display units / dpi * 72)."""
+    placed: list[tuple[float, float, float]] = []  # left, right, baseline of each label placed
+    out: list[tuple[float, float, str] | None] = [None] * len(points)
+    for i in sorted(range(len(points)), key=lambda i: (points[i][1], points[i][0])):
+        (x, y), width = points[i], 0.6 * LABEL_PT * len(names[i])
+        right = x + 4 + width <= right_edge
+        left_x, right_x = (x + 4, x + 4 + width) if right else (x - 4 - width, x - 4)
+        at = y + 2
+        for other_left, other_right, other_at in sorted(placed, key=lambda p: p[2]):
+            if other_left < right_x and left_x < other_right and abs(other_at - at) < gap:
+                at = other_at + gap
+        placed.append((left_x, right_x, at))
+        out[i] = (4 if right else -4, at - y, "left" if right else "right")
+    return out
+
+
+def _label_points(fig, ax, xs: list[float], ys: list[float], names: list[str]) -> None:
+    """Each point's name beside it, labels kept apart (:func:`label_offsets`); a thin line to a label moved away."""
+    scale = 72 / fig.dpi
+    display = ax.transData.transform(list(zip(xs, ys))) * scale if xs else []
+    right_edge = ax.transAxes.transform((1, 0))[0] * scale
+    for (xi, yi), name, (dx, dy, ha) in zip(zip(xs, ys), names, label_offsets([tuple(p) for p in display], names, right_edge)):
+        arrow = {"arrowprops": {"arrowstyle": "-", "color": MUTED, "lw": 0.5}} if abs(dy) > LABEL_PT else {}
+        ax.annotate(name, (xi, yi), xytext=(dx, dy), textcoords="offset points", fontsize=LABEL_PT, ha=ha, va="bottom", **arrow, **LITERAL)
+
+
 def tradeoff_chart(frame, metric: str, x: str, label: str, log: bool) -> str:
-    """``metric`` against a cost column ``x`` (ok rungs with a value), the Pareto front drawn and marked."""
+    """``metric`` against a cost column ``x`` (ok rungs with a value), the Pareto front drawn and marked.
+    The legend sits above the axes, so no point or label hides under it; tick labels are plain numbers."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     rows = frame[(frame["status"] == "ok") & frame[x].notna()]
     with _figure(3.2) as (fig, ax):
         xs, ys = list(rows[x]), list(rows[metric])
         front = pareto_front(xs, ys)
         ax.scatter(xs, ys, color=OK, label="rung")
         ax.plot([xs[i] for i in front], [ys[i] for i in front], "-o", color=FRONT, drawstyle="steps-post", label="Pareto front")
-        for xi, yi, name in zip(xs, ys, rows["rung"]):
-            ax.annotate(name, (xi, yi), xytext=(4, 3), textcoords="offset points", fontsize=7, **LITERAL)
         if log:
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         else:
             ax.set_xscale("symlog", linthresh=1e-4)  # free rungs (cost 0) beside paid ones
             ax.set_xlim(left=0)
+        ax.margins(x=0.08, y=0.12)
+        ax.autoscale_view()
+        _label_points(fig, ax, xs, ys, list(rows["rung"]))
         ax.set_xlabel(label, **LITERAL)
         ax.set_ylabel(metric, **LITERAL)
-        ax.legend(loc="lower right", frameon=False)
+        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.01), ncol=2, frameon=False)
         ax.grid(alpha=0.3)
         return _svg(fig)
 

@@ -114,9 +114,10 @@ class Report:
 # ---- evidence --------------------------------------------------------------------------------------
 
 
-def choose_panel(records: list[RunRecord], goldset: str | None, split: str | None) -> Panel:
-    """The in-domain goldset and split the report is about (default: the first goldset, its test split)."""
-    found = panels(records)
+def choose_panel(records: list[RunRecord], goldset: str | None, split: str | None, ladder: Ladder | None = None) -> Panel:
+    """The in-domain goldset and split the report is about (default: the first goldset, its test split),
+    rows in the ladder's order."""
+    found = panels(records, [r.name for r in ladder.rungs] if ladder else ())
     names = sorted({p.goldset for p in found})
     if goldset:
         found = [p for p in found if p.goldset == goldset]
@@ -328,7 +329,7 @@ def cheapest_meeting_bar(records: list[RunRecord], decision: Decision) -> RunRec
 def build_report(records: list[RunRecord], ladder: Ladder, goldset: str | None = None, split: str | None = None, *, corpus: str | None = None) -> Report:
     """The report on ``goldset``/``split`` from the leaderboard's latest ``records``, with the ladder's
     thresholds, deciding for the ``corpus`` scenario (default: the goldset manifest's)."""
-    decision, panel = ladder.decision, choose_panel(records, goldset, split)
+    decision, panel = ladder.decision, choose_panel(records, goldset, split, ladder)
     metric = panel.metric
     ok = ordered(panel.records, ladder)
     if not ok:
@@ -389,7 +390,8 @@ def _bar_line(baseline: RunRecord, decision: Decision) -> str:
 
     value, (low, high) = baseline.metrics[decision.recall_metric], interval(baseline, decision.recall_metric)
     side = "meets" if value >= decision.recall_bar else "is below"
-    return f"the baseline, {baseline.rung.name}: {decision.recall_metric} {value:.3f} (95% CI {low:.3f} to {high:.3f}) {side} the bar of {decision.recall_bar:.2f}"
+    name = "the baseline" if baseline.rung.name == "baseline" else f"the baseline, {baseline.rung.name}"  # not "the baseline, baseline"
+    return f"{name}: {decision.recall_metric} {value:.3f} (95% CI {low:.3f} to {high:.3f}) {side} the bar of {decision.recall_bar:.2f}"
 
 
 def _comparison_cells(row: Row) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def _table(records: list[RunRecord], title: str, actions: list[str] | None = Non
     for header in (*HEADERS, *(SUBSET_HEADERS if with_subsets else ()), "encode s", "search s"):
         table.add_column(header, justify="left" if header in ("goldset", "split", "rung") else "right")
     if actions:
-        table.add_column("")
+        table.add_column("status")
     for i, r in enumerate(records):
         t = r.timings
         timings = [f"{t.index_s + t.encode_queries_s:.1f}", f"{t.search_s:.1f}"] if r.status == "ok" else ["", ""]
@@ -161,29 +162,82 @@ VIEW_FILES = ("README.md", "leaderboard.csv", "index.html")
 
 @dataclass
 class Panel:
-    """One in-domain goldset and split, its rungs in order, and its out-of-domain companions' records."""
+    """One in-domain goldset and split, its rungs in order, and its out-of-domain companions' records.
+
+    ``evaluation`` is False for a split that a rung of the goldset was tuned or trained on (``tune_on``,
+    an adapter's or fine-tuning job's train and eval splits) while another split evaluates: its records
+    were written for the tuning, so views show them after the evaluation splits, without plots."""
 
     goldset: str
     split: str
     records: list[RunRecord]
     companions: dict[str, list[RunRecord]] = field(default_factory=dict)
+    evaluation: bool = True
 
     @property
     def metric(self) -> str:
         return self.records[0].primary_metric
 
 
-def panels(records: list[RunRecord]) -> list[Panel]:
-    """Group records (as :meth:`Leaderboard.latest` orders them) by in-domain goldset and split."""
-    out: dict[tuple[str, str], Panel] = {}
+def _builds_on(record: RunRecord) -> list[str]:
+    config = record.rung.config
+    return [*config.get("inputs", []), *([config["first_stage"]] if config.get("first_stage") else [])]
+
+
+def rung_order(records: list[RunRecord], ladder: Sequence[str] = ()) -> list[str]:
+    """Every rung name once: the ladder's order where the ladder is known (``ladder``, its rung names),
+    then the others by first appearance in ``records``, each after the rungs its configuration builds on
+    (a hybrid's inputs, a rerank's first stage). One order for every section, so a rung keeps its row."""
+    seen = list(dict.fromkeys(r.rung.name for r in records))
+    deps = {r.rung.name: _builds_on(r) for r in records}
+    out: list[str] = [name for name in ladder if name in deps]
+
+    def place(name: str, path: tuple[str, ...] = ()) -> None:
+        if name in out or name in path or name not in deps:
+            return
+        for dep in deps[name]:
+            place(dep, (*path, name))
+        out.append(name)
+
+    for name in seen:
+        place(name)
+    return out
+
+
+def _tuning_splits(records: list[RunRecord]) -> set[str]:
+    """Splits these in-domain records' rungs were tuned, fitted or selected on."""
+    out = set()
     for r in records:
+        config = r.rung.config
+        out |= {config.get("tune_on")} | ({config.get("train_split"), config.get("eval_split")} if r.rung.kind == "adapter" else set())
+        if r.rung.kind == "finetune":
+            train = config.get("train") or {}
+            out |= {train.get("train_split", "train"), train.get("eval_split", "dev")}
+    return out - {None, ""}
+
+
+def panels(records: list[RunRecord], ladder: Sequence[str] = ()) -> list[Panel]:
+    """Group records by in-domain goldset and split, rows in :func:`rung_order`; evaluation splits first,
+    tuning splits after (``evaluation`` False). Each out-of-domain companion's records go to one panel of the
+    goldset it serves: the evaluation panel of the same split, else its first evaluation panel."""
+    rank = {name: i for i, name in enumerate(rung_order(records, ladder))}
+    out: dict[tuple[str, str], Panel] = {}
+    for r in sorted(records, key=lambda r: rank[r.rung.name]):
         if r.goldset.ood_of is None:
             out.setdefault((r.goldset.name, r.goldset.split), Panel(r.goldset.name, r.goldset.split, [])).records.append(r)
-    for r in records:
-        for panel in out.values():
-            if r.goldset.ood_of == panel.goldset:
-                panel.companions.setdefault(f"{r.goldset.name} ({r.goldset.split})", []).append(r)
-    return list(out.values())
+    for name in {p.goldset for p in out.values()}:
+        mine = [p for p in out.values() if p.goldset == name]
+        tuning = _tuning_splits([r for p in mine for r in p.records])
+        if any(p.split not in tuning for p in mine):
+            for p in mine:
+                p.evaluation = p.split not in tuning
+    found = sorted(out.values(), key=lambda p: not p.evaluation)
+    for r in sorted(records, key=lambda r: rank[r.rung.name]):
+        mine = [p for p in found if p.goldset == r.goldset.ood_of and p.evaluation]
+        home = next((p for p in mine if p.split == r.goldset.split), mine[0] if mine else None)
+        if home is not None:
+            home.companions.setdefault(f"{r.goldset.name} ({r.goldset.split})", []).append(r)
+    return found
 
 
 def records_frame(records: list[RunRecord]):
@@ -253,14 +307,25 @@ def html_table(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def leaderboard_markdown(records: list[RunRecord]) -> str:
-    """``leaderboard/README.md``: one table per goldset and split (with its OOD companions), skip reasons."""
+def _heading(panel: Panel) -> str:
+    return f"{shown(panel.goldset)} / {shown(panel.split)}" + ("" if panel.evaluation else " (tuning split)")
+
+
+def _tuning_note(panel: Panel) -> str:
+    return (f"Written while tuning or training on {shown(panel.split)}; not an evaluation split, "
+            "so it is not plotted (a rung tuned on it is not scored on it).")
+
+
+def leaderboard_markdown(records: list[RunRecord], ladder: Sequence[str] = ()) -> str:
+    """``leaderboard/README.md``: one table per goldset and split (with its OOD companions), skip reasons;
+    ``ladder``: rung names in ladder order, when known (see :func:`rung_order`)."""
     parts = ["# Leaderboard", "", f"Generated by `bench leaderboard --write` from {len(records)} records; do not edit by hand. "
              "Intervals are 95% bootstrap confidence intervals over the queries. Plots: [index.html](index.html); data: "
              "[leaderboard.csv](leaderboard.csv)."]
-    for panel in panels(records):
+    for panel in panels(records, ladder):
         group = panel.records + [r for rs in panel.companions.values() for r in rs]
-        parts += ["", f"## {markdown_text(panel.goldset)} / {markdown_text(panel.split)}", "", markdown_table(*_rows(group, panel.metric))]
+        parts += ["", f"## {markdown_text(_heading(panel))}", *([] if panel.evaluation else ["", markdown_text(_tuning_note(panel))])]
+        parts += ["", markdown_table(*_rows(group, panel.metric))]
         parts += ["", *(f"- {markdown_line(line)}" for line in _skips(group))] if _skips(group) else []
     return "\n".join(parts) + "\n"
 
@@ -280,12 +345,20 @@ def plot_frame(records: list[RunRecord], metric: str):
 
 
 def panel_figures(panel: Panel) -> list[tuple[str, str, str]]:
-    """(name, caption, svg) of the panel's plots: the ladder, quality against cost and latency, in- against out-of-domain."""
+    """(name, caption, svg) of the panel's plots: the ladder, quality against cost and latency, in- against
+    out-of-domain. Skipped rungs are not drawn (the table lists them); when every rung cost $0 the cost plot
+    is a sentence instead (svg ``""``): a column of points at zero says nothing."""
     from harness.decide import plots
 
     metric, frame = panel.metric, plot_frame(panel.records, panel.metric)
-    figures = [("ladder", f"{metric} per rung with 95% bootstrap confidence intervals", plots.ladder_chart(frame, metric)),
-               ("cost", f"{metric} against the evaluation's cost; red: the Pareto front", plots.tradeoff_chart(frame, metric, "cost_usd", "cost, $ (list price)", log=False))]
+    frame = frame[frame["status"] == "ok"].reset_index(drop=True)
+    figures = [("ladder", f"{metric} per rung with 95% bootstrap confidence intervals (skipped rungs: see the table)", plots.ladder_chart(frame, metric))]
+    costs = frame["cost_usd"].dropna()
+    if len(costs) and (costs == 0).all():
+        figures.append(("cost", f"All free: every rung's evaluation cost $0 at list price{' (unknown for some)' if len(costs) < len(frame) else ''}, so there is no cost plot.", ""))
+    elif len(costs):
+        figures.append(("cost", f"{metric} against the evaluation's cost; red: the Pareto front",
+                        plots.tradeoff_chart(frame, metric, "cost_usd", "cost, $ (list price)", log=False)))
     if frame["latency_p50_ms"].notna().any():
         figures.append(("latency", f"{metric} against median query latency; red: the Pareto front",
                         plots.tradeoff_chart(frame, metric, "latency_p50_ms", "p50 latency, ms per query", log=True)))
@@ -296,13 +369,15 @@ def panel_figures(panel: Panel) -> list[tuple[str, str, str]]:
 
 
 def figures_html(figures: list[tuple[str, str, str]]) -> str:
-    return "".join(f'<figure class="plot" data-plot="{name}">{svg}<figcaption>{html.escape(caption)}</figcaption></figure>' for name, caption, svg in figures)
+    """The plots as figures; a plot with no SVG is its caption, a sentence (``p.note``)."""
+    return "".join(f'<figure class="plot" data-plot="{name}">{svg}<figcaption>{html.escape(caption)}</figcaption></figure>' if svg
+                   else f'<p class="note" data-note="{name}">{html.escape(caption)}</p>' for name, caption, svg in figures)
 
 
 CSS = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;color:#222}table{border-collapse:collapse;font-size:90%}"
        "th,td{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}th:nth-child(-n+3),td:nth-child(-n+3){text-align:left}"
        "figure.plot{display:inline-block;margin:1em 1em 0 0;vertical-align:top}figcaption{font-size:85%;color:#555}"
-       ".GO{color:#1a7f37}.NO-GO{color:#cf222e}.NOT-YET{color:#9a6700}")
+       "p.note{color:#555;font-style:italic}.GO{color:#1a7f37}.NO-GO{color:#cf222e}.NOT-YET{color:#9a6700}")
 
 
 def html_page(title: str, body: str) -> str:
@@ -311,23 +386,25 @@ def html_page(title: str, body: str) -> str:
             f"<style>{CSS}</style></head><body>\n{body}\n</body></html>\n")
 
 
-def leaderboard_html(records: list[RunRecord]) -> str:
-    """``leaderboard/index.html``: per goldset and split, the table and the plots."""
+def leaderboard_html(records: list[RunRecord], ladder: Sequence[str] = ()) -> str:
+    """``leaderboard/index.html``: per goldset and split, the table and the plots (tuning splits: the table only)."""
     body = [f"<h1>Leaderboard</h1><p>Generated by <code>bench leaderboard --write</code> from {len(records)} records.</p>"]
-    for panel in panels(records):
+    for panel in panels(records, ladder):
         group = panel.records + [r for rs in panel.companions.values() for r in rs]
         skips = "".join(f"<li>{html.escape(line)}</li>" for line in _skips(group))
-        body.append(f"<section><h2>{html.escape(shown(panel.goldset))} / {html.escape(shown(panel.split))}</h2>{html_table(*_rows(group, panel.metric))}"
-                    f"{f'<ul>{skips}</ul>' if skips else ''}{figures_html(panel_figures(panel))}</section>")
+        shown_after = figures_html(panel_figures(panel)) if panel.evaluation else f'<p class="note">{html.escape(_tuning_note(panel))}</p>'
+        body.append(f"<section><h2>{html.escape(_heading(panel))}</h2>{html_table(*_rows(group, panel.metric))}"
+                    f"{f'<ul>{skips}</ul>' if skips else ''}{shown_after}</section>")
     return html_page("tunebench leaderboard", "\n".join(body))
 
 
-def write_views(records: list[RunRecord], folder: Path | str) -> list[Path]:
-    """Write :data:`VIEW_FILES` into ``folder`` (the leaderboard folder); return their paths."""
+def write_views(records: list[RunRecord], folder: Path | str, ladder: Sequence[str] = ()) -> list[Path]:
+    """Write :data:`VIEW_FILES` into ``folder`` (the leaderboard folder); return their paths. ``ladder``:
+    rung names in ladder order, when the caller knows the ladder (else first appearance)."""
     from harness.errors import BenchError
 
     folder = Path(folder)
-    texts = (leaderboard_markdown(records), leaderboard_csv(records), leaderboard_html(records))
+    texts = (leaderboard_markdown(records, ladder), leaderboard_csv(records), leaderboard_html(records, ladder))
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for name, text in zip(VIEW_FILES, texts):

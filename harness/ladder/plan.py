@@ -31,8 +31,9 @@ def plan_targets(sources: Sequence[str], splits: Sequence[str] = (), *, include_
             continue
         chosen = tuple(splits) or tuple(s for s in goldset.manifest.eval_splits if s in goldset.qrels) or tuple(goldset.qrels)[-1:]
         targets.append(Target(goldset, chosen))
+        folder = Path(goldset.source) if Path(goldset.source).is_dir() else None  # a manifest's paths are relative to its folder
         for companion_source in goldset.ood_sources() if include_ood else []:
-            companion = resolve_goldset(companion_source)
+            companion = resolve_goldset(companion_source, folder)
             if not _already(companion, targets):
                 targets.append(Target(companion, tuple(s for s in companion.manifest.eval_splits if s in companion.qrels), ood_of=goldset.name))
     return targets
@@ -77,7 +78,7 @@ def run_ladder(
     overwrite: bool = False,
 ) -> list[Outcome]:
     """Run a ladder; each argument left empty takes the ladder's value (goldsets named here are
-    relative to the working directory, the ladder's to its file)."""
+    relative to the working directory, the ladder's to its file's folder)."""
     targets = plan_targets(
         goldsets or ladder.goldsets,
         splits or ladder.splits,
@@ -85,4 +86,4 @@ def run_ladder(
         base=None if goldsets else ladder.base,
     )
     settings = Settings(metrics=ladder.metric_order, latency_queries=ladder.latency_queries, prices=ladder.price_table())
-    return run_rungs(targets, ladder.select(rungs), leaderboard=leaderboard, cache=cache, overwrite=overwrite, settings=settings)
+    return run_rungs(targets, ladder.select(rungs), leaderboard=leaderboard, cache=cache, overwrite=overwrite, settings=settings, files_base=ladder.base)

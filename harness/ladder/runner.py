@@ -86,13 +86,16 @@ def run_rungs(
     cache: Cache,
     overwrite: bool = False,
     settings: Settings | None = None,
+    files_base: Path | None = None,
 ) -> list[Outcome]:
     """Evaluate every rung on every target split; return one outcome per (target, split, rung),
-    grouped by target in ladder order. Raises :class:`RunFailure` after the run if a rung failed."""
+    grouped by target in ladder order. Paths inside rungs (a finetune rung's pair files and output
+    folder) resolve from ``files_base``, the folder of the ladder file that names them. Raises
+    :class:`RunFailure` after the run if a rung failed."""
     for target in targets:  # fail on a missing split before any work is done
         for split in target.splits:
             target.goldset.split_qrels(split)
-    runner = _LadderRun(targets, rungs, leaderboard, cache, overwrite, settings or Settings())
+    runner = _LadderRun(targets, rungs, leaderboard, cache, overwrite, settings or Settings(), files_base)
     outcomes = runner.run()
     if runner.failures:
         raise LadderFailure("; ".join(runner.failures) + ". Finished records and paid results are kept: run the same command to resume", outcomes)
@@ -108,9 +111,9 @@ class LadderFailure(RunFailure):
 
 
 class _LadderRun:
-    def __init__(self, targets, rungs, leaderboard, cache, overwrite, settings: Settings):
+    def __init__(self, targets, rungs, leaderboard, cache, overwrite, settings: Settings, files_base: Path | None = None):
         self.targets, self.rungs, self.leaderboard, self.cache = targets, rungs, leaderboard, cache
-        self.overwrite, self.settings = overwrite, settings
+        self.overwrite, self.settings, self.files_base = overwrite, settings, files_base
         self.models_root = leaderboard.root.resolve().parent / "models"  # fine-tuned models, beside the leaderboard
         self.records: dict[tuple[int, str, str], RunRecord] = {}
         self.runs: dict[tuple[int, str, str], Run] = {}

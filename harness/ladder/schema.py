@@ -121,7 +121,8 @@ class Ladder(BaseModel):
         for key, wanted in named.items():
             for metric in wanted:
                 if metric not in metrics:
-                    raise ValueError(f"{key} '{metric}' is not in metrics ({', '.join(metrics)}); add it there")
+                    what = f"'{metric}'" if key == info.field_name else f"{key} '{metric}'"
+                    raise ValueError(f"{what} is not in metrics ({', '.join(metrics)}).{did_you_mean(metric, metrics)} Pick one of those, or add it to metrics")
         return value
 
     @model_validator(mode="after")
@@ -151,7 +152,8 @@ class Ladder(BaseModel):
                 raise ValueError(f"two rungs are named '{rung.name}'; rung names must be unique")
             for needed in depends_on(rung):
                 if needed not in seen:
-                    where = "is defined later; list it first" if any(r.name == needed for r in self.rungs) else f"does not exist.{did_you_mean(needed, [r.name for r in self.rungs])}"
+                    earlier = f"rungs before it: {', '.join(seen)}" if seen else "it is the first rung"
+                    where = "is defined later; list it first" if any(r.name == needed for r in self.rungs) else f"does not exist ({earlier}).{did_you_mean(needed, seen)}"
                     raise ValueError(f"rung '{rung.name}' uses rung '{needed}', which {where}")
             seen.add(rung.name)
         return self

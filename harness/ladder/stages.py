@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from harness import progress, registry
-from harness.cache import Cache, CachedReranker, CacheStats
+from harness.cache import Cache, CachedReranker, CacheStats, timed
 from harness.data.goldset import Goldset
 from harness.ladder.rungs import AdapterRung, AnyRung, BM25Rung, ChunkedRung, DenseRung, FinetuneRung, HybridRung, RerankRung
 from harness.protocols import Run
@@ -52,6 +52,7 @@ class Context(Protocol):
 
     latency_queries: int
     models_root: Path
+    files_base: Path | None  # where paths inside rungs resolve from: the ladder file's folder
 
     def input_record(self, target: int, split: str, rung: str) -> RunRecord: ...
     def input_run(self, target: int, split: str, rung: str) -> Run: ...
@@ -167,12 +168,8 @@ class RetrieverStage:
     def _latency(self, queries: dict[str, str], top_k: int) -> dict[str, float]:
         if isinstance(self.retriever, DenseRetriever):
             return self.retriever.latency(queries, top_k)
-        out = {}
-        for qid, text in queries.items():  # any retriever: time a one-query search
-            start = time.perf_counter()
-            self.retriever.search({qid: text}, top_k)
-            out[qid] = time.perf_counter() - start
-        return out
+        items = list(queries.items())  # any retriever: a one-query search, after an untimed warm-up
+        return dict(zip(queries, timed(lambda item: self.retriever.search(dict([item]), top_k), items)))
 
     def _take_counts(self) -> dict:
         stats = self.retriever.encoder.take_stats() if isinstance(self.retriever, DenseRetriever) else CacheStats()
@@ -231,7 +228,6 @@ class HybridStage:
             details = {"method": rung.method, "norm": rung.norm, "params": params, "tuned_on": tuning or None}
             yield split, SplitResult(run, latency, search_s=fuse_s, inherited=inputs, details=details)
 
-
     def _fuse(self, runs: list[Run], params: dict) -> Run:
         """``fusion.fuse``, where an input that retrieved nothing for any of these queries (BM25 on a query
         of stopwords, timed on its own) ranks a placeholder: ranx cannot build an empty run. Fusion scores
@@ -243,15 +239,11 @@ class HybridStage:
         return {q: dict([(d, v) for d, v in hits.items() if d != _NOTHING][: self.rung.top_k]) for q, hits in fused.items()}
 
     def _fuse_latency(self, runs: list[Run], params: dict, sample: list[str]) -> dict[str, float]:
-        """Seconds to fuse each sampled query's rankings on its own (after one untimed warm-up call)."""
-        out = {}
-        for n, qid in enumerate(sample[:1] + sample):
-            one = [{qid: run.get(qid, {})} for run in runs]
-            start = time.perf_counter()
-            self._fuse(one, params)
-            if n:
-                out[qid] = time.perf_counter() - start
-        return out
+        """Seconds to fuse each sampled query's rankings on its own, after one untimed warm-up call
+        (:func:`~harness.cache.timed`). ranx compiles with numba on first use; :mod:`harness.retrieval.fusion`
+        keeps that to one compilation whatever the document ids, so the warm-up takes all of it."""
+        one = {qid: [{qid: run.get(qid, {})} for run in runs] for qid in sample}
+        return dict(zip(sample, timed(lambda qid: self._fuse(one[qid], params), sample)))
 
 
 class RerankStage:
@@ -326,7 +318,7 @@ class FinetuneStage:
         if tuner not in self._jobs:
             goldset = ctx.goldset(tuner)
             config = self.config.model_copy(update={"goldset": goldset.source})
-            self._jobs[tuner] = plan_job(config, models_root=ctx.models_root)
+            self._jobs[tuner] = plan_job(config, models_root=ctx.models_root, base=ctx.files_base)
         return self._jobs[tuner]
 
     def dependency(self, ctx: Context, target: int, split: str) -> str:

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from harness.data.beir import Diagnostics, read_json_objects, read_jsonl_records
 from harness.data.goldset import MANIFEST, Document
-from harness.errors import ConfigError, GoldsetError
+from harness.errors import ConfigError, GoldsetError, did_you_mean
 from harness.protocols import Pair
 
 DEFAULT_SPLITS = {"train": 0.7, "dev": 0.15, "test": 0.15}
@@ -299,7 +299,8 @@ def _cell(row: dict, column: str) -> str:
 def _labelled_query(row: dict, columns: LabelColumns, where: str) -> tuple[str, str]:
     query = _cell(row, columns.query)
     if not query:
-        raise ConfigError(f"{where}: no query in column '{columns.query}' (set another with --query-column)")
+        present = "" if columns.query in row else f"; the columns are: {', '.join(row)}{did_you_mean(columns.query, list(row))}"
+        raise ConfigError(f"{where}: no query in column '{columns.query}' (set another with --query-column){present}")
     return _cell(row, columns.query_id) or text_id("q", query), query
 
 
@@ -314,7 +315,8 @@ def _labelled_document(row: dict, columns: LabelColumns, corpus: Mapping[str, Do
         docs[doc_id] = corpus[doc_id]
         return doc_id
     if not text:
-        raise ConfigError(f"{where}: no document: give its text in column '{columns.document}' or its id in '{columns.doc_id}'")
+        present = "" if {columns.document, columns.doc_id} & set(row) else f"; the columns are: {', '.join(row)}"
+        raise ConfigError(f"{where}: no document: give its text in column '{columns.document}' or its id in '{columns.doc_id}'{present}")
     doc_id = text_id("d", text)
     docs[doc_id] = Document("", text)
     return doc_id

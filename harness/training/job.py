@@ -55,22 +55,30 @@ class Job:
 
 
 def plan_job(config: TrainConfig, *, models_root: Path, base: Path | None = None) -> Job:
-    """Load the data, check it for leakage (raising unless allowed) and fix the output folder."""
+    """Load the data, check it for leakage (raising unless allowed) and fix the output folder.
+
+    ``base`` is the folder of the file the config came from: its goldset, pair files and output_dir
+    are relative to it (None: the working directory)."""
     goldset = resolve_goldset(config.goldset, base) if config.goldset else None
     datasets: dict[str, list[Pair]] = {}
     if goldset and config.train_split:
         datasets[f"{goldset.name}/{config.train_split}"] = goldset_pairs(goldset, config.train_split)
     for pair_file in config.pair_files:
-        path = Path(pair_file.path)
-        datasets[pair_file.path] = read_pair_file(path if path.is_absolute() or base is None else base / path)
+        datasets[pair_file.path] = read_pair_file(_from(base, pair_file.path))
     eval_splits = [s for s in {config.eval_split, *(goldset.manifest.eval_splits if goldset else [])} if s]
     found = Leakage()
     if goldset:
         datasets, found = guard(datasets, goldset, eval_splits, config.on_leakage, config.on_overlap)
     pairs = [p for ps in datasets.values() for p in ps]
     fingerprint = config.fingerprint(data_fingerprint(pairs))
-    folder = Path(config.output_dir) if config.output_dir else models_root / f"{safe_name(config.name)}-{fingerprint}"
+    folder = _from(base, config.output_dir) if config.output_dir else models_root / f"{safe_name(config.name)}-{fingerprint}"
     return Job(config, goldset, datasets, found, folder, fingerprint)
+
+
+def _from(base: Path | None, path: str) -> Path:
+    """A path written in the training file, relative to its folder ``base`` (None: the working directory)."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() or base is None else base / path
 
 
 def run_job(job: Job, cache: Cache, up_to_round: int | None = None) -> list[Path]:

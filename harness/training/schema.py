@@ -18,10 +18,12 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from harness.choices import LeakagePolicy, OverlapPolicy
 from harness.config import StrictModel
+from harness.errors import did_you_mean
+from harness.metrics import DEFAULT_METRICS
 from harness.registry import DEFAULT_MODEL
 
 
@@ -104,6 +106,26 @@ class TrainConfig(StrictModel):
         "keep", description="training pairs about documents evaluation queries are judged on: keep them (records score seen and unseen documents apart) or drop them"
     )
     output_dir: str | None = Field(None, description="default: models/<name>-<fingerprint> beside the leaderboard")
+
+    @field_validator("primary_metric")
+    @classmethod
+    def _scored_in_training(cls, metric: str) -> str:
+        """The best epoch is picked by a metric the dev split is scored with; a typo would end training with an error."""
+        if metric not in DEFAULT_METRICS:
+            raise ValueError(f"'{metric}' is not a metric the dev split is scored with ({', '.join(DEFAULT_METRICS)}).{did_you_mean(metric, DEFAULT_METRICS)}")
+        return metric
+
+    def split_problem(self, goldset: str, splits: list[str]) -> str | None:
+        """Why ``train_split`` or ``eval_split`` cannot be read from a goldset with ``splits`` (None: they can)."""
+        have = ", ".join(splits) or "none"
+        if self.train_split and self.train_split not in splits:
+            return (f"train_split = '{self.train_split}', but goldset '{goldset}' has no such split (it has: {have}); "
+                    'set train_split to one of those, or train_split = "" and give pair_files')
+        if self.eval_split and self.eval_split not in splits:
+            usable = ", ".join(s for s in splits if s not in ("test", self.train_split))
+            return (f"eval_split = '{self.eval_split}', but goldset '{goldset}' has no such split (it has: {have}); "
+                    f'set eval_split to a held-out split other than test{f" ({usable})" if usable else ""}, or eval_split = "" to keep the last epoch')
+        return None
 
     @model_validator(mode="after")
     def _has_data(self) -> TrainConfig:
