@@ -47,7 +47,7 @@ from harness.decide.views import (
 )
 from harness.errors import BenchError
 from harness.ladder.schema import Decision, Ladder
-from harness.records import RunRecord
+from harness.records import RunRecord, subset
 
 VERDICTS = ("GO", "NO-GO", "NOT YET")
 _ROUND = re.compile(r"-r(\d+)$")
@@ -164,11 +164,7 @@ def _queries(record: RunRecord, subset: str | None) -> list[str] | None:
 def best_on(records: list[RunRecord], metric: str, queries: list[str] | None = None) -> RunRecord:
     """The record with the highest mean ``metric`` on ``queries`` (all of its queries when None): on the
     unseen-document queries the strongest cheaper rung may not be the strongest overall."""
-    def mean(record: RunRecord) -> float:
-        scores = [record.per_query[q][metric] for q in (record.per_query if queries is None else queries) if q in record.per_query]
-        return sum(scores) / len(scores) if scores else -math.inf
-
-    return max(records, key=mean)
+    return max(records, key=lambda r: subset(r.per_query, list(r.per_query) if queries is None else queries).metrics.get(metric, -math.inf))
 
 
 def ood_rows(panel: Panel, candidate: RunRecord, baseline: RunRecord, metric: str, decision: Decision) -> list[Row]:
