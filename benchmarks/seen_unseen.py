@@ -6,7 +6,8 @@ the default ``finetune`` rung (round 0 and one mining round) with query leaks dr
 record splits the test queries into those about documents it trained on ("seen") and the others
 ("unseen"). Then ``bench report`` decides under both corpus scenarios (``--corpus fixed`` and
 ``--corpus growing``), and the script prints a Markdown table of all / seen / unseen nDCG@10 with 95%
-intervals and paired deltas against the baseline and the best cheaper rung on the same queries.
+intervals and paired deltas against the baseline and the hybrid on the same queries
+(``--table-only`` prints them again from the records).
 
 A goldset folder without a ``goldset.toml`` (SciFact in ../shared/datasets) is linked file by file into
 ``--out`` with a manifest naming ``--ood`` (nothing is copied). Nothing but the data is set in the
@@ -20,7 +21,6 @@ Usage: python benchmarks/seen_unseen.py GOLDSET [--ood OOD_GOLDSET] [--out DIR] 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -81,32 +81,48 @@ def bench(*args: str, out: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["bench", *args], cwd=out, env=env, capture_output=True, text=True)
 
 
-def table(records: list[dict], rungs: list[str]) -> str:
+def table(folder: Path, goldset: str, finetuned: list[str]) -> str:
+    """Markdown: nDCG@10 (95% bootstrap interval) of every rung on all / seen / unseen queries (the
+    subsets of ``finetuned[0]``), then each fine-tuned rung's paired delta against the baseline and
+    the hybrid on the same queries."""
     from harness.decide.significance import bootstrap_ci, compare
     from harness.records import read_record
 
-    by_rung = {r.rung.name: r for r in map(read_record, records)}
-    lines = ["| rung | all (n) | seen (n) | unseen (n) | unseen - baseline (95% CI) | unseen - best cheaper |", "|---|---:|---:|---:|---|---|"]
-    cheaper = max((by_rung[n] for n in ("baseline", "bm25", "hybrid") if n in by_rung), key=lambda r: r.metrics["ndcg@10"])
-    for name in rungs:
-        r = by_rung[name]
-        cells = [f"{r.metrics['ndcg@10']:.3f} ({len(r.per_query)})"]
-        for subset in ("seen", "unseen"):
-            sub = r.subsets.get(subset)
-            if sub and sub.queries:
-                low, high = bootstrap_ci([r.per_query[q]["ndcg@10"] for q in sub.queries])
-                cells.append(f"{sub.metrics['ndcg@10']:.3f} ({len(sub.queries)}; {low:.3f}-{high:.3f})")
-            else:
-                cells.append("-")
-        unseen = r.subsets.get("unseen")
-        for reference in (by_rung["baseline"], cheaper):
-            if unseen and unseen.queries:
-                c = compare(r, reference, "ndcg@10", queries=unseen.queries)
-                cells.append(f"{c.delta:+.3f} ({c.ci_low:+.3f} to {c.ci_high:+.3f}, p {c.p_value:.3g})")
-            else:
-                cells.append("-")
+    records = {r.rung.name: r for r in map(read_record, (folder / "leaderboard" / "records" / goldset / "test").glob("*.json"))}
+    groups = {"all": None, **{name: records[finetuned[0]].subsets[name].queries for name in ("seen", "unseen")}}
+    lines = ["| rung | " + " | ".join(f"{g} ({len(q) if q else len(records['baseline'].per_query)})" for g, q in groups.items()) + " |", "|---|---:|---:|---:|"]
+    for name in [n for n in ("baseline", "bm25", "hybrid", "hybrid-tuned") if n in records] + finetuned:
+        cells = []
+        for queries in groups.values():
+            values = [records[name].per_query[q]["ndcg@10"] for q in (queries or records[name].per_query)]
+            low, high = bootstrap_ci(values)
+            cells.append(f"{sum(values) / len(values):.3f} ({low:.3f}-{high:.3f})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\nbest cheaper rung: {cheaper.rung.name}"
+    lines += ["", "| delta (paired, Fisher) | " + " | ".join(groups) + " |", "|---|---|---|---|"]
+    for name in finetuned:
+        for reference in [n for n in ("baseline", "hybrid", "hybrid-tuned") if n in records]:
+            cells = []
+            for queries in groups.values():
+                c = compare(records[name], records[reference], "ndcg@10", queries=queries)
+                cells.append(f"{c.delta:+.3f} ({c.ci_low:+.3f} to {c.ci_high:+.3f}, p {c.p_value:.2g})")
+            lines.append(f"| {name} - {reference} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + _against_leak_free(records, finetuned))
+
+
+def _against_leak_free(records: dict, finetuned: list[str]) -> list[str]:
+    """Each extra model (``also-i``, e.g. trained with query leaks allowed) against the ladder's round
+    i-1, paired on: all queries, those only the extra model saw documents of, those both saw, neither."""
+    from harness.decide.significance import compare
+
+    lines = []
+    for i, name in enumerate(n for n in finetuned if n.startswith("also-")):
+        ours = records[f"finetune-r{i}"]
+        theirs, mine = set(records[name].subsets["seen"].queries), set(ours.subsets["seen"].queries)
+        groups = {"all": None, "seen only by it": sorted(theirs - mine), "seen by both": sorted(theirs & mine), "seen by neither": sorted(set(ours.per_query) - theirs - mine)}
+        for label, queries in groups.items():
+            c = compare(records[name], ours, "ndcg@10", queries=queries)
+            lines.append(f"- {name} - {ours.rung.name}, {label} ({c.n}): {c.delta:+.3f} ({c.ci_low:+.3f} to {c.ci_high:+.3f}, p {c.p_value:.2g})")
+    return ["", *lines] if lines else []
 
 
 def main() -> None:
@@ -116,8 +132,12 @@ def main() -> None:
     parser.add_argument("--eval-split", default="", help="split picking the best epoch ('' keeps the last; demo: dev)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "_work" / "seen_unseen")
     parser.add_argument("--also", type=Path, nargs="*", default=[], help="more model folders to score (rung names: also-1, also-2, ...)")
+    parser.add_argument("--table-only", action="store_true", help="print the tables from the records already in --out, running nothing")
     args = parser.parse_args()
     out = args.out.resolve()
+    rungs = ["finetune-r0", "finetune-r1", *(f"also-{i + 1}" for i in range(len(args.also)))]
+    if args.table_only:
+        return print(table(out, args.goldset.resolve().name, rungs))
     out.mkdir(parents=True, exist_ok=True)
     goldset = linked_goldset(args.goldset.resolve(), args.ood, out)
     also = "".join(ALSO.format(name=f"also-{i + 1}", model=m.resolve()) for i, m in enumerate(args.also))
@@ -126,10 +146,7 @@ def main() -> None:
     (out / "run.log").write_text(ran.stderr)
     if ran.returncode:
         sys.exit(f"bench run failed ({ran.returncode}); see {out / 'run.log'}")
-    records = [r for r in json.loads(ran.stdout) if r["status"] == "ok" and r["ood_of"] is None]
-    paths = [p for p in (out / "leaderboard" / "records").rglob("*.json") if any(p.name.startswith(f"{r['rung']}.{r['key']}") for r in records)]
-    rungs = [r["rung"] for r in records]
-    print(table([str(p) for p in paths], rungs))
+    print(table(out, goldset.name, rungs))
     for corpus in ("fixed", "growing"):
         report = bench("report", "-l", "ladder.toml", "--leaderboard", "leaderboard", "--corpus", corpus, out=out)
         (out / f"report-{corpus}.md").write_text(report.stdout)
