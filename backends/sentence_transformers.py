@@ -32,6 +32,7 @@ tokenises the whole text before it truncates, so a 50 MB document took 142 s and
 averages 4 to 5 characters a token and MiniLM's longest vocabulary entry is 18; the cut only shortens
 what the model sees for text that averages over 32 characters a token (long runs of whitespace, or of
 100-character words WordPiece turns into one [UNK])."""
+HUB_TIMEOUT_S = 10  # bench validate asks the hub whether a model exists; an unreachable hub answers "cannot tell"
 
 
 class UnusableModel(ModelUnavailable, ConfigError):
@@ -122,9 +123,7 @@ def _hub_snapshot(model_id: str) -> Path:
     try:
         return Path(snapshot_download(model_id))
     except RepositoryNotFoundError as exc:
-        raise UnusableModel(
-            f"no such model '{model_id}' on the Hugging Face hub (or it is private or gated: set HF_TOKEN); check the id.{_closest_known(model_id)}"
-        ) from exc
+        raise UnusableModel(no_such_model(model_id)) from exc
     except LocalEntryNotFoundError as exc:
         raise ModelUnavailable(
             f"model '{model_id}' is not in the local Hugging Face cache and the hub cannot be reached to tell whether it exists (offline); "
@@ -185,6 +184,40 @@ class _LocalModel:
         """The model checked without loading it (:func:`model_problem`), for ``bench validate``."""
         problem = model_problem(model)
         return {"model": problem} if problem else {}
+
+
+    @classmethod
+    def online_problems(cls, model: str, options: dict) -> dict[str, str] | None:
+        """Whether the Hugging Face hub has ``model`` (a folder, the packaged model and a cached id
+        need no asking): ``{"model": "no such model ..."}`` when it says no, None when it cannot be reached."""
+        path = Path(model).expanduser()
+        if path.is_dir() or _is_folder_name(model) or (model in _PACKAGED and packaged_minilm()) or model_problem(model):
+            return {}
+        found = hub_has(model)
+        return None if found is None else {} if found else {"model": no_such_model(model)}
+
+
+def hub_has(model_id: str) -> bool | None:
+    """True when the model is in the local Hugging Face cache or the hub has it (gated and private
+    ones included), False when the hub says it has no such model, None when the hub cannot be reached."""
+    from huggingface_hub import HfApi, try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    if isinstance(try_to_load_from_cache(model_id, "config.json"), str):
+        return True
+    try:
+        HfApi().model_info(model_id, timeout=HUB_TIMEOUT_S)
+    except GatedRepoError:
+        return True
+    except RepositoryNotFoundError:
+        return False
+    except Exception:  # noqa: BLE001 - offline mode, DNS, timeouts, 5xx: the transport's error classes change between huggingface_hub versions
+        return None
+    return True
+
+
+def no_such_model(model_id: str) -> str:
+    return f"no such model '{model_id}' on the Hugging Face hub (or it is private or gated: set HF_TOKEN); check the id.{_closest_known(model_id)}"
 
 
 class SentenceTransformerEncoder(_LocalModel):

@@ -237,3 +237,15 @@ class ChecksConfig(Protocol):
     def config_problems(cls, model: str, options: dict) -> dict[str, str]:
         """``{key: why}`` for each option (``"model"`` included) that cannot work; empty when none."""
         ...
+
+
+@runtime_checkable
+class ChecksOnline(Protocol):
+    """A backend that can ask its service whether a configured model exists (``bench validate``), so
+    a typo in a model id is found before a run, not recorded as a skipped rung after it."""
+
+    @classmethod
+    def online_problems(cls, model: str, options: dict) -> dict[str, str] | None:
+        """``{key: why}`` for what the service says does not exist; empty when it does or nothing
+        needs asking (a local folder); None when the service cannot be reached to tell (offline)."""
+        ...

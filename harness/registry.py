@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import ConfigError, did_you_mean
-from harness.protocols import ChecksConfig
+from harness.protocols import ChecksConfig, ChecksOnline
 
 if TYPE_CHECKING:
     from harness.cache import Cache
@@ -76,6 +76,13 @@ def config_problems(kind: str, config: EncoderConfig | RerankerConfig) -> dict[s
     """What the backend of ``config`` says can never work in it (empty when it has no check)."""
     cls = load(kind, config.backend)
     return cls.config_problems(config.model, config.options()) if isinstance(cls, ChecksConfig) else {}
+
+
+def online_problems(kind: str, config: EncoderConfig | RerankerConfig) -> dict[str, str] | None:
+    """What the backend's service says of ``config``'s model (empty when it has no such check; None
+    when the service cannot be reached)."""
+    cls = load(kind, config.backend)
+    return cls.online_problems(config.model, config.options()) if isinstance(cls, ChecksOnline) else {}
 
 
 class EncoderConfig(BaseModel):

@@ -22,10 +22,11 @@ from harness.data.goldset import load_goldset
 from harness.errors import ConfigError, GoldsetError, ModelUnavailable
 from harness.ladder.plan import plan_targets
 from harness.ladder.rungs import BM25Rung, DenseRung, HybridRung
-from harness.ladder.runner import Target, run_rungs
+from harness.ladder.runner import LadderRefused, Target, run_rungs
 from harness.ladder.schema import load_ladder
 from harness.records import Leaderboard
 from harness.registry import EncoderConfig
+from test_cli import assert_one_line_error
 
 
 def bench(*args):
@@ -89,7 +90,9 @@ def test_validate_rejects_a_model_id_the_hub_would_refuse(tmp_path, tiny_goldset
 
 def test_a_model_that_cannot_be_resolved_skips_its_rungs_and_the_others_run(tmp_path, tiny_goldset, bow_backend):
     rungs = [BM25Rung(name="bm25"), dense("bad", "sentence-transformers", "foo bar/baz"), HybridRung(name="h", inputs=["bm25", "bad"])]
-    outcomes = ladder_run([tiny_goldset], rungs, tmp_path)
+    with pytest.raises(LadderRefused, match="rung 'bad' cannot run: model 'foo bar/baz' is not a folder.*Fix the ladder; the other rungs' records are written") as refused:
+        ladder_run([tiny_goldset], rungs, tmp_path)  # bad input: an error once the others ran (exit 2)
+    outcomes = refused.value.outcomes
     assert [(o.record.rung.name, o.action) for o in outcomes] == [("bm25", "ran"), ("bad", "skipped"), ("h", "skipped")]
     assert "not a valid Hugging Face model id" in outcomes[1].record.reason
     assert "needs rung 'bad'" in outcomes[2].record.reason
@@ -290,6 +293,13 @@ def test_a_query_bm25_finds_nothing_for_does_not_break_fusion_latency(tmp_path, 
     assert outcomes[2].record.per_query["q1"]["recall@1"] == 1.0
 
 
+def test_a_ladder_that_cannot_run_on_this_machine_is_an_error(tmp_path, tiny_goldset, monkeypatch):
+    monkeypatch.delenv("COHERE_API_KEY", raising=False)
+    path = tmp_path / "ladder.toml"
+    path.write_text(f'goldsets = ["{tiny_goldset}"]\n[[rungs]]\nname = "paid"\nkind = "dense"\nencoder = {{ backend = "cohere", model = "embed-v4.0" }}\n')
+    assert_one_line_error(bench("run", "-l", str(path), "--leaderboard", str(tmp_path / "lb")), "no rung could run here (paid skipped: Cohere needs an API key", "nothing was measured")
+
+
 def test_a_ladder_whose_every_rung_is_skipped_is_an_error(tmp_path, tiny_goldset, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "ladder.toml"
@@ -297,4 +307,7 @@ def test_a_ladder_whose_every_rung_is_skipped_is_an_error(tmp_path, tiny_goldset
     assert bench("validate", str(path)).exit_code == 0  # the folder may appear before the run
     result = bench("run", "-l", str(path), "--leaderboard", str(tmp_path / "lb"))
     assert result.exit_code == 2, result.output
-    assert "error: no rung could run here (gone skipped: model folder './no-such-model' does not exist" in result.output
+    assert result.output.strip() == (
+        "error: rung 'gone' cannot run: model folder './no-such-model' does not exist; give an existing folder or a Hugging Face model id such as "
+        "sentence-transformers/all-MiniLM-L6-v2. Fix the ladder; nothing was measured"
+    )

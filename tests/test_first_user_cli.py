@@ -178,3 +178,56 @@ def test_offline_a_model_id_is_neither_confirmed_nor_denied(monkeypatch):
     assert not isinstance(info.value, UnusableModel)  # offline, the rung is skipped, not refused
 
 
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """The hub tunebench asks is a fake that has only all-MiniLM-L6-v2; an empty Hugging Face cache."""
+    from huggingface_hub import constants
+
+    from fake_hub import FakeHub
+
+    fake = FakeHub({"sentence-transformers/all-MiniLM-L6-v2", "BAAI/bge-base-en-v1.5"})
+    monkeypatch.setattr(constants, "ENDPOINT", fake.url)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    yield fake
+    fake.close()
+
+
+TYPO_RUNG = """
+[[rungs]]
+name = "typo"
+kind = "dense"
+encoder = {{ model = "{model}" }}
+"""
+
+
+def test_validate_asks_the_hub_and_a_typo_is_no_such_model(user, hub):
+    (user / "ladder.toml").write_text((user / "ladder.toml").read_text() + TYPO_RUNG.format(model="sentence-transformers/all-MiniLM-L6-v3"))
+    assert_one_line_error(
+        bench("validate"), "rungs[3] ('typo').encoder.model: no such model 'sentence-transformers/all-MiniLM-L6-v3' on the Hugging Face hub",
+        "Did you mean 'sentence-transformers/all-MiniLM-L6-v2'",
+    )
+    assert "sentence-transformers/all-MiniLM-L6-v3" in hub.asked
+
+
+def test_validate_passes_a_model_the_hub_has_and_says_when_it_cannot_ask(user, hub, monkeypatch):
+    from huggingface_hub import constants
+
+    (user / "ladder.toml").write_text((user / "ladder.toml").read_text() + TYPO_RUNG.format(model="BAAI/bge-base-en-v1.5"))
+    result = bench("validate")
+    assert result.exit_code == 0 and "note" not in result.output, result.output
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: the hub cannot be reached
+    result = bench("validate")
+    assert result.exit_code == 0, result.output
+    assert "note: the Hugging Face hub cannot be reached to tell whether BAAI/bge-base-en-v1.5 exist (offline)" in result.output
+    assert "cannot be reached" not in bench("validate", "--offline").output
+
+
+def test_run_with_a_model_the_hub_does_not_have_fails_after_the_other_rungs(user, hub):
+    (user / "ladder.toml").write_text((user / "ladder.toml").read_text() + TYPO_RUNG.format(model="sentence-transformers/all-MiniLM-L6-v3"))
+    result = bench("run", "-g", "goldsets/pydocs")
+    assert result.exit_code == 2, result.output
+    assert "error: rung 'typo' cannot run: no such model 'sentence-transformers/all-MiniLM-L6-v3'" in result.output
+    assert "Fix the ladder; the other rungs' records are written" in result.output
+    records = Leaderboard(user / "leaderboard").records()
+    assert {r.rung.name: r.status for r in records} == {"baseline": "ok", "bm25": "ok", "worse": "ok", "typo": "skipped"}

@@ -14,9 +14,10 @@ from click.testing import CliRunner
 
 from conftest import write_ladder
 from harness.cli import main
+from harness.environment import SOURCE_ROOT as ROOT
 from harness.errors import ConfigError
 from harness.ladder.rungs import HybridRung
-from harness.ladder.schema import DEFAULT_LADDER, ROOT, load_ladder
+from harness.ladder.schema import DEFAULT_LADDER, load_ladder
 from harness.ladder.stages import HybridStage, RetrieverStage
 
 RUNGS = """

@@ -32,7 +32,7 @@ def run(ladder_path, goldsets, splits, rung_names, model, ood, overwrite, cache_
     """
     from harness.cache import Cache
     from harness.ladder.plan import model_ladder, run_ladder
-    from harness.ladder.runner import LadderFailure
+    from harness.ladder.runner import LadderFailure, LadderRefused
     from harness.ladder.schema import resolve_ladder
     from harness.records import Leaderboard
 
@@ -45,12 +45,13 @@ def run(ladder_path, goldsets, splits, rung_names, model, ood, overwrite, cache_
         outcomes = run_ladder(
             ladder, leaderboard=Leaderboard(leaderboard_dir), cache=Cache(cache_dir), goldsets=goldsets, splits=splits, rungs=rung_names, ood=ood, overwrite=overwrite
         )
-    except LadderFailure as exc:  # the rungs that finished are still worth a look
-        show_outcomes(exc.outcomes, as_json, title)
+    except (LadderFailure, LadderRefused) as exc:  # the rungs that finished are still worth a look
+        if any(o.action != "skipped" for o in exc.outcomes):
+            show_outcomes(exc.outcomes, as_json, title)
         raise
     fail_if_asked_for_nothing(outcomes, {r.name for r in ladder.rungs} if model else set(rung_names))
-    show_outcomes(outcomes, as_json, title)
     fail_if_nothing_ran(outcomes)
+    show_outcomes(outcomes, as_json, title)
 
 
 def show_outcomes(outcomes, as_json: bool, title: str) -> None:
@@ -84,16 +85,24 @@ def fail_if_nothing_ran(outcomes) -> None:
 
 @click.command()
 @click.argument("ladder_path", required=False, metavar="[FILE]")
-def validate(ladder_path):
-    """Check a ladder file (default: ./ladder.toml, else the shipped default) without loading any model."""
+@click.option("--offline", is_flag=True, help="Do not ask the Hugging Face hub whether the models named exist (HF_HUB_OFFLINE=1 does the same).")
+def validate(ladder_path, offline):
+    """Check a ladder file (default: ./ladder.toml, else the shipped default) without loading any model.
+
+    Model ids that are not local are checked with the Hugging Face hub when it can be reached: a
+    typo is an error here, not a skipped rung after the run.
+    """
     from collections import Counter
 
     from harness.data.resolve import find_goldset
-    from harness.ladder.schema import resolve_ladder
+    from harness.ladder.schema import check_online, resolve_ladder
 
     ladder = resolve_ladder(ladder_path)
     for source in ladder.goldsets:
         if not source.startswith("mteb:"):
             find_goldset(source, ladder.base)
+    unasked = [] if offline else check_online(ladder)
     kinds = ", ".join(f"{n} {k}" for k, n in Counter(r.kind for r in ladder.rungs).items())
     click.echo(f"{ladder.source}: ok: ladder '{ladder.name}', {len(ladder.rungs)} rungs ({kinds}), goldsets {', '.join(ladder.goldsets)}")
+    if unasked:
+        click.echo(f"note: the Hugging Face hub cannot be reached to tell whether {', '.join(unasked)} exist (offline); bench run will say, or skip them")

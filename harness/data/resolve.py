@@ -13,9 +13,10 @@ from pathlib import Path
 
 from harness.data.goldset import MANIFEST, Goldset, Manifest, load_goldset, read_manifest
 from harness.data.mteb_task import load_mteb_goldset
+from harness.environment import shipped
 from harness.errors import GoldsetError, did_you_mean
 
-BUNDLED_DIR = Path(__file__).resolve().parents[2] / "goldsets"
+BUNDLED_DIR = shipped("goldsets")
 LOCAL_DIR = "goldsets"  # on the command line, ./goldsets/<name> is found by its name
 
 

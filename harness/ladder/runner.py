@@ -25,7 +25,7 @@ from harness import progress
 from harness.cache import Cache
 from harness.data.goldset import Goldset
 from harness.environment import environment
-from harness.errors import BenchError, RunFailure, RungUnavailable
+from harness.errors import BenchError, ConfigError, RunFailure, RungUnavailable
 from harness.ladder.rungs import AnyRung, depends_on
 from harness.ladder.stages import SkipSplit, SplitResult, build_stage
 from harness.metrics import DEFAULT_METRICS, evaluate
@@ -99,11 +99,23 @@ def run_rungs(
     outcomes = runner.run()
     if runner.failures:
         raise LadderFailure("; ".join(runner.failures) + ". Finished records and paid results are kept: run the same command to resume", outcomes)
+    if runner.refused:
+        rest = "the other rungs' records are written" if any(o.action != "skipped" for o in outcomes) else "nothing was measured"
+        raise LadderRefused("; ".join(runner.refused) + f". Fix the ladder; {rest}", outcomes)
     return outcomes
 
 
 class LadderFailure(RunFailure):
     """A rung failed at run time; ``outcomes`` are those of the rungs that finished (their records are written)."""
+
+    def __init__(self, message: str, outcomes: list[Outcome]):
+        super().__init__(message)
+        self.outcomes = outcomes
+
+
+class LadderRefused(ConfigError):
+    """A rung can never run as written (a model id the hub does not have, a malformed id, a missing
+    folder): bad input, exit 2, after the other rungs ran; ``outcomes`` are all the run's outcomes."""
 
     def __init__(self, message: str, outcomes: list[Outcome]):
         super().__init__(message)
@@ -121,6 +133,7 @@ class _LadderRun:
         self.why: dict[tuple[int, str, str], str] = {}  # (target, split, rung) -> why it has no result
         self.unreadable: dict[tuple[int, str, str], str] = {}  # (target, split, rung) -> its stored run's problem
         self.failures: list[str] = []
+        self.refused: list[str] = []  # rungs skipped for bad input (a ConfigError), not for this machine
         self.needed = self._needed_splits()
         self.consumed = {name for rung in rungs for name in depends_on(rung)}  # rungs whose runs later rungs read
 
@@ -234,6 +247,7 @@ class _LadderRun:
         if blocked:
             return self._skip_everywhere(rung, f"needs rung '{blocked[0]}', which {self.down[blocked[0]]}")
         if isinstance(stage, RungUnavailable):
+            self._refuse_if_bad_input(rung, stage)
             return self._skip_everywhere(rung, str(stage))
         results = []
         try:
@@ -244,10 +258,17 @@ class _LadderRun:
             self.failures.append(f"rung '{rung.name}' failed: {exc}")
             results += [[] for _ in range(len(self.targets) - len(results))]
         except _Unavailable as exc:  # its model failed to load at first use: skipped from here on, like one unavailable at build
+            self._refuse_if_bad_input(rung, exc.__cause__)
             results.append(exc.outcomes)
             for j in range(len(results), len(self.targets)):
                 results.append([self._skip(rung, j, s, exc.reason) for s in self.needed[(rung.name, j)]])
         return results
+
+    def _refuse_if_bad_input(self, rung: AnyRung, exc: BaseException | None) -> None:
+        """A rung skipped because what it names can never work (a ConfigError such as "no such
+        model") is still recorded as skipped, and fails the run as bad input once the rest has run."""
+        if isinstance(exc, ConfigError):
+            self.refused.append(f"rung '{rung.name}' cannot run: {exc}")
 
     def _config(self, rung: AnyRung) -> dict:
         return {"rung": rung.model_dump(mode="json"), "metrics": list(self.settings.metrics), "latency_queries": self.latency_queries}

@@ -33,14 +33,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from harness.choices import PairedTest, QuerySubset
 from harness.config import read_toml, validate
+from harness.environment import shipped
 from harness.errors import ConfigError, did_you_mean
 from harness.ladder.rungs import AdapterRung, AnyRung, ChunkedRung, DenseRung, FinetuneRung, MetricName, RerankRung, Rung, depends_on
 from harness.metrics import DEFAULT_METRICS
 from harness.prices import DEFAULT_PRICES, Price
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_LADDER = ROOT / "ladder.toml"
-BUNDLED_LADDERS = ROOT / "ladders"
+DEFAULT_LADDER = shipped("ladder.toml")
+BUNDLED_LADDERS = shipped("ladders")
 LADDER_FILE = "ladder.toml"
 
 
@@ -245,12 +245,7 @@ def check_backends(ladder: Ladder, where: str) -> None:
             from harness.training.adapter import AdapterOptions
 
             validate(AdapterOptions, rung.adapter, f"{where}: rung '{rung.name}' adapter")
-        tables = []
-        if isinstance(rung, (DenseRung, ChunkedRung, AdapterRung)):
-            tables.append(("encoder", "encoder", rung.encoder))
-        if isinstance(rung, RerankRung):
-            tables.append(("reranker", "reranker", rung.reranker))
-        for key, kind, config in tables:
+        for key, kind, config in _backend_tables(rung):
             try:
                 cls = registry.load(kind, config.backend)
             except ConfigError as exc:
@@ -259,6 +254,32 @@ def check_backends(ladder: Ladder, where: str) -> None:
             if problems := registry.config_problems(kind, config):
                 option, problem = next(iter(problems.items()))
                 raise ConfigError(f"{where}: rungs[{i}] ('{rung.name}').{key}.{option}: {problem}")
+
+
+def _backend_tables(rung: AnyRung) -> list[tuple[str, str, object]]:
+    """(key, backend kind, config) of each backend a rung names: its encoder or its reranker."""
+    if isinstance(rung, (DenseRung, ChunkedRung, AdapterRung)):
+        return [("encoder", "encoder", rung.encoder)]
+    if isinstance(rung, RerankRung):
+        return [("reranker", "reranker", rung.reranker)]
+    return []
+
+
+def check_online(ladder: Ladder) -> list[str]:
+    """Ask each backend's service whether the models the ladder names exist (``bench validate``): a
+    :class:`ConfigError` for the first it says does not, and the models it could not ask about (offline)."""
+    from harness import registry
+
+    unasked: dict[str, None] = {}
+    for i, rung in enumerate(ladder.rungs):
+        for key, kind, config in _backend_tables(rung):
+            problems = registry.online_problems(kind, config)
+            if problems is None:
+                unasked[config.model] = None
+            elif problems:
+                option, problem = next(iter(problems.items()))
+                raise ConfigError(f"{ladder.source}: rungs[{i}] ('{rung.name}').{key}.{option}: {problem}")
+    return list(unasked)
 
 
 def _check_options(cls: type, config, where: str) -> None:
