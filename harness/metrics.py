@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+from harness.errors import did_you_mean
 from harness.protocols import Run
 
 DEFAULT_METRICS = (
@@ -40,7 +41,9 @@ def metric_problem(name: str) -> str | None:
     if name in WHOLE_RANKING:
         return None
     if base not in METRICS or (at and not (cutoff.isascii() and cutoff.isdigit())):
-        return f"unknown metric '{name}' (ranx names such as ndcg@10, recall@100, mrr@10, map@100, precision@10; {', '.join(WHOLE_RANKING)} without a cut-off)"
+        known = [*DEFAULT_METRICS, *(f"{m}@{cutoff if cutoff.isdigit() else 10}" for m in METRICS), *WHOLE_RANKING]
+        return (f"unknown metric '{name}' (ranx names such as ndcg@10, recall@100, mrr@10, map@100, precision@10; {', '.join(WHOLE_RANKING)} "
+                f"without a cut-off).{did_you_mean(name, dict.fromkeys(known))}").removesuffix(".")
     if at and int(cutoff) < 1:
         return f"metric '{name}': the cut-off after '@' must be at least 1"
     return None

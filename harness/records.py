@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import BenchError
 from harness.protocols import Run
@@ -79,6 +79,7 @@ class Latency(_Record):
     p50_ms: float | None
     p95_ms: float | None
     per_query_ms: dict[str, float]
+    load: float | None = Field(None, description="1-minute load average per CPU core when the timing ended (over 1: other work shared the cores)")
 
 
 class Cost(_Record):

@@ -48,6 +48,7 @@ def test_report_and_leaderboard_take_the_goldset_path_bench_run_took(user):
     rows = json.loads(bench("leaderboard", "-g", "goldsets/pydocs", "--json").stdout)
     assert {r["goldset"] for r in rows} == {"pydocs"}
     assert_one_line_error(bench("report", "-g", "goldsets/other"), "no records of goldset 'other'", "goldsets with records there: pydocs", "bench run -g goldsets/other")
+    assert_one_line_error(bench("report", "-g", "pydoc"), "no records of goldset 'pydoc'", "Did you mean 'pydocs'?")
 
 
 # -- 5: bench gate on stored records, limited by -g; candidates evaluated now stay out of the leaderboard --
@@ -231,3 +232,23 @@ def test_run_with_a_model_the_hub_does_not_have_fails_after_the_other_rungs(user
     assert "Fix the ladder; the other rungs' records are written" in result.output
     records = Leaderboard(user / "leaderboard").records()
     assert {r.rung.name: r.status for r in records} == {"baseline": "ok", "bm25": "ok", "worse": "ok", "typo": "skipped"}
+
+
+def test_a_model_that_cannot_run_leaves_no_record_and_one_line(user, hub):
+    assert_one_line_error(bench("run", "-m", "sentence-transformers/all-MiniLM-L6-v3"), "no such model 'sentence-transformers/all-MiniLM-L6-v3'")
+    assert Leaderboard(user / "leaderboard").records() == []
+
+
+def test_g_names_a_goldset_of_a_ladder_run_from_another_folder(user, monkeypatch):
+    monkeypatch.chdir(user.parent)  # ./goldsets/pydocs is not here; the ladder lists it
+    result = bench("run", "-l", "work/ladder.toml", "-g", "pydocs", "-r", "bm25", "--leaderboard", "lb")
+    assert result.exit_code == 0, result.output
+    assert {r.goldset.name for r in Leaderboard(user.parent / "lb").records()} == {"pydocs"}
+    assert f"records in {user.parent / 'lb' / 'records'}" in " ".join(result.output.split())
+
+
+def test_the_terminal_leaderboard_follows_the_ladder_not_the_record_order(user):
+    assert bench("run", "-g", "goldsets/pydocs", "-r", "worse").exit_code == 0
+    assert bench("run", "-g", "goldsets/pydocs", "-r", "bm25", "-r", "baseline").exit_code == 0
+    rows = [line for line in bench("leaderboard").output.splitlines() if "pydocs" in line]
+    assert [next(n for n in ("baseline", "bm25", "worse") if n in row) for row in rows] == ["baseline", "bm25", "worse"]

@@ -52,16 +52,16 @@ def assert_whole_corpus(result, goldset_dir: Path) -> None:
 
 def test_from_labels_keeps_the_whole_corpus_and_counts_the_unjudged(tmp_path, corpus_file):
     write_jsonl(tmp_path / "labels.jsonl", [{"query_id": f"q{i}", "query": TOPICS[i], "doc_id": f"d{i}", "label": 1} for i in range(K)])
-    out = ["-o", tmp_path / "p.jsonl", "--goldset-out", tmp_path / "g", "--splits", 2, 1, 1]
+    out = ["-o", tmp_path / "p.jsonl", "--goldset-out", tmp_path / "g", "--splits", 0.5, 0.25, 0.25]
     assert_whole_corpus(bench("pairs", "from-labels", tmp_path / "labels.jsonl", "--corpus", corpus_file, *out, "--json"), tmp_path / "g")
-    plain = bench("pairs", "from-labels", tmp_path / "labels.jsonl", "--corpus", corpus_file, *out)
+    plain = bench("pairs", "from-labels", tmp_path / "labels.jsonl", "--corpus", corpus_file, *out, "--force")  # the same goldset folder again
     assert f"; {N} documents, {N - K} judged by no query" in plain.stdout and re.search(rf"unjudged documents +{N - K}\n", plain.stdout)
 
 
 def test_from_clicks_keeps_the_whole_corpus_and_counts_the_unjudged(tmp_path, corpus_file):
     sessions = [{"query": TOPICS[i], "results": [f"d{i}"], "clicks": [{"doc_id": f"d{i}", "dwell": 60}]} for i in range(K)]
     write_jsonl(tmp_path / "log.jsonl", sessions)
-    out = ["-o", tmp_path / "p.jsonl", "--goldset-out", tmp_path / "g", "--splits", 2, 1, 1, "--json"]
+    out = ["-o", tmp_path / "p.jsonl", "--goldset-out", tmp_path / "g", "--splits", 0.5, 0.25, 0.25, "--json"]
     assert_whole_corpus(bench("pairs", "from-clicks", tmp_path / "log.jsonl", "--corpus", corpus_file, *out), tmp_path / "g")
 
 
@@ -69,7 +69,7 @@ def test_from_structure_keeps_unjudged_sections_in_the_corpus(tmp_path):
     (tmp_path / "docs").mkdir()
     for topic in TOPICS[:K]:  # one judged section each, and one boilerplate section no query judges
         (tmp_path / "docs" / f"{topic}.md").write_text(f"## {topic} basics\n\nAll about {topic} in a working apiary.\n\n## License\n\nMIT licensed, see the {topic} notice file.\n")
-    result = bench("pairs", "from-structure", tmp_path / "docs", "-o", tmp_path / "p.jsonl", "--goldset-out", tmp_path / "g", "--splits", 2, 1, 1, "--json")
+    result = bench("pairs", "from-structure", tmp_path / "docs", "-o", tmp_path / "p.jsonl", "--goldset-out", tmp_path / "g", "--splits", 0.5, 0.25, 0.25, "--json")
     assert result.exit_code == 0, result.output
     counts = json.loads(result.stdout)["counts"]
     assert (counts["documents"], counts["unjudged_documents"], counts["boilerplate_headings"]) == (2 * K, K, K)

@@ -84,6 +84,7 @@ def test_a_changed_goldset_is_an_error_naming_both_fingerprints(tmp_path, files)
         (["{regressed}", "-b", "baselin"], "no record of rung 'baselin'"),
         (["{regressed}", "-b", "{baseline}", "-s", "dev"], "matches no baseline record (baseline records: tiny/test)"),
         (["{regressed}", "-b", "{baseline}", "-M", "recall@10"], "no per-query 'recall@10' (it has: ndcg@10)"),
+        (["{regressed}", "-b", "{baseline}", "-M", "ndgc@10"], "--metric ndgc@10: key 'metric': unknown metric 'ndgc@10'"),
         (["{regressed}", "-b", "{baseline}", "-g", "demo"], "the candidate has no record on goldset 'demo' (candidate records: tiny/test); pick from those with -g"),
     ],
 )
@@ -125,6 +126,25 @@ def test_real_records_of_a_worse_model_fail_the_gate(bow_work, tmp_path):
     # 4 queries: the exact randomisation test cannot go below p = 2/16, so a significance rule forgives it
     tiny = json.loads(bench("gate", "worse", "-b", "baseline", "--significant", "--json").stdout)
     assert tiny["checks"][0]["p_value"] >= 0.125 and tiny["passed"] is True
+
+
+def test_the_splits_a_rung_was_tuned_on_are_not_gated_by_default(bow_work):
+    """A tuned hybrid writes the baseline's records on its tuning split; the candidate has none there."""
+    (bow_work / "ladder.toml").write_text((bow_work / "ladder.toml").read_text() + TUNED_HYBRID)
+    assert bench("run").exit_code == 0
+    checked = json.loads(bench("gate", "worse", "-b", "baseline", "--json").stdout)["checks"]
+    assert {c["split"] for c in checked} == {"test"}
+    assert_one_line_error(bench("gate", "worse", "-b", "baseline", "-s", "train"), "the candidate has no record on goldset 'tiny' split 'train'")
+
+
+TUNED_HYBRID = """
+[[rungs]]
+name = "tuned"
+kind = "hybrid"
+inputs = ["bm25", "baseline"]
+method = "wsum"
+tune_on = "train"
+"""
 
 
 def test_a_rung_evaluated_now_is_gated(bow_work, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -197,3 +198,17 @@ def test_demo_documents_are_long_and_queries_short():
     assert max(query_words) <= 16 and sum(query_words) / len(query_words) < 12
     first_sentences = {json.dumps(d.text.split(".")[0]) for d in demo.corpus.values()}
     assert len(first_sentences) == len(demo.corpus), "templated text: documents share an opening"
+
+
+@pytest.mark.parametrize("manifest", [None, 'domain = "beekeeping [hives]"'])
+def test_stats_header_is_one_line_with_nothing_dangling(tmp_path, manifest):
+    """A header past 80 columns was hard-wrapped by rich, leaving "... queries (0 unjudged), " and the
+    fingerprint on a line of its own."""
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    folder = write_goldset(tmp_path / "a-goldset-with-a-rather-long-name-for-its-folder", manifest=manifest)
+    lines = CliRunner().invoke(main, ["goldset", "stats", str(folder)]).stdout.splitlines()
+    domain = " (beekeeping [hives])" if manifest else ""
+    assert re.fullmatch(rf"{re.escape(folder.name + domain)}: 6 documents \(mean [\d.]+ words\), 6 queries \(0 unjudged\), fingerprint [0-9a-f]{{16}}", lines[0])

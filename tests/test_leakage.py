@@ -17,6 +17,7 @@ from harness.protocols import Pair
 from harness.training.job import plan_job
 from harness.training.leakage import QUERY_KINDS, check_leakage, guard, leakage, near_duplicates, without
 from harness.training.schema import TrainConfig
+from test_cli import assert_one_line_error
 
 # test: q1 (d1), q2 (d2), q3 (d3); train: q5 (d5), q6 (d6)
 QRELS = {"test": {"q1": {"d1": 2}, "q2": {"d2": 2}, "q3": {"d3": 2, "d4": 0}}, "train": {"q5": {"d5": 1}, "q6": {"d6": 2}}}
@@ -104,6 +105,16 @@ def test_check_leakage_cli_on_a_goldsets_own_train_split(tmp_path):
     assert CliRunner().invoke(main, ["check-leakage", f"{tmp_path / 'g'}:train", str(tmp_path / "g"), "--threshold", "0.99"]).exit_code == 0
     result = CliRunner().invoke(main, ["check-leakage", str(tmp_path / "g"), str(tmp_path / "g"), "--eval-split", "dev"])
     assert result.exit_code == 2 and "has no split 'dev'" in result.output
+
+
+def test_a_missing_pair_file_is_named_as_one(tmp_path, goldset):
+    """It used to say "goldset 'pairs/nope.jsonl' is not a folder, a bundled name or mteb:<Task>"."""
+    (tmp_path / "pairs").mkdir()
+    write_pairs(tmp_path / "pairs" / "train.jsonl", CLEAN)
+    result = CliRunner().invoke(main, ["check-leakage", str(tmp_path / "pairs" / "nope.jsonl"), f"{tmp_path / 'g'}:test"])
+    assert_one_line_error(result, f"pair file '{tmp_path / 'pairs' / 'nope.jsonl'}' not found (files there: train.jsonl)")
+    result = CliRunner().invoke(main, ["check-leakage", str(tmp_path / "none" / "p.csv"), f"{tmp_path / 'g'}:test"])
+    assert_one_line_error(result, f"pair file '{tmp_path / 'none' / 'p.csv'}' not found: there is no folder")
 
 
 def test_training_stops_on_a_near_duplicate_or_drops_it(tmp_path, goldset):

@@ -3,6 +3,7 @@ ladders and goldsets, found by name from any folder (issue 16: they were only fo
 
 from __future__ import annotations
 
+import os
 import shutil
 import site
 import subprocess
@@ -49,7 +50,8 @@ def test_an_installed_wheel_finds_its_ladders_and_goldsets_by_name(wheel, tmp_pa
         "import harness; from harness.data.resolve import resolve_goldset; from harness.ladder.schema import find_ladder, resolve_ladder\n"
         "print(harness.__file__); print(len(resolve_goldset('demo').corpus)); print(find_ladder('demo')); print(resolve_ladder(None).source)"
     )
-    out = subprocess.run([str(env / "bin" / "python"), "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True).stdout.splitlines()
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # a PYTHONPATH checkout would shadow the wheel
+    out = subprocess.run([str(env / "bin" / "python"), "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True, env=clean).stdout.splitlines()
     share = env.joinpath(*SHARE)
     assert out[0].startswith(purelib), "the test must import the installed wheel, not the checkout"
     assert out[1] == "312"

@@ -16,6 +16,7 @@ from harness.data.pair_files import read_pair_file
 from harness.errors import ConfigError, GoldsetError
 from harness.pairs.pairset import split_queries, write_goldset, write_pairs
 from harness.protocols import Pair
+from test_cli import assert_one_line_error
 
 
 def bench(*args):
@@ -119,7 +120,7 @@ def test_from_labels_by_id_into_a_corpus_writes_a_graded_goldset(tmp_path):
     rows = [{"qid": f"q{i}", "question": t, "doc": f"d{i}", "grade": 1 + i % 2} for i, t in enumerate(TOPICS)]
     write_jsonl(tmp_path / "labels.jsonl", rows + [{"qid": "q0", "question": "varroa", "doc": "d11", "grade": 0}])
     args = ["--query-id-column", "qid", "--query-column", "question", "--doc-id-column", "doc", "--label-column", "grade", "--corpus", tmp_path / "corpus.jsonl"]
-    result = bench("pairs", "from-labels", tmp_path / "labels.jsonl", *args, "-o", tmp_path / "p.jsonl", "--goldset-out", tmp_path / "g", "--splits", 2, 1, 1, "--seed", 5)
+    result = bench("pairs", "from-labels", tmp_path / "labels.jsonl", *args, "-o", tmp_path / "p.jsonl", "--goldset-out", tmp_path / "g", "--splits", 0.5, 0.25, 0.25, "--seed", 5)
     assert result.exit_code == 0, result.output
     assert "wrote 6 pairs" in result.output and "(train split only: 6 dev/test queries are held out)" in result.output
     goldset = load_goldset(tmp_path / "g")
@@ -192,3 +193,55 @@ def test_from_clicks_needs_texts_from_results_or_a_corpus(tmp_path):
     write_jsonl(tmp_path / "bad.jsonl", [{"query": "x", "results": ["d1"], "clicks": [{"doc_id": "d1"}]}])
     result = bench("pairs", "from-clicks", tmp_path / "bad.jsonl", "-o", tmp_path / "p.jsonl")
     assert result.exit_code == 2 and "bad.jsonl:1: each click needs \"doc_id\" and \"dwell\"" in result.output
+
+
+@pytest.fixture
+def builders(tmp_path) -> dict[str, list]:
+    """Arguments of each builder with --goldset-out, on inputs that make 12 queries."""
+    write_jsonl(tmp_path / "labels.jsonl", [{"query": t, "document": f"All about {t}."} for t in TOPICS])
+    write_jsonl(tmp_path / "log.jsonl", [session(t, [{"doc_id": f"d{i}", "text": f"All about {t}."}], [(f"d{i}", 40)]) for i, t in enumerate(TOPICS)])
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "guide.md").write_text("".join(f"## {t} care\n\nAll about {t} in the apiary.\n\n" for t in TOPICS))
+    write_jsonl(tmp_path / "corpus.jsonl", [{"_id": f"d{i}", "title": t, "text": f"All about {t}."} for i, t in enumerate(TOPICS)])
+    return {
+        "from-labels": ["from-labels", tmp_path / "labels.jsonl"],
+        "from-clicks": ["from-clicks", tmp_path / "log.jsonl"],
+        "from-structure": ["from-structure", tmp_path / "docs"],
+        "synthetic": ["synthetic", tmp_path / "corpus.jsonl", "--generator", "openai", "--base-url", "http://127.0.0.1:9/v1"],  # refused before any call
+    }
+
+
+@pytest.mark.parametrize("builder", ["from-labels", "from-clicks", "from-structure", "synthetic"])
+def test_goldset_out_refuses_a_folder_that_is_not_empty(tmp_path, builders, builder):
+    """A re-run used to rewrite a goldset that had records (a first user's test split went from 13 to
+    7 queries); every builder refuses before it builds anything."""
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "corpus.jsonl").write_text("")
+    result = bench("pairs", *builders[builder], "-o", tmp_path / "p.jsonl", "--goldset-out", tmp_path / "g")
+    assert_one_line_error(result, f"--goldset-out '{tmp_path / 'g'}' already holds a goldset; pass --force")
+    assert not (tmp_path / "p.jsonl").exists()
+
+
+def test_force_replaces_the_goldset_and_its_old_splits(tmp_path, builders):
+    out = ["-o", tmp_path / "p.jsonl", "--goldset-out", tmp_path / "g"]
+    assert bench("pairs", *builders["from-labels"], *out).exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "g" / "qrels").iterdir()) == ["dev.tsv", "test.tsv", "train.tsv"]
+    result = bench("pairs", *builders["from-labels"], *out, "--splits", 0.5, 0.5, 0, "--force")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "g" / "qrels").iterdir()) == ["dev.tsv", "train.tsv"]  # no stale test split
+    assert load_goldset(tmp_path / "g").splits == ["train", "dev"]
+
+
+@pytest.mark.parametrize(
+    ("splits", "goldset", "fragment"),
+    [
+        ((0.5, 0.2, 0.2), True, "--splits 0.5 0.2 0.2 sum to 0.9, not 1; give the train, dev and test shares as fractions of 1"),
+        ((5, 2, 3), True, "--splits 5 2 3 sum to 10, not 1"),
+        ((-0.2, 1, 0.2), True, "--splits -0.2 1 0.2: a share cannot be negative"),
+        ((0, 0, 0), True, "--splits 0 0 0 sum to 0, not 1"),
+        ((0.8, 0.1, 0.1), False, "--splits 0.8 0.1 0.1 only applies to a goldset: add --goldset-out DIR"),
+    ],
+)
+def test_splits_are_checked(tmp_path, builders, splits, goldset, fragment):
+    out = ["-o", tmp_path / "p.jsonl", "--splits", *splits] + (["--goldset-out", tmp_path / "g"] if goldset else [])
+    assert_one_line_error(bench("pairs", *builders["from-labels"], *out), fragment)

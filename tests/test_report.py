@@ -55,6 +55,7 @@ def test_go_when_finetuning_beats_the_best_cheaper_rung_by_the_margin():
     assert "ft-r1 +0.050 ndcg@10 over bm25" in report.reasons[1]
     steps = report.sections[0].table[1]
     assert [row[0] for row in steps] == ["baseline", "bm25"] and steps[1][3] == "+0.050" and steps[1][6] == "yes"
+    assert report.sections[0].table[0][4] == "95% CI of delta (unadjusted)"  # beside a Holm-adjusted p: a reader must not mix them
     assert "bm25 (dense): recall@10 0.850" in report.sections[2].lines[0]  # cheapest over the bar: not the fine-tuned round
     assert not any("out-of-domain" in p for p in report.pitfalls)
 
@@ -289,3 +290,35 @@ def test_bench_report_corpus_flag(views_leaderboard, tmp_path):
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(main, ["report", "-l", str(tmp_path / "ladder.toml"), "--leaderboard", str(views_leaderboard), "--corpus", "shrinking"])
     assert result.exit_code == 2 and "'shrinking' is not one of 'fixed', 'growing'" in result.output
+
+
+def test_without_the_ladders_baseline_the_reference_is_the_first_untrained_rung():
+    """``bench train`` alone records ``<job>-base`` and its rounds: the base model is the reference, not a round."""
+    records = [finetuned(0.05, 0.01, name="ft-r0"), record("ft-base", BASE)]
+    report = build_report(records, ladder())
+    assert report.sections[0].table[1][0][0] == "ft-base"
+    assert "ft-r0 +0.100 ndcg@10 over ft-base" in report.reasons[1]
+
+
+def _timed(r: RunRecord, load: float, created_at: str, **config) -> RunRecord:
+    latency = {"n": 3, "p50_ms": 10.0, "p95_ms": 12.0, "per_query_ms": {}, "load": load}
+    rung = r.rung.model_copy(update={"config": config})  # only what the test sets: a pipeline's inputs
+    return r.model_copy(update={"latency": r.latency.model_validate(latency) if r.latency else None, "rung": rung, "created_at": created_at})
+
+
+def test_latencies_timed_on_a_busy_machine_or_from_a_stale_input_are_pitfalls():
+    from harness.decide.report import latency_pitfalls
+    from harness.records import Latency
+
+    base, bm25 = cheaper()
+    base = base.model_copy(update={"latency": Latency(n=1, p50_ms=1, p95_ms=1, per_query_ms={})})
+    bm25 = bm25.model_copy(update={"latency": Latency(n=1, p50_ms=1, p95_ms=1, per_query_ms={})})
+    quiet = [_timed(base, 0.4, "2026-12-06T10:00:00"), _timed(bm25, 0.6, "2026-12-06T10:00:01")]
+    assert latency_pitfalls(quiet) == []
+    busy = [_timed(base, 2.1, "2026-12-06T10:00:00"), _timed(bm25, 0.6, "2026-12-06T10:00:01")]
+    assert latency_pitfalls(busy) == [
+        "the latencies of baseline were timed while other work shared the cores (load up to 2.1 per core): compare latencies after re-running on a quiet machine (bench run --overwrite)"
+    ]
+    hybrid = _timed(bm25.model_copy(update={"rung": bm25.rung.model_copy(update={"name": "hybrid", "kind": "hybrid"})}), 0.5, "2026-12-06T10:00:02", inputs=["bm25", "baseline"])
+    rerun = _timed(base, 0.5, "2026-12-06T11:00:00")  # baseline re-run (--overwrite) after the hybrid was timed
+    assert latency_pitfalls([rerun, quiet[1], hybrid]) == ["hybrid's latency adds the query time of an earlier run of baseline, re-run since: re-run it too (bench run -r hybrid --overwrite)"]

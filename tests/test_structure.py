@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,83 @@ def test_structure_goldset_splits_never_leak_into_its_pair_file(tmp_path):
     # each heading's subsection chunk is also its parent's positive: the split keeps them together
     check = CliRunner().invoke(main, ["check-leakage", str(tmp_path / "p.jsonl"), str(tmp_path / "g")])
     assert check.exit_code == 0, check.output
+
+
+SPHINX = """Options
+=======
+
+Boolean flags
+-------------
+
+Example:
+
+.. click:example::
+
+    @click.command()
+    @click.option('--shout/--no-shout', default=False)
+    def info(shout):
+        click.echo(shout)
+
+And on the command line:
+
+.. click:run::
+    :caption: shouting
+
+    invoke(info, args=['--shout'])
+
+.. versionadded:: 8.0
+   The ``--shout`` flag.
+"""
+
+
+def test_rst_keeps_unknown_directives_as_text(tmp_path):
+    """Sphinx's directives are unknown to docutils; alone it drops them (click's docs lost nearly
+    every code example)."""
+    (tmp_path / "options.rst").write_text(SPHINX)
+    outline = parse_file(tmp_path / "options.rst")
+    assert outline.sections[1].paragraphs == [
+        "Example:",
+        "@click.command()\n@click.option('--shout/--no-shout', default=False)\ndef info(shout):\n    click.echo(shout)",
+        "And on the command line:",
+        "invoke(info, args=['--shout'])",  # the option is dropped, the content kept
+        "8.0\nThe ``--shout`` flag.",  # Sphinx reads the line after the version as its second argument
+    ]
+    assert outline.log.kept_as_text == {"click:example": 1, "click:run": 1, "versionadded": 1}
+
+
+def write_tree(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
+def test_rst_includes_are_followed_inside_the_folder_and_never_in_a_loop(tmp_path):
+    write_tree(tmp_path, {
+        "docs/changes.rst": "Changes\n=======\n\n.. include:: ../CHANGES.rst\n",
+        "docs/guide/intro.rst": "Intro\n=====\n\n.. include:: ../snippets/hive.rst\n\n.. include:: missing.rst\n",
+        "docs/snippets/hive.rst": "A hive holds ten frames of brood and honey.\n\n.. include:: hive.rst\n",
+        "CHANGES.rst": "Version 8.1.7\n-------------\n\nFixed the frame counter for deep boxes.\n",
+    })  # fmt: skip
+    built = from_structure([tmp_path / "docs"], min_words=4)
+    assert "docs/guide/intro.rst" in built.corpus and "hive holds ten frames" in built.corpus["docs/guide/intro.rst"].text
+    assert (built.counts["includes_followed"], built.counts["includes_skipped"]) == (1, 4)
+    assert sorted(built.warnings) == [
+        "1 include(s) skipped, not found: docs/guide/intro.rst: 'missing.rst'",
+        f"1 include(s) skipped, outside {(tmp_path / 'docs').resolve()} (--include-root DIR follows includes under DIR): docs/changes.rst: '../CHANGES.rst'",
+        "2 include(s) skipped, a loop (the file includes itself): docs/snippets/hive.rst: 'hive.rst', docs/snippets/hive.rst: 'hive.rst'",  # read alone and from intro
+    ]
+    widened = from_structure([tmp_path / "docs"], min_words=4, include_root=tmp_path)
+    assert "Fixed the frame counter" in widened.corpus["docs/changes.rst#version-8-1-7"].text
+    assert "Version 8.1.7" not in widened.queries.values()  # a changelog's version heading is no query
+
+
+def test_from_structure_command_reports_directives_and_includes(tmp_path):
+    write_tree(tmp_path, {"docs/options.rst": SPHINX, "docs/license.rst": "License\n=======\n\n.. include:: ../LICENSE.rst\n"})
+    (tmp_path / "LICENSE.rst").write_text("Redistribution and use in source and binary forms are permitted.\n")
+    args = ["pairs", "from-structure", str(tmp_path / "docs"), "-o", str(tmp_path / "p.jsonl"), "--min-words", "2"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"directives kept as text +3\n +includes followed +0\n +includes skipped +1\n", result.stdout)
+    assert "warning: 1 include(s) skipped, outside" in result.stderr and "docs/license.rst: '../LICENSE.rst'" in result.stderr
+    widened = CliRunner().invoke(main, [*args, "--include-root", str(tmp_path), "--json"])
+    assert json.loads(widened.stdout)["counts"]["includes_followed"] == 1 and not widened.stderr

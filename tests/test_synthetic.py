@@ -396,7 +396,7 @@ def test_bench_pairs_synthetic_writes_pairs_goldset_report_and_review(llm, tiny_
     assert report["kept"] == info["counts"]["kept"] and report["settings"]["styles"] == ["question", "keyword"]
     with open(out.with_suffix(".review.csv"), newline="") as f:
         assert len(list(csv.DictReader(f))) == 5
-    again = bench(*args)
+    again = bench(*args, "--force")  # the same goldset folder again
     assert again.exit_code == 0 and len(llm.requests) == 4 and "calls made" in again.output and "calls cached" in again.output
 
 

@@ -103,7 +103,7 @@ def test_bench_train_rounds_models_cards_and_records(tmp_path, tiny_model, tiny_
     out = json.loads(result.stdout)
     assert len(out["models"]) == 2 and out["leakage"]["query_leaks"] == 0 and out["leakage"]["on_overlap"] == "keep"
     rows = {(r["rung"], r["split"]): r for r in out["records"]}
-    assert set(rows) == {("baseline", "test"), ("ft-r0", "test"), ("ft-r1", "test")}
+    assert set(rows) == {("ft-base", "test"), ("ft-r0", "test"), ("ft-r1", "test")}
     for folder in out["models"]:
         card = json.loads((Path(folder) / "tunebench.json").read_text())
         assert card["config"]["loss"]["temperature"] == 0.05 and card["steps"] > 0
@@ -124,7 +124,7 @@ def test_bench_train_rounds_models_cards_and_records(tmp_path, tiny_model, tiny_
     for rung in ("ft-r0", "ft-r1"):  # every round's record scores seen and unseen documents apart
         subsets = rows[(rung, "test")]["subsets"]
         assert subsets["seen"]["n"] == len(seen) and subsets["seen"]["n"] + subsets["unseen"]["n"] == len(test_qrels)
-    assert rows[("baseline", "test")]["subsets"] == {}
+    assert rows[("ft-base", "test")]["subsets"] == {}
     details = rows[("ft-r1", "test")]["details"]
     assert details["device"] == "cpu" and details["peak_rss_mb"] == r1["resources"]["peak_rss_mb"] and details["negatives"] == r1["recipe"]["negatives"]
     again = CliRunner().invoke(main, ["train", str(config), "--models-dir", str(tmp_path / "models"), "--json"])
@@ -317,7 +317,7 @@ def test_data_parallel_training_under_torchrun(tmp_path, tiny_model):
     out = json.loads(done.stdout[done.stdout.index("{"):])
     card = json.loads((Path(out["models"][0]) / "tunebench.json").read_text())
     assert card["steps"] == 2  # 8 pairs, batch 4 in each of 2 processes: 1 step an epoch (2 on one process), 2 epochs
-    assert {r["rung"] for r in out["records"]} == {"baseline", "ft-r0"}
+    assert {r["rung"] for r in out["records"]} == {"ft-base", "ft-r0"}
 
 
 @pytest.mark.parametrize("loss", ["infonce-symmetric", "cached-infonce", "triplet", "cosine"])
@@ -342,7 +342,7 @@ def test_every_loss_trains_on_multi_task_pair_files(tmp_path, tiny_model, tiny_g
     card = json.loads((Path(out["models"][0]) / "tunebench.json").read_text())
     assert card["config"]["loss"]["kind"] == loss and card["steps"] > 0
     assert card["pairs"] == (12 if loss in ("triplet", "cosine") else 14)
-    assert {(r["rung"], r["split"]) for r in out["records"]} == {("baseline", "test"), ("multi-r0", "test")}
+    assert {(r["rung"], r["split"]) for r in out["records"]} == {("multi-base", "test"), ("multi-r0", "test")}
 
 
 def test_cosine_without_negatives_is_one_clear_error(tmp_path, tiny_model, tiny_goldset):

@@ -21,7 +21,7 @@ from harness.commands.run_cmd import ladder_option
 @ladder_option
 @click.option("--goldset", "-g", "goldsets", multiple=True, metavar="PATH_OR_NAME",
               help=f"{GOLDSET_HELP}; only these goldsets and their out-of-domain companions (repeatable; default: every one the baseline has); with --model or --run, evaluate on them (default: the ladder's).")
-@click.option("--split", "-s", default=None, help="Only this split (default: each rule's, else every split the baseline has); with --model or --run, evaluate it.")
+@click.option("--split", "-s", default=None, help="Only this split (default: each rule's, else every evaluation split the baseline has, not a split rungs were tuned on); with --model or --run, evaluate it.")
 @click.option("--candidate-leaderboard", type=click.Path(file_okay=False), default=None,
               help="Where --model and --run write the candidate's records (default: <leaderboard>/../gate-candidates, never the leaderboard itself unless named here).")
 @click.option("--metric", "-M", "metrics", multiple=True, help="Check these metrics (repeatable; replaces the ladder's [gate] rules, else the primary metric).")
@@ -41,9 +41,10 @@ def gate(ctx, candidate, baseline, baseline_leaderboard, model, run_now, ladder_
     table; the flags override them.
     """
     from harness.data.resolve import goldset_name
-    from harness.decide.gate import gate_summary, gate_table, load_records, only, run_gate
+    from harness.decide.gate import evaluation_records, gate_summary, gate_table, load_records, only, run_gate
     from harness.decide.views import print_rich
     from harness.ladder.schema import resolve_ladder
+    from harness.records import Leaderboard
 
     ladder = resolve_ladder(ladder_path)
     written_to = candidate_leaderboard or str(Path(leaderboard_dir).resolve().parent / "gate-candidates")
@@ -51,6 +52,8 @@ def gate(ctx, candidate, baseline, baseline_leaderboard, model, run_now, ladder_
     candidates = only(_candidates(ladder, candidate, model, run_now, goldsets, split, leaderboard_dir, written_to, cache_dir), names, "candidate")
     baselines = only(load_records(baseline, baseline_leaderboard or leaderboard_dir), names, "baseline")
     settings, rules = _gate_settings(ladder, metrics, split, max_drop, significant, alpha, test)
+    if not any(rule.split for rule in rules):  # every evaluation split the baseline has, not those rungs were tuned on
+        baselines = evaluation_records(baselines, Leaderboard(baseline_leaderboard or leaderboard_dir).latest())
     result = run_gate(candidates, baselines, settings, rules)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=1))
@@ -90,11 +93,12 @@ def _evaluate_now(ladder, rung_name, model, goldsets, split, leaderboard_dir, ca
 
 def _gate_settings(ladder, metrics, split, max_drop, significant, alpha, test):
     """The ladder's [gate] table with the command line's overrides: (Gate, rules)."""
+    from harness.config import validate
     from harness.decide.gate import effective_rules
     from harness.ladder.schema import GateRule
 
-    rules = [GateRule(metric=m) for m in metrics] if metrics else effective_rules(ladder.gate, ladder.primary_metric)
+    rules = [validate(GateRule, {"metric": m}, f"--metric {m}") for m in metrics] if metrics else effective_rules(ladder.gate, ladder.primary_metric)
     overrides = {k: v for k, v in {"split": split, "max_drop": max_drop, "significant": significant}.items() if v is not None}
-    rules = [GateRule(**{**rule.model_dump(), **overrides}) for rule in rules]
+    rules = [validate(GateRule, {**rule.model_dump(), **overrides}, "bench gate") for rule in rules]
     settings = ladder.gate.model_copy(update={k: v for k, v in {"alpha": alpha, "test": test}.items() if v is not None})
     return settings, rules

@@ -26,13 +26,14 @@ def leaderboard(goldsets, write, ladder_path, leaderboard_dir, as_json):
         records = records_of(records, goldsets, leaderboard_dir)
     if not records:
         raise BenchError(f"no records in '{leaderboard_dir}/records'; run: bench run")
+    order = _rung_order(ladder_path)
     if write:
-        paths = write_views(records, leaderboard_dir, ladder=_rung_order(ladder_path))
+        paths = write_views(records, leaderboard_dir, ladder=order)
         click.echo(f"wrote {', '.join(str(p) for p in paths)}", err=True)
     if as_json:
         click.echo(json.dumps(records_json(records), indent=1))
     else:
-        records_table(records, title=f"leaderboard: {leaderboard_dir}")
+        records_table(records, title=f"leaderboard: {leaderboard_dir}", ladder=order)
 
 
 def _rung_order(ladder_path: str | None) -> list[str]:

@@ -11,6 +11,7 @@ import click
 from harness.commands.options import json_option
 
 SHOWN = 20  # ids printed per kind in the text report (--json lists all)
+PAIR_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv")  # a TRAIN that ends so is a pair file, not a goldset
 
 
 @click.command("check-leakage")
@@ -52,11 +53,23 @@ def _train_pairs(train: str, split: str):
     """Pairs of a pair file, or of a goldset's train split (GOLDSET or GOLDSET:SPLIT)."""
     from harness.data.pair_files import goldset_pairs, read_pair_file
     from harness.data.resolve import resolve_with_split
+    from harness.errors import ConfigError
 
     if Path(train).is_file():
         return read_pair_file(Path(train)), train
+    if Path(train).suffix.lower() in PAIR_FILE_SUFFIXES:
+        raise ConfigError(_missing_pair_file(Path(train)))
     goldset, named = resolve_with_split(train)
     return goldset_pairs(goldset, named or split), f"{goldset.name}:{named or split}"
+
+
+def _missing_pair_file(path: Path) -> str:
+    """TRAIN names a pair file that is not there: say so (not that it is no goldset), and what is there."""
+    if not path.parent.is_dir():
+        return f"pair file '{path}' not found: there is no folder '{path.parent}'"
+    there = sorted(p.name for p in path.parent.iterdir() if p.suffix.lower() in PAIR_FILE_SUFFIXES)
+    listed = f"files there: {', '.join(there[:SHOWN])}{' ...' if len(there) > SHOWN else ''}" if there else "no .jsonl, .json, .csv or .tsv file there"
+    return f"pair file '{path}' not found ({listed})"
 
 
 def _eval_splits(goldset, named: str | None, asked: tuple[str, ...], train_split: str) -> list[str]:

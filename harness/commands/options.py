@@ -24,7 +24,7 @@ def records_of(records: list, sources, leaderboard_dir: str, *, with_companions:
     :func:`harness.data.resolve.goldset_name`) and, ``with_companions``, of their out-of-domain
     companions; an error listing the goldsets that have records when one named has none."""
     from harness.data.resolve import goldset_name
-    from harness.errors import BenchError
+    from harness.errors import BenchError, did_you_mean
 
     if not sources:
         return records
@@ -34,9 +34,10 @@ def records_of(records: list, sources, leaderboard_dir: str, *, with_companions:
         name = goldset_name(source)
         if name not in have:
             called = f" (the folder '{source}' is goldset '{name}')" if name != source else ""
+            close = did_you_mean(name, have)
             raise BenchError(
-                f"no records of goldset '{name}'{called} in '{leaderboard_dir}/records'; goldsets with records there: {', '.join(have) or 'none'} "
-                f"(pass one of those to -g, or run: bench run -g {source})"
+                f"no records of goldset '{name}'{called} in '{leaderboard_dir}/records'; goldsets with records there: {', '.join(have) or 'none'}."
+                + (close or f" Pass one of those to -g, or run: bench run -g {source}")
             )
         names[name] = source
     return [r for r in records if r.goldset.name in names or (with_companions and r.goldset.ood_of in names)]

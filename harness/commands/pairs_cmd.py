@@ -6,7 +6,9 @@ builder registered elsewhere (``bench pairs synthetic``) writes and reports the 
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 from pathlib import Path
 
 import click
@@ -26,21 +28,52 @@ def pairs():
 
 _OUTPUT_OPTIONS = [
     click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Pair file to write (JSONL)."),
-    click.option("--goldset-out", type=click.Path(file_okay=False), default=None, help="Also write a goldset folder (corpus, queries, qrels per split, goldset.toml)."),
+    click.option("--goldset-out", type=click.Path(file_okay=False), default=None, help="Also write a goldset folder (corpus, queries, qrels per split, goldset.toml); it must be new or empty."),
+    click.option("--force", is_flag=True, help="Let --goldset-out replace the goldset in a folder that is not empty."),
     click.option("--seed", type=int, default=42, show_default=True, help="Seed of the query-level split."),
     click.option(
-        "--splits", type=(click.FloatRange(min=0),) * 3, default=(0.7, 0.15, 0.15), show_default=True, metavar="TRAIN DEV TEST", help="Shares of queries per split (0 leaves a split out)."
+        "--splits", type=(float,) * 3, default=(0.7, 0.15, 0.15), show_default=True, metavar="TRAIN DEV TEST", help="Shares of queries per split, summing to 1 (0 leaves a split out); needs --goldset-out."
     ),
     json_option,
 ]
 
 
 def output_options(command):
-    """-o, --goldset-out, --seed, --splits and --json, shared by every ``bench pairs`` builder; the
-    command receives them as keyword arguments to pass on to :func:`emit`."""
+    """-o, --goldset-out, --force, --seed, --splits and --json, shared by every ``bench pairs`` builder.
+    They are checked (:func:`check_outputs`) before the command builds anything, since a build can
+    cost LLM calls; the command receives them, --force aside, as keyword arguments for :func:`emit`."""
+
+    @functools.wraps(command)
+    def checked(**kwargs):
+        given = click.get_current_context().get_parameter_source("splits") != click.core.ParameterSource.DEFAULT
+        check_outputs(kwargs["goldset_out"], kwargs.pop("force"), kwargs["splits"] if given else None)
+        return command(**kwargs)
+
     for option in reversed(_OUTPUT_OPTIONS):
-        command = option(command)
-    return command
+        checked = option(checked)
+    return checked
+
+
+def check_outputs(goldset_out: str | None, force: bool, splits: tuple[float, ...] | None) -> None:
+    """Refuse a --goldset-out folder that is not empty (without --force: a re-run would silently
+    replace a goldset that had records), and --splits (``None``: not given) that are negative, do not
+    sum to 1, or come without --goldset-out. Shares that do not sum to 1 are refused rather than
+    normalised: 0.5 0.2 0.2 is more often a typo than a wish for 56/22/22."""
+    from harness.errors import ConfigError
+
+    folder = Path(goldset_out) if goldset_out else None
+    if folder is not None and folder.is_dir() and any(folder.iterdir()) and not force:
+        what = "a goldset" if (folder / "corpus.jsonl").is_file() else "files"
+        raise ConfigError(f"--goldset-out '{folder}' already holds {what}; pass --force to replace its goldset files, or name a new folder")
+    if splits is None:
+        return
+    shown = " ".join(f"{s:g}" for s in splits)
+    if folder is None:
+        raise ConfigError(f"--splits {shown} only applies to a goldset: add --goldset-out DIR, or drop --splits (the pair file holds every pair)")
+    if min(splits) < 0:
+        raise ConfigError(f"--splits {shown}: a share cannot be negative; give the train, dev and test shares, e.g. --splits 0.7 0.15 0.15")
+    if not math.isclose(sum(splits), 1, abs_tol=1e-6):
+        raise ConfigError(f"--splits {shown} sum to {sum(splits):g}, not 1; give the train, dev and test shares as fractions of 1, e.g. --splits 0.7 0.15 0.15")
 
 
 def emit(built, *, output, goldset_out, seed, splits, as_json, description: str, query_origin: str) -> None:
@@ -53,8 +86,6 @@ def emit(built, *, output, goldset_out, seed, splits, as_json, description: str,
     if not built.pairs:
         raise ConfigError(f"no pairs: nothing was kept ({_counts_line(built.counts)})")
     shares = dict(zip(("train", "dev", "test"), splits))
-    if sum(shares.values()) <= 0:
-        raise ConfigError("--splits: at least one share must be above 0")
     pairs, held_out, sizes = built.pairs, 0, {}
     if goldset_out:
         assignment = write_goldset(goldset_out, built.corpus, built.queries, built.qrels, splits=shares, seed=seed, description=description, query_origin=query_origin)
@@ -152,11 +183,18 @@ def from_clicks(log, corpus, min_dwell, skip_above, **out):
 @click.option("--chunk-words", type=click.IntRange(min=10), default=200, show_default=True, help="Long sections are cut into windows of this many words.")
 @click.option("--overlap", type=click.IntRange(min=0), default=40, show_default=True, help="Words shared by consecutive windows.")
 @click.option("--min-words", type=click.IntRange(min=1), default=5, show_default=True, help="Sections with a shorter body are skipped.")
+@click.option(
+    "--include-root", type=click.Path(exists=True, file_okay=False), default=None, help="reStructuredText '.. include::' may read files under this folder (default: the folder given, or a file's own folder)."
+)
 @output_options
-def from_structure(paths, chunk_words, overlap, min_words, **out):
+def from_structure(paths, chunk_words, overlap, min_words, include_root, **out):
     """Pairs from Markdown, reStructuredText and HTML files (folders are searched):
-    heading <-> section body, title <-> first paragraph, section <-> subsection."""
+    heading <-> section body, title <-> first paragraph, section <-> subsection.
+
+    In reStructuredText, directives docutils does not know (Sphinx's, extensions') are kept as text
+    and '.. include::' is followed; the counts say how many, and a warning names what was skipped.
+    """
     from harness.pairs.structure import from_structure
 
-    built = from_structure(paths, chunk_words=chunk_words, overlap=overlap, min_words=min_words)
+    built = from_structure(paths, chunk_words=chunk_words, overlap=overlap, min_words=min_words, include_root=include_root)
     emit(built, description=f"pairs from the structure of {', '.join(Path(p).name for p in paths)}", query_origin="structure", **out)

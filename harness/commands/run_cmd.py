@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -40,10 +41,11 @@ def run(ladder_path, goldsets, splits, rung_names, model, ood, overwrite, cache_
     if model:
         ladder = model_ladder(ladder, model)
         rung_names = ()
-    title = f"ladder '{ladder.name}': records in {leaderboard_dir}/records"
+    title = f"ladder '{ladder.name}': records in {Path(leaderboard_dir).resolve() / 'records'}"  # absolute: the leaderboard is the working directory's
     try:
         outcomes = run_ladder(
-            ladder, leaderboard=Leaderboard(leaderboard_dir), cache=Cache(cache_dir), goldsets=goldsets, splits=splits, rungs=rung_names, ood=ood, overwrite=overwrite
+            ladder, leaderboard=Leaderboard(leaderboard_dir), cache=Cache(cache_dir), goldsets=goldsets, splits=splits, rungs=rung_names, ood=ood, overwrite=overwrite,
+            keep_skipped=not model,
         )
     except (LadderFailure, LadderRefused) as exc:  # the rungs that finished are still worth a look
         if any(o.action != "skipped" for o in exc.outcomes):

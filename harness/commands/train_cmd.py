@@ -60,7 +60,8 @@ def train(config_path, goldset, base_model, epochs, batch_size, learning_rate, r
     if not is_main_process():  # torchrun: the other processes only train
         return
     encoder = {"query_prompt": config.query_prompt, "document_prompt": config.document_prompt, "max_length": config.max_length}
-    rungs = [DenseRung(name="baseline", encoder=EncoderConfig(model=config.base_model, **encoder))]
+    # the base model under the job's name, never a ladder's "baseline" (a leaderboard may hold both)
+    rungs = [DenseRung(name=f"{config.name}-base", encoder=EncoderConfig(model=config.base_model, **encoder))]
     rungs += [DenseRung(name=f"{config.name}-r{i}", encoder=EncoderConfig(model=str(d), **encoder)) for i, d in enumerate(model_dirs)]
     outcomes = run_rungs(_targets(config, base), rungs, leaderboard=Leaderboard(leaderboard_dir), cache=cache) if config.goldset else []
     if as_json:

@@ -43,17 +43,19 @@ def goldset_stats(goldset: Goldset) -> dict:
     }
 
 
+def header(info: dict) -> str:
+    """The first line of ``bench goldset stats``: name (domain), sizes and fingerprint."""
+    name = f"{info['name']} ({info['domain']})" if info["domain"] else info["name"]
+    sizes = f"{info['documents']} documents (mean {info['document_length']['mean_words']} words), {info['queries']} queries ({info['unjudged_queries']} unjudged)"
+    return f"{name}: {sizes}, fingerprint {info['fingerprint']}"
+
+
 def print_stats(info: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    doc_len = info["document_length"]
-    console.print(
-        f"[bold]{info['name']}[/bold] {info['domain'] and '(' + info['domain'] + ')'}  {info['documents']} documents "
-        f"(mean {doc_len['mean_words']} words), {info['queries']} queries ({info['unjudged_queries']} unjudged), "
-        f"fingerprint {info['fingerprint']}"
-    )
+    console.print(header(info), markup=False, highlight=False, soft_wrap=True)  # one line: a hard wrap at 80 columns left "unjudged), " dangling
     table = Table("split", "queries", "judgements", "relevant/query", "grades", "query words (mean)")
     for split, s in info["splits"].items():
         table.add_row(split, str(s["queries"]), str(s["judgements"]), f"{s['relevant_per_query']:.2f}", ",".join(map(str, s["grades"])), f"{s['query_length']['mean_words']}")

@@ -106,6 +106,18 @@ def only(records: list[RunRecord], goldsets: set[str], role: str) -> list[RunRec
     return kept
 
 
+def evaluation_records(baselines: list[RunRecord], leaderboard: list[RunRecord]) -> list[RunRecord]:
+    """The baseline's records on evaluation splits: a split some rung of the same goldset was tuned or
+    trained on (``tune_on = "dev"`` writes the baseline's dev records) is left out, as the views leave
+    it out of their plots, unless the baseline has nothing else. ``-s`` still gates any split."""
+    from harness.decide.views import tuning_splits
+
+    def tuned(record: RunRecord) -> bool:
+        return record.goldset.split in tuning_splits([r for r in leaderboard if r.goldset.name == record.goldset.name])
+
+    return [r for r in baselines if not tuned(r)] or baselines
+
+
 def run_gate(candidates: list[RunRecord], baselines: list[RunRecord], gate: Gate, rules: list[GateRule], *, n_permutations: int = 10000) -> GateResult:
     """Apply every rule to every baseline record it selects, against the candidate's record of the
     same goldset and split (each metric of each pair compared once)."""

@@ -35,6 +35,7 @@ from harness.decide.significance import Comparison, compare, holm
 from harness.decide.views import (
     COLUMNS,
     Panel,
+    builds_on,
     figures_html,
     html_page,
     html_table,
@@ -276,6 +277,27 @@ def pitfalls(panel: Panel, finetuned: list[RunRecord], best: Row | None, decisio
     if best is not None and best.comparison.mdd > decision.finetune_margin:
         found.append(f"too few queries to tell: the minimum detectable difference is {best.comparison.mdd:.3f} against a margin of {decision.finetune_margin}")
     found += _training_pitfalls(finetuned, scenario)
+    found += latency_pitfalls([r for r in panel.records if r.status == "ok"])
+    return found
+
+
+BUSY = 1.0  # load average per core above which other work shared the cores while a rung was timed
+
+
+def latency_pitfalls(records: list[RunRecord]) -> list[str]:
+    """Latencies not to compare as they stand: timed while the machine was busy, or a pipeline's that
+    adds an input's query time from an earlier run of that input (the input was re-run since)."""
+    found = []
+    busy = [r for r in records if r.latency and (r.latency.load or 0) > BUSY]
+    if busy:
+        worst = max(r.latency.load for r in busy)
+        found.append(f"the latencies of {', '.join(r.rung.name for r in busy)} were timed while other work shared the cores (load up to {worst:.1f} per core): "
+                     "compare latencies after re-running on a quiet machine (bench run --overwrite)")
+    newer = {r.rung.name: r for r in records}
+    for r in records:
+        stale = [name for name in builds_on(r) if name in newer and newer[name].created_at > r.created_at]
+        if stale and r.latency:
+            found.append(f"{r.rung.name}'s latency adds the query time of an earlier run of {', '.join(stale)}, re-run since: re-run it too (bench run -r {r.rung.name} --overwrite)")
     return found
 
 
@@ -331,7 +353,8 @@ def build_report(records: list[RunRecord], ladder: Ladder, goldset: str | None =
     if not ok:
         raise BenchError(f"every rung on {panel.goldset}/{panel.split} was skipped; nothing to decide on (run: bench run)")
     names = [r.rung.name for r in ok]
-    baseline = ok[names.index(ladder.rungs[0].name)] if ladder.rungs[0].name in names else ok[0]
+    untrained = [r for r in ok if not is_finetuned(r)]
+    baseline = ok[names.index(ladder.rungs[0].name)] if ladder.rungs[0].name in names else (untrained or ok)[0]  # e.g. bench train's <job>-base
     cheaper = [r for r in ok if not is_finetuned(r)]
     finetuned = [r for r in ok if is_finetuned(r)]
     steps = compare_all([r for r in cheaper if r is not baseline], baseline, metric, decision)
@@ -398,7 +421,7 @@ def _comparison_cells(row: Row) -> list[str]:
 def _step_table(baseline: RunRecord, steps: list[Row], metric: str, decision: Decision) -> tuple[list[str], list[list[str]]]:
     from harness.decide.views import cells
 
-    headers = ["rung", "kind", _label(metric), "delta", "95% CI of delta", "p (Holm)", "significant", decision.recall_metric, "meets bar", "p50 ms", "cost $"]
+    headers = ["rung", "kind", _label(metric), "delta", "95% CI of delta (unadjusted)", "p (Holm)", "significant", decision.recall_metric, "meets bar", "p50 ms", "cost $"]
     rows = []
     for row in [Row(baseline), *steps]:
         r = row.record
@@ -410,7 +433,7 @@ def _step_table(baseline: RunRecord, steps: list[Row], metric: str, decision: De
 
 def _round_table(by_subset: dict[str | None, list[Row]], metric: str) -> tuple[list[str], list[list[str]]]:
     """One row per round and query subset (all, seen documents, unseen documents), rounds together."""
-    headers = ["round", "queries", "n", "against", _label(metric), "delta", "95% CI of delta", "p (Holm)", "significant", "detectable (MDD)",
+    headers = ["round", "queries", "n", "against", _label(metric), "delta", "95% CI of delta (unadjusted)", "p (Holm)", "significant", "detectable (MDD)",
                "training pairs", "query leaks", "overlapping documents"]
     order = {row.record.rung.name: i for i, row in enumerate(by_subset[None])}
     rows = []
@@ -422,7 +445,8 @@ def _round_table(by_subset: dict[str | None, list[Row]], metric: str) -> tuple[l
 
 
 def _sections(baseline, steps, by_subset, ood, best_cheaper, cheapest, decision: Decision, metric: str) -> list[Section]:
-    test = f"paired {decision.test} test on per-query {metric}, Holm-corrected over {{n}} comparisons, alpha {decision.alpha}"
+    test = (f"paired {decision.test} test on per-query {metric}, Holm-corrected over {{n}} comparisons, alpha {decision.alpha}; "
+            "the 95% intervals are each comparison's own bootstrap, not Holm-adjusted, so one can exclude 0 while the adjusted p is not significant")
     sections = [Section("What each cheaper rung bought", [f"against {baseline.rung.name}; " + test.format(n=len(steps))], _step_table(baseline, steps, metric, decision))]
     rounds = by_subset[None]
     if rounds:

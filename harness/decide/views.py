@@ -143,9 +143,12 @@ def _print_skips(records: list[RunRecord]) -> None:
         print_rich(Text(line), soft_wrap=True)  # plain text (a reason may contain [brackets]), one line each
 
 
-def records_table(records: list[RunRecord], title: str) -> None:
-    print_rich(_table(records, title))
-    _print_skips(records)
+def records_table(records: list[RunRecord], title: str, ladder: Sequence[str] = ()) -> None:
+    """The records in the views' order: per goldset and split (evaluation splits first), rows in ladder
+    order, each goldset's out-of-domain companions after it."""
+    shown = [r for p in panels(records, ladder) for r in [*p.records, *(c for rows in p.companions.values() for c in rows)]]
+    print_rich(_table(shown, title))
+    _print_skips(shown)
 
 
 def outcomes_table(outcomes, title: str) -> None:
@@ -179,7 +182,8 @@ class Panel:
         return self.records[0].primary_metric
 
 
-def _builds_on(record: RunRecord) -> list[str]:
+def builds_on(record: RunRecord) -> list[str]:
+    """The rungs a record's configuration reads: a hybrid's inputs, a rerank's first stage."""
     config = record.rung.config
     return [*config.get("inputs", []), *([config["first_stage"]] if config.get("first_stage") else [])]
 
@@ -189,7 +193,7 @@ def rung_order(records: list[RunRecord], ladder: Sequence[str] = ()) -> list[str
     then the others by first appearance in ``records``, each after the rungs its configuration builds on
     (a hybrid's inputs, a rerank's first stage). One order for every section, so a rung keeps its row."""
     seen = list(dict.fromkeys(r.rung.name for r in records))
-    deps = {r.rung.name: _builds_on(r) for r in records}
+    deps = {r.rung.name: builds_on(r) for r in records}
     out: list[str] = [name for name in ladder if name in deps]
 
     def place(name: str, path: tuple[str, ...] = ()) -> None:
@@ -204,7 +208,7 @@ def rung_order(records: list[RunRecord], ladder: Sequence[str] = ()) -> list[str
     return out
 
 
-def _tuning_splits(records: list[RunRecord]) -> set[str]:
+def tuning_splits(records: list[RunRecord]) -> set[str]:
     """Splits these in-domain records' rungs were tuned, fitted or selected on."""
     out = set()
     for r in records:
@@ -227,7 +231,7 @@ def panels(records: list[RunRecord], ladder: Sequence[str] = ()) -> list[Panel]:
             out.setdefault((r.goldset.name, r.goldset.split), Panel(r.goldset.name, r.goldset.split, [])).records.append(r)
     for name in {p.goldset for p in out.values()}:
         mine = [p for p in out.values() if p.goldset == name]
-        tuning = _tuning_splits([r for p in mine for r in p.records])
+        tuning = tuning_splits([r for p in mine for r in p.records])
         if any(p.split not in tuning for p in mine):
             for p in mine:
                 p.evaluation = p.split not in tuning

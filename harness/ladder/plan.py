@@ -8,7 +8,7 @@ from pathlib import Path
 
 from harness.cache import Cache
 from harness.data.goldset import MANIFEST, Goldset
-from harness.data.resolve import resolve_goldset
+from harness.data.resolve import find_goldset, goldset_name, resolve_goldset
 from harness.errors import GoldsetError
 from harness.ladder.runner import Outcome, Settings, Target, run_rungs
 from harness.ladder.schema import Ladder
@@ -76,14 +76,33 @@ def run_ladder(
     rungs: Sequence[str] = (),
     ood: bool | None = None,
     overwrite: bool = False,
+    keep_skipped: bool = True,
 ) -> list[Outcome]:
     """Run a ladder; each argument left empty takes the ladder's value (goldsets named here are
-    relative to the working directory, the ladder's to its file's folder)."""
+    relative to the working directory, or the name of one of the ladder's goldsets; the ladder's are
+    relative to its file's folder). ``keep_skipped`` False leaves no record of a rung that could not
+    run (``bench run -m``: the error says it; a record would stay in the views)."""
     targets = plan_targets(
-        goldsets or ladder.goldsets,
+        [_ladder_goldset(g, ladder) for g in goldsets] or ladder.goldsets,
         splits or ladder.splits,
         include_ood=ladder.ood if ood is None else ood,
         base=None if goldsets else ladder.base,
     )
     settings = Settings(metrics=ladder.metric_order, latency_queries=ladder.latency_queries, prices=ladder.price_table())
-    return run_rungs(targets, ladder.select(rungs), leaderboard=leaderboard, cache=cache, overwrite=overwrite, settings=settings, files_base=ladder.base)
+    return run_rungs(
+        targets, ladder.select(rungs), leaderboard=leaderboard, cache=cache, overwrite=overwrite, settings=settings, files_base=ladder.base, keep_skipped=keep_skipped,
+    )
+
+
+def _ladder_goldset(source: str, ladder: Ladder) -> str:
+    """``-g source`` as given when it names a goldset from here; else the ladder's goldset of that name
+    (``-g pydocs`` for a ladder elsewhere that lists ``goldsets/pydocs``), as a path from here."""
+    try:
+        find_goldset(source)
+        return source
+    except GoldsetError:
+        pass
+    for listed in ladder.goldsets:
+        if not listed.startswith("mteb:") and goldset_name(listed, ladder.base) == source:
+            return str(find_goldset(listed, ladder.base))
+    return source  # plan_targets says what exists

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
 import statistics
 import time
 import zlib
@@ -87,6 +88,7 @@ def run_rungs(
     overwrite: bool = False,
     settings: Settings | None = None,
     files_base: Path | None = None,
+    keep_skipped: bool = True,
 ) -> list[Outcome]:
     """Evaluate every rung on every target split; return one outcome per (target, split, rung),
     grouped by target in ladder order. Paths inside rungs (a finetune rung's pair files and output
@@ -95,7 +97,7 @@ def run_rungs(
     for target in targets:  # fail on a missing split before any work is done
         for split in target.splits:
             target.goldset.split_qrels(split)
-    runner = _LadderRun(targets, rungs, leaderboard, cache, overwrite, settings or Settings(), files_base)
+    runner = _LadderRun(targets, rungs, leaderboard, cache, overwrite, settings or Settings(), files_base, keep_skipped)
     outcomes = runner.run()
     if runner.failures:
         raise LadderFailure("; ".join(runner.failures) + ". Finished records and paid results are kept: run the same command to resume", outcomes)
@@ -123,7 +125,7 @@ class LadderRefused(ConfigError):
 
 
 class _LadderRun:
-    def __init__(self, targets, rungs, leaderboard, cache, overwrite, settings: Settings, files_base: Path | None = None):
+    def __init__(self, targets, rungs, leaderboard, cache, overwrite, settings: Settings, files_base: Path | None = None, keep_skipped: bool = True):
         self.targets, self.rungs, self.leaderboard, self.cache = targets, rungs, leaderboard, cache
         self.overwrite, self.settings, self.files_base = overwrite, settings, files_base
         self.models_root = leaderboard.root.resolve().parent / "models"  # fine-tuned models, beside the leaderboard
@@ -134,6 +136,7 @@ class _LadderRun:
         self.unreadable: dict[tuple[int, str, str], str] = {}  # (target, split, rung) -> its stored run's problem
         self.failures: list[str] = []
         self.refused: list[str] = []  # rungs skipped for bad input (a ConfigError), not for this machine
+        self.keep_skipped = keep_skipped  # record a rung that cannot run (False: bench run -m, whose error says it)
         self.needed = self._needed_splits()
         self.consumed = {name for rung in rungs for name in depends_on(rung)}  # rungs whose runs later rungs read
 
@@ -388,10 +391,12 @@ class _LadderRun:
         )
 
     def _skip(self, rung: AnyRung, i: int, split: str, reason: str) -> Outcome:
-        log.warning("%s / %s / %s skipped: %s", self.goldset(i).name, split, rung.name, reason)
         self.why[(i, split, rung.name)] = f"was skipped ({reason})"
         key = record_key(self.goldset(i).split_fingerprint(split), self._config(rung), None)
         record = self._base_record(rung, i, split, key, None).model_copy(update={"status": "skipped", "reason": reason})
+        if not self.keep_skipped:
+            return Outcome(record, "skipped")
+        log.warning("%s / %s / %s skipped: %s", self.goldset(i).name, split, rung.name, reason)
         return Outcome(self.leaderboard.write(record, None), "skipped")
 
     def _skip_everywhere(self, rung: AnyRung, reason: str) -> list[list[Outcome]]:
@@ -413,4 +418,14 @@ def _latency(seconds: dict[str, float]) -> Latency | None:
         return None
     ms = sorted(s * 1000 for s in seconds.values())
     cuts = statistics.quantiles(ms, n=100, method="inclusive") if len(ms) > 1 else [ms[0]] * 99
-    return Latency(n=len(ms), p50_ms=round(statistics.median(ms), 3), p95_ms=round(cuts[94], 3), per_query_ms={q: round(s * 1000, 3) for q, s in seconds.items()})
+    return Latency(
+        n=len(ms), p50_ms=round(statistics.median(ms), 3), p95_ms=round(cuts[94], 3), per_query_ms={q: round(s * 1000, 3) for q, s in seconds.items()}, load=_load(),
+    )
+
+
+def _load() -> float | None:
+    """The 1-minute load average per core (None where the platform has none, e.g. Windows)."""
+    try:
+        return round(os.getloadavg()[0] / (os.cpu_count() or 1), 2)
+    except (AttributeError, OSError):
+        return None

@@ -163,11 +163,14 @@ def write_goldset(
     the judged queries split at the query level (:func:`split_queries`); return each query's split.
     ``query_origin`` (the manifest's: human, synthetic, structure) tells the go/no-go report who wrote
     the queries it is judged on. Every document of ``corpus`` is written, judged or not; the
-    manifest's description ends with how many documents there are and how many no query judges."""
+    manifest's description ends with how many documents there are and how many no query judges. A
+    goldset already in ``folder`` is replaced: its ``qrels/*.tsv`` go too, so no old split lingers."""
     folder = Path(folder)
     assignment = split_queries(qrels, splits, seed)
     description = f"{description} ({corpus_line(corpus, {q: qrels[q] for q in assignment})})".lstrip()
     (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    for stale in (folder / "qrels").glob("*.tsv"):
+        stale.unlink()
     _write_jsonl(folder / "corpus.jsonl", ({"_id": d, "title": doc.title, "text": doc.text} for d, doc in corpus.items()))
     _write_jsonl(folder / "queries.jsonl", ({"_id": q, "text": queries[q]} for q in assignment))
     names = [s for s in splits if s in assignment.values()]

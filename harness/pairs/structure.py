@@ -1,7 +1,8 @@
 """Document structure: Markdown, reStructuredText and HTML files read into outlines of sections.
 
 Each format is read by a real parser: Markdown by markdown-it-py (CommonMark, with tables),
-reStructuredText by docutils, HTML by Python's :mod:`html.parser`. All three feed the same
+reStructuredText by docutils (with Sphinx's directives kept as text and includes followed:
+:mod:`harness.pairs.rst`), HTML by Python's :mod:`html.parser`. All three feed the same
 :class:`Outline`: the document's title and its sections in order, each with its heading, level,
 parent and paragraphs (a paragraph, list, table or code block is one paragraph). A document whose
 only top-level heading opens it (a Markdown ``# Title``, an rST title) takes that heading as title.
@@ -14,6 +15,7 @@ for "Changelog" or "1.2.0" (:func:`is_boilerplate`).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
@@ -61,11 +63,43 @@ class Section:
 
 
 @dataclass
+class ReadLog:
+    """What a reader did with markup it does not render: reStructuredText's unknown directives kept
+    as text (name -> times), includes followed, and what was skipped (reason -> where)."""
+
+    kept_as_text: Counter[str] = field(default_factory=Counter)
+    followed: list[str] = field(default_factory=list)
+    skipped: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, other: ReadLog) -> None:
+        self.kept_as_text.update(other.kept_as_text)
+        self.followed += other.followed
+        for reason, where in other.skipped.items():
+            self.skipped.setdefault(reason, []).extend(where)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "directives_kept_as_text": self.kept_as_text.total(),
+            "includes_followed": len(self.followed),
+            "includes_skipped": sum(map(len, self.skipped.values())),
+        }
+
+    def warnings(self) -> list[str]:
+        """One line per reason an include was skipped, naming the first few."""
+        return [
+            f"{len(where)} include(s) skipped, {reason}: {', '.join(where[:5])}{' ...' if len(where) > 5 else ''}"
+            for reason, where in self.skipped.items()
+        ]
+
+
+@dataclass
 class Outline:
-    """A document's title and sections; ``sections[0]`` is the document itself."""
+    """A document's title and sections; ``sections[0]`` is the document itself. ``log`` says what the
+    reader kept, followed and skipped."""
 
     title: str
     sections: list[Section] = field(default_factory=list)
+    log: ReadLog = field(default_factory=ReadLog)
 
     def __post_init__(self) -> None:
         if not self.sections:
@@ -89,17 +123,18 @@ class Outline:
             return self
         root = self.sections[1]
         rest = [Section(s.heading, s.level, s.parent - 1, s.paragraphs) for s in self.sections[2:]]
-        return Outline(root.heading, [Section(root.heading, 0, None, root.paragraphs), *rest])
+        return Outline(root.heading, [Section(root.heading, 0, None, root.paragraphs), *rest], self.log)
 
 
-def document_files(paths: Iterable[Path | str]) -> list[tuple[Path, str]]:
-    """``(file, name)`` of every Markdown, rST and HTML file under ``paths`` (files or folders; hidden
-    and build folders skipped); ``name``, used in ids, is the path from the folder given, that folder
-    included (``docs/guide.md``), or a file's own name."""
+def document_files(paths: Iterable[Path | str]) -> list[tuple[Path, str, Path]]:
+    """``(file, name, folder)`` of every Markdown, rST and HTML file under ``paths`` (files or folders;
+    hidden and build folders skipped); ``name``, used in ids, is the path from the folder given, that
+    folder included (``docs/guide.md``), or a file's own name; ``folder`` is the folder given, or a
+    file's own folder."""
     found = []
     for root in map(Path, paths):
         if root.is_file():
-            found.append((root, root.name))
+            found.append((root, root.name, root.parent))
             continue
         if not root.is_dir():
             raise ConfigError(f"'{root}' is neither a file nor a folder")
@@ -107,18 +142,24 @@ def document_files(paths: Iterable[Path | str]) -> list[tuple[Path, str]]:
             relative = path.relative_to(root)
             hidden = any(part.startswith(".") or part in SKIP_DIRS for part in relative.parts[:-1])
             if path.is_file() and path.suffix.lower() in FORMATS and not hidden:
-                found.append((path, (Path(root.resolve().name) / relative).as_posix()))
+                found.append((path, (Path(root.resolve().name) / relative).as_posix(), root))
     return found
 
 
-def parse_file(path: Path) -> Outline:
-    """The outline of one document; its format comes from the file's suffix."""
+def parse_file(path: Path, include_root: Path | None = None) -> Outline:
+    """The outline of one document; its format comes from the file's suffix. A reStructuredText
+    ``.. include::`` may read files under ``include_root`` only (default: the document's folder)."""
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise ConfigError(f"'{path}': not a document format tunebench reads ({', '.join(sorted(FORMATS))})")
     text = path.read_text(encoding="utf-8", errors="replace")
     outline = Outline(path.stem)
-    {"markdown": _markdown, "rst": _rst, "html": _html}[kind](text, outline)
+    if kind == "rst":
+        from harness.pairs.rst import read_rst
+
+        read_rst(text, outline, path, include_root or path.parent)
+    else:
+        {"markdown": _markdown, "html": _html}[kind](text, outline)
     return outline.promoted()
 
 
@@ -152,25 +193,6 @@ def _inline_text(token) -> str:
         elif child.type in ("softbreak", "hardbreak"):
             pieces.append(" ")
     return "".join(pieces).strip()
-
-
-def _rst(text: str, outline: Outline) -> None:
-    from docutils.core import publish_doctree
-
-    settings = {"report_level": 5, "halt_level": 5, "doctitle_xform": False, "file_insertion_enabled": False, "raw_enabled": False}
-    _rst_children(publish_doctree(text, settings_overrides=settings), 1, outline)
-
-
-def _rst_children(node, level: int, outline: Outline) -> None:
-    from docutils import nodes
-
-    skipped = (nodes.title, nodes.comment, nodes.system_message, nodes.target, nodes.substitution_definition, nodes.problematic)
-    for child in node.children:
-        if isinstance(child, nodes.section):
-            outline.heading(level, child[0].astext())
-            _rst_children(child, level + 1, outline)
-        elif isinstance(child, nodes.Element) and not isinstance(child, skipped):
-            outline.paragraph(child.astext())
 
 
 def _html(text: str, outline: Outline) -> None:
@@ -229,7 +251,8 @@ class _HtmlReader(HTMLParser):
 
 def is_boilerplate(heading: str) -> bool:
     """Whether a heading is no query: in :data:`BOILERPLATE_HEADINGS`, one word of
-    :data:`GENERIC_HEADINGS` or of under three letters, or no word at all (a version, a date, a number)."""
+    :data:`GENERIC_HEADINGS` or of under three letters, no word at all (a version, a date, a number),
+    or a version named as one ("Version 8.1.7", "Release 2.0": a changelog's headings)."""
     from harness.training.leakage import normalise
 
     tokens = normalise(heading).split()
@@ -239,10 +262,12 @@ def is_boilerplate(heading: str) -> bool:
     if not words:
         return True
     text = " ".join(tokens)
+    if words in (["version"], ["release"]) and len(tokens) > 1:
+        return True
     return text in BOILERPLATE_HEADINGS or (len(words) == 1 and (text in GENERIC_HEADINGS or len(text) < 3))
 
 
-def from_structure(paths: Iterable[Path | str], *, chunk_words: int = 200, overlap: int = 40, min_words: int = 5):
+def from_structure(paths: Iterable[Path | str], *, chunk_words: int = 200, overlap: int = 40, min_words: int = 5, include_root: Path | str | None = None):
     """Pairs and a corpus from documents' structure (returns a :class:`harness.pairs.pairset.PairSet`).
 
     The corpus is every section's body cut into windows of ``chunk_words`` words sharing ``overlap``
@@ -259,6 +284,11 @@ def from_structure(paths: Iterable[Path | str], *, chunk_words: int = 200, overl
     heading, HTML ``<title>`` or file name), as a search over the documents would see it; in the pair
     file positives are the chunk's text alone, since the title query's positive would otherwise
     repeat it. A heading that several sections share is one query with all of their chunks.
+
+    In reStructuredText a directive docutils does not know (Sphinx's ``.. code-block``'s cousins,
+    ``.. click:example::``) is kept as text, and ``.. include::`` is followed to files under
+    ``include_root`` (default: the folder given, or a file's own folder); the counts say how many
+    were kept and followed, and a warning names each include skipped and why.
     """
     from harness.pairs.pairset import assemble
 
@@ -266,8 +296,10 @@ def from_structure(paths: Iterable[Path | str], *, chunk_words: int = 200, overl
         raise ConfigError(f"the overlap ({overlap}) must be smaller than the chunk size ({chunk_words} words)")
     corpus, titles, queries, judged = {}, {}, {}, {}
     counts = dict.fromkeys(["files", "sections", "short_sections", "chunks", "boilerplate_headings"], 0)
-    for path, name in document_files(paths):
-        outline = parse_file(path)
+    log = ReadLog()
+    for path, name, folder in document_files(paths):
+        outline = parse_file(path, Path(include_root or folder))
+        log.add(outline.log)
         chunks = _section_chunks(outline, name, chunk_words, overlap, min_words, corpus, counts)
         titles.update(dict.fromkeys((c for ids in chunks for c in ids), outline.title))
         _judge(outline, chunks, queries, judged)
@@ -275,8 +307,9 @@ def from_structure(paths: Iterable[Path | str], *, chunk_words: int = 200, overl
         counts["files"] += 1
     if not counts["files"]:
         raise ConfigError(f"no Markdown, reStructuredText or HTML files in {', '.join(map(str, paths))}")
-    built = assemble(corpus, queries, judged, "structure", counts)
+    built = assemble(corpus, queries, judged, "structure", counts | log.counts())
     built.corpus = {d: replace(doc, title=titles[d]) for d, doc in built.corpus.items()}
+    built.warnings = log.warnings()
     return built
 
 
