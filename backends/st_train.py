@@ -18,7 +18,7 @@ from pathlib import Path
 
 from harness import progress
 from harness.protocols import EncodeFn, ModelShape, Pair, TrainResult
-from harness.training.schema import TrainConfig
+from harness.training.schema import MODEL_CARD, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -375,7 +375,7 @@ def token_lengths(model: Path, texts) -> list[int]:
 
 def write_card(model_dir: Path, card: dict) -> None:
     """``tunebench.json`` (machine-readable) and a README.md section, beside the model's own files."""
-    (model_dir / "tunebench.json").write_text(json.dumps(card, indent=1, sort_keys=True))
+    (model_dir / MODEL_CARD).write_text(json.dumps(card, indent=1, sort_keys=True))
     lines = [f"# {card['name']}", "", f"Fine-tuned by tunebench from `{card['base_model']}`.", "", "## Training", ""]
     lines += [f"- {k}: `{json.dumps(v)}`" for k, v in sorted(card["config"].items())]
     lines += ["", f"- pairs: {card['pairs']} (data fingerprint `{card['data_fingerprint']}`)", f"- steps: {card['steps']}", _leakage_line(card["leakage"])]

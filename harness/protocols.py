@@ -228,6 +228,26 @@ class AdapterFormat(Protocol):
         ...
 
 
+class Merger(Protocol):
+    """Weighted averages of the weights of models of one architecture (the ``merger`` registry kind):
+    WiSE-FT's interpolation between a base and its fine-tuned model (Wortsman et al. 2022), LM-Cocktail's
+    mix of several (Xiao et al. 2023). Built with the models' folders or hub ids; the first is the
+    template, whose modules, tokenizer, configuration and non-float buffers the merged folder keeps.
+    Models whose weights differ in names or shapes are refused with a one-line
+    :class:`~harness.errors.ConfigError`."""
+
+    def modules_match(self) -> bool:
+        """Whether every model's folder holds the template's modules and settings (pooling, maximum length,
+        normalisation), so a weight of 1 on any model gives that model's own vectors."""
+        ...
+
+    def write(self, weights: Sequence[float], out_dir: Path, card: Mapping[str, Any], files: Mapping[str, str] | None = None) -> Path:
+        """Save ``sum(weights[i] * theta_i)`` (weights summing to 1) as a folder ``SentenceTransformer(out_dir)``
+        loads, with ``card`` (``tunebench.json`` and a README) and ``files`` (name -> text) beside it.
+        Atomic: the folder appears complete or not at all, so a killed write leaves nothing to trust."""
+        ...
+
+
 @runtime_checkable
 class ChecksConfig(Protocol):
     """A backend that can say, without loading a model or opening a client, why a configuration can

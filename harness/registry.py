@@ -41,6 +41,9 @@ BUILTIN: dict[str, dict[str, str]] = {
     "trainer": {
         "sentence-transformers": "backends.st_train:Trainer",
     },
+    "merger": {
+        "sentence-transformers": "backends.merge:WeightMerger",
+    },
     "retriever": {
         "bm25s": "backends.bm25:BM25Retriever",
     },

@@ -150,3 +150,26 @@ def ood_chart(frame, companions: dict[str, object], metric: str) -> str:
         for text in legend.get_texts():  # companion goldsets' names
             text.set_parse_math(False)
         return _svg(fig)
+
+
+def merge_curve_chart(curve: list[dict], chosen: float, select_label: str, metric: str) -> str:
+    """A merge rung's alpha curve: the in-domain selection score against each out-of-domain score, one
+    point per alpha (labelled), a line per companion in alpha order; the chosen alpha ringed."""
+    places = sorted({k for point in curve for k in point["ood"]})
+    with _figure(3.6) as (fig, ax):
+        for place in places:
+            points = [(p["ood"][place], p["in_domain"], p["alpha"]) for p in curve if place in p["ood"]]
+            xs, ys, alphas = zip(*points)
+            ax.plot(xs, ys, "-o", color=OK, markersize=4, label=place)
+            for x, y, a in points:
+                ax.annotate(f"{a:g}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7, color=MUTED)
+            kept = [(x, y) for x, y, a in points if a == chosen]
+            if kept:
+                ax.plot(*kept[0], "o", markersize=11, markerfacecolor="none", markeredgecolor=FRONT, label=f"chosen: alpha = {chosen:g}")
+        ax.set_xlabel(f"{metric} out of domain", **LITERAL)
+        ax.set_ylabel(f"{metric} on {select_label} (in domain)", **LITERAL)
+        ax.grid(alpha=0.3)
+        legend = ax.legend(loc="upper left", bbox_to_anchor=(1, 1), frameon=False)
+        for text in legend.get_texts():
+            text.set_parse_math(False)
+        return _svg(fig)

@@ -49,6 +49,7 @@ from harness.decide.views import (
 from harness.errors import BenchError
 from harness.ladder.schema import Decision, Ladder
 from harness.records import RunRecord, subset
+from harness.training.schema import MODEL_CARD
 
 VERDICTS = ("GO", "NO-GO", "NOT YET")
 _ROUND = re.compile(r"-r(\d+)$")
@@ -58,13 +59,13 @@ def is_finetuned(record: RunRecord) -> bool:
     """Trained on the goldset's own data: a ``finetune`` round or an ``adapter`` rung, a rung named
     ``<job>-r<i>`` as ``bench train`` records them, or any rung whose model folder holds a tunebench model
     card (``bench run -m models/.../r0/model``)."""
-    return record.rung.kind in ("finetune", "adapter") or bool(_ROUND.search(record.rung.name)) or bool(model_card(record))
+    return record.rung.kind in ("finetune", "adapter", "merge") or bool(_ROUND.search(record.rung.name)) or bool(model_card(record))
 
 
 def model_card(record: RunRecord) -> dict:
     """The ``tunebench.json`` card beside the record's model, when the model is a folder still on disk ({} otherwise)."""
     model = record.details.get("model") or record.rung.config.get("encoder", {}).get("model", "")
-    path = Path(model) / "tunebench.json" if model else None
+    path = Path(model) / MODEL_CARD if model else None
     return json.loads(path.read_text()) if path and path.is_file() else {}
 
 
@@ -319,7 +320,22 @@ def _training_pitfalls(finetuned: list[RunRecord], scenario: str) -> list[str]:
     rounds = [f["round"] for r, f in zip(finetuned, facts) if r.rung.kind != "adapter"]
     if rounds and not any((r or 0) >= 1 for r in rounds):
         found.append("fine-tuning used only in-batch (easy) negatives: no hard-negative mining round (r1) was recorded")
-    return found + _mining_pitfalls(finetuned, facts)
+    return found + _mining_pitfalls(finetuned, facts) + _merge_pitfalls(finetuned)
+
+
+def _merge_pitfalls(finetuned: list[RunRecord]) -> list[str]:
+    """What a merge rung's choice of alpha rests on: the out-of-domain splits it read are the ones its
+    out-of-domain records score, and alpha = 1 means merging kept nothing of the base."""
+    found = []
+    for r in (r for r in finetuned if r.rung.kind == "merge" and r.details.get("curve")):
+        d = r.details
+        places = sorted({k for p in d["curve"] for k in p["ood"]})
+        if places:
+            found.append(f"{r.rung.name}: alpha {d['alpha']:g} was chosen within the out-of-domain tolerance on {', '.join(places)}, the splits its "
+                         "out-of-domain records score: those records are not independent of the choice")
+        if d["alpha"] == 1:
+            found.append(f"{r.rung.name}: alpha 1 was kept, the fine-tuned model itself: interpolating with the base bought nothing on {d['selected_on']}")
+    return found
 
 
 def _mining_pitfalls(finetuned: list[RunRecord], facts: list[dict]) -> list[str]:

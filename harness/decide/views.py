@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.records import RunRecord
+from harness.records import RunRecord, safe_name
 
 COLUMNS = (("ndcg@10", "nDCG@10"), ("recall@10", "R@10"), ("recall@100", "R@100"), ("mrr@10", "MRR@10"))
 
@@ -217,6 +217,8 @@ def tuning_splits(records: list[RunRecord]) -> set[str]:
         if r.rung.kind == "finetune":
             train = config.get("train") or {}
             out |= {train.get("train_split", "train"), train.get("eval_split", "dev")}
+        if r.rung.kind == "merge":  # the split alpha was chosen on (train, when the goldset had no select_on split)
+            out |= {(r.details.get("selected_on") or "").rsplit("/", 1)[-1] or config.get("select_on")}
     return out - {None, ""}
 
 
@@ -369,6 +371,12 @@ def panel_figures(panel: Panel) -> list[tuple[str, str, str]]:
     if panel.companions:
         companions = {name: records_frame(rs) for name, rs in panel.companions.items()}
         figures.append(("ood", f"{metric} in-domain against out-of-domain, per rung", plots.ood_chart(frame, companions, metric)))
+    for r in panel.records:
+        d = r.details
+        if r.status == "ok" and r.rung.kind == "merge" and d.get("curve") and any(p["ood"] for p in d["curve"]):
+            figures.append((f"merge-{safe_name(r.rung.name)}", f"{r.rung.name}: the base (alpha 0) interpolated with {r.rung.config.get('of') or d['finetuned']} (alpha 1), "
+                            f"{d['select_metric']} on {d['selected_on']} against out of domain per alpha; ringed: the alpha kept ({d['why']})",
+                            plots.merge_curve_chart(d["curve"], d["alpha"], d["selected_on"], d["select_metric"])))
     return figures
 
 

@@ -88,7 +88,7 @@ def run_ladder(
         include_ood=ladder.ood if ood is None else ood,
         base=None if goldsets else ladder.base,
     )
-    settings = Settings(metrics=ladder.metric_order, latency_queries=ladder.latency_queries, prices=ladder.price_table())
+    settings = Settings(metrics=ladder.metric_order, latency_queries=ladder.latency_queries, prices=ladder.price_table(), ood_tolerance=ladder.decision.ood_tolerance)
     return run_rungs(
         targets, ladder.select(rungs), leaderboard=leaderboard, cache=cache, overwrite=overwrite, settings=settings, files_base=ladder.base, keep_skipped=keep_skipped,
     )

@@ -166,7 +166,48 @@ class AdapterRung(StrictModel):
         return self
 
 
-AnyRung = DenseRung | BM25Rung | HybridRung | RerankRung | ChunkedRung | FinetuneRung | AdapterRung
+DEFAULT_ALPHAS = tuple(i / 10 for i in range(11))
+"""WiSE-FT's grid (Wortsman et al. 2022 sweep alpha in steps of 0.1): 0 is the base, 1 the fine-tuned model."""
+
+
+class MergeRung(StrictModel):
+    """A fine-tuned model interpolated with its base in weight space, ``(1 - alpha) * base + alpha *
+    finetuned`` (WiSE-FT; :mod:`harness.training.merge`), for each alpha of ``alphas``. The fine-tuned
+    model is ``of`` (a finetune rung's round, ``finetune-r1``, or a finetune rung's name: its last
+    round) or ``model`` (a fine-tuned folder with its tunebench card); ``base`` defaults to the card's
+    base model. alpha is chosen on the in-domain goldset's ``select_on`` split (``train`` when it has
+    no such split; never ``test``): the best ``select_metric`` among the alphas whose out-of-domain drop
+    against the base stays within ``ood_tolerance``. The chosen model is evaluated like a dense rung;
+    out-of-domain companions are scored with the model chosen for their in-domain goldset."""
+
+    kind: Literal["merge"] = "merge"
+    name: str
+    of: str | None = Field(None, description="the finetune rung (its last round) or round whose model is merged")
+    model: str | None = Field(None, description="or a fine-tuned model folder with a tunebench.json card")
+    base: str | None = Field(None, description="default: the fine-tuned card's base_model")
+    alphas: list[float] = Field(default_factory=lambda: list(DEFAULT_ALPHAS), min_length=1, description="in [0, 1]; 0 (the base) is always added")
+    select_on: str = Field("dev", description="split alpha is chosen on (train when the goldset lacks it; never test)")
+    select_metric: MetricName | None = Field(None, description="default: the ladder's primary metric")
+    ood_tolerance: float | None = Field(None, ge=0, description="default: the ladder's [decision] ood_tolerance")
+    top_k: int = Field(100, ge=1)
+
+    @model_validator(mode="after")
+    def _valid(self) -> MergeRung:
+        if (self.of is None) == (self.model is None):
+            raise ValueError(f"rung '{self.name}': give exactly one of of = '<finetune rung>' and model = '<fine-tuned folder>'")
+        if self.select_on == "test":
+            raise ValueError(f"rung '{self.name}': alpha is never chosen on 'test'; use select_on = 'dev' (or 'train')")
+        outside = [a for a in self.alphas if not 0 <= a <= 1]
+        if outside:
+            raise ValueError(f"rung '{self.name}': alphas must lie in [0, 1] (0: the base, 1: the fine-tuned model); got {outside[0]}")
+        rounded = sorted({round(a, 4) for a in self.alphas} | {0.0})  # the base is always on the curve: drops are measured against it
+        if len(rounded) != len(set(self.alphas) | {0.0}):
+            raise ValueError(f"rung '{self.name}': alphas closer than 0.0001 would share a model folder")
+        self.alphas = rounded
+        return self
+
+
+AnyRung = DenseRung | BM25Rung | HybridRung | RerankRung | ChunkedRung | FinetuneRung | AdapterRung | MergeRung
 Rung = Annotated[AnyRung, Field(discriminator="kind")]
 
 
@@ -176,4 +217,6 @@ def depends_on(rung: AnyRung) -> list[str]:
         return list(rung.inputs)
     if isinstance(rung, RerankRung):
         return [rung.first_stage]
+    if isinstance(rung, MergeRung) and rung.of:
+        return [rung.of]
     return []

@@ -72,6 +72,7 @@ class Settings:
     metrics: tuple[str, ...] = DEFAULT_METRICS
     latency_queries: int = 50
     prices: dict[str, Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))
+    ood_tolerance: float = 0.01  # the ladder's [decision] ood_tolerance: how far a merge rung's alpha may lower out-of-domain scores
 
 
 def drop_identical_ids(run: Run, top_k: int) -> Run:
@@ -158,6 +159,15 @@ class _LadderRun:
 
     def metric(self, name: str | None) -> str:
         return name or self.settings.metrics[0]
+
+    @property
+    def ood_tolerance(self) -> float:
+        return self.settings.ood_tolerance
+
+    def companions(self, target: int) -> list[tuple[int, tuple[str, ...]]]:
+        """The out-of-domain companions of ``target``'s goldset in this run, each with its splits."""
+        name = self.goldset(target).name
+        return [(i, t.splits) for i, t in enumerate(self.targets) if t.ood_of == name]
 
     def input_record(self, target: int, split: str, rung: str) -> RunRecord:
         slot = (target, split, rung)

@@ -35,7 +35,18 @@ from harness.choices import PairedTest, QuerySubset
 from harness.config import read_toml, validate
 from harness.environment import shipped
 from harness.errors import ConfigError, did_you_mean
-from harness.ladder.rungs import AdapterRung, AnyRung, ChunkedRung, DenseRung, FinetuneRung, MetricName, RerankRung, Rung, depends_on
+from harness.ladder.rungs import (
+    AdapterRung,
+    AnyRung,
+    ChunkedRung,
+    DenseRung,
+    FinetuneRung,
+    MergeRung,
+    MetricName,
+    RerankRung,
+    Rung,
+    depends_on,
+)
 from harness.metrics import DEFAULT_METRICS
 from harness.prices import DEFAULT_PRICES, Price
 
@@ -141,7 +152,8 @@ class Ladder(BaseModel):
                 expanded += [rung.model_copy(update={"name": f"{rung.name}-r{i}", "round": i}) for i in range(config.mining.rounds + 1)]
             else:
                 expanded.append(rung)
-        self.rungs = expanded
+        last_round = {r.name.rsplit("-r", 1)[0]: r.name for r in expanded if isinstance(r, FinetuneRung)}  # rounds come in order: the last wins
+        self.rungs = [r.model_copy(update={"of": last_round[r.of]}) if isinstance(r, MergeRung) and r.of in last_round else r for r in expanded]
         return self
 
     @model_validator(mode="after")
@@ -156,6 +168,10 @@ class Ladder(BaseModel):
                     where = "is defined later; list it first" if any(r.name == needed for r in self.rungs) else f"does not exist ({earlier}).{did_you_mean(needed, seen)}"
                     raise ValueError(f"rung '{rung.name}' uses rung '{needed}', which {where}")
             seen.add(rung.name)
+        kinds = {r.name: r.kind for r in self.rungs}
+        for rung in self.rungs:
+            if isinstance(rung, MergeRung) and rung.of and kinds[rung.of] != "finetune":
+                raise ValueError(f"rung '{rung.name}' merges rung '{rung.of}', a {kinds[rung.of]} rung; of must name a finetune rung or one of its rounds, or give model = '<fine-tuned folder>'")
         return self
 
     @property

@@ -22,7 +22,8 @@ from typing import Protocol
 from harness import progress, registry
 from harness.cache import Cache, CachedReranker, CacheStats, timed
 from harness.data.goldset import Goldset
-from harness.ladder.rungs import AdapterRung, AnyRung, BM25Rung, ChunkedRung, DenseRung, FinetuneRung, HybridRung, RerankRung
+from harness.errors import ConfigError, RungUnavailable
+from harness.ladder.rungs import AdapterRung, AnyRung, BM25Rung, ChunkedRung, DenseRung, FinetuneRung, HybridRung, MergeRung, RerankRung
 from harness.protocols import Run
 from harness.records import Counts, RunRecord, safe_name
 from harness.registry import build_encoder, build_reranker
@@ -30,6 +31,7 @@ from harness.retrieval import fusion
 from harness.retrieval.chunking import Chunking
 from harness.retrieval.retrievers import ChunkedRetriever, DenseRetriever
 from harness.retrieval.topk import break_ties
+from harness.training.schema import MODEL_CARD
 
 
 @dataclass
@@ -53,12 +55,14 @@ class Context(Protocol):
     latency_queries: int
     models_root: Path
     files_base: Path | None  # where paths inside rungs resolve from: the ladder file's folder
+    ood_tolerance: float  # the ladder's [decision] ood_tolerance
 
     def input_record(self, target: int, split: str, rung: str) -> RunRecord: ...
     def input_run(self, target: int, split: str, rung: str) -> Run: ...
     def goldset(self, target: int) -> Goldset: ...
     def tuning_target(self, target: int) -> int: ...
     def metric(self, name: str | None) -> str: ...
+    def companions(self, target: int) -> list[tuple[int, tuple[str, ...]]]: ...
 
 
 class Stage(Protocol):
@@ -155,7 +159,7 @@ class RetrieverStage:
             result.usage = {price_key: docs["units"] + q["units"]}
         if isinstance(self.retriever, ChunkedRetriever):
             result.details = self.retriever.chunk_details()
-        elif isinstance(self.rung, DenseRung) and (Path(self.rung.encoder.model) / "tunebench.json").is_file():
+        elif isinstance(self.rung, DenseRung) and (Path(self.rung.encoder.model) / MODEL_CARD).is_file():
             from harness.training.job import training_resources  # a fine-tuned folder (bench train): how it was trained
 
             result.details = training_resources(Path(self.rung.encoder.model))
@@ -402,8 +406,140 @@ class AdapterStage:
             yield split, result
 
 
+class MergeRefused(RungUnavailable, ConfigError):
+    """Models that cannot be merged (their weights differ in names or shapes): the rung is skipped with
+    this reason, and the run fails as bad input once the other rungs have run."""
+
+
+@dataclass
+class _MergePlan:
+    source: object  # harness.training.merge.Source
+    root: Path  # the rung's models: one folder per merged alpha, one per choice
+    in_domain: object  # harness.training.merge.Scored: where alpha is chosen
+    ood: list  # harness.training.merge.Scored of each out-of-domain companion split
+    metric: str
+    tolerance: float
+    note: str | None  # why alpha was not chosen on select_on
+    key: str  # everything the choice depends on
+
+
+class MergeStage:
+    """A fine-tuned model interpolated with its base (:mod:`harness.training.merge`). Per in-domain
+    goldset, the alpha curve is scored once (each alpha's model merged once, then found on disk; alpha 0
+    and 1 are the base and fine-tuned folders, whose cached vectors are reused), alpha is chosen on the
+    selection split, and the chosen model, saved with its curve, is evaluated like a dense rung."""
+
+    def __init__(self, rung: MergeRung, cache: Cache):
+        self.rung, self.cache = rung, cache
+        self.fingerprint = None
+        self._plans: dict[int, _MergePlan] = {}
+        self._chosen: dict[int, tuple[Path, dict]] = {}
+
+    def dependency(self, ctx: Context, target: int, split: str) -> str:
+        plan = self._plan(ctx, target, split)
+        return f"merge-{plan.root.name}-{plan.key}"
+
+    def _plan(self, ctx: Context, target: int, split: str) -> _MergePlan:
+        tuner = ctx.tuning_target(target)
+        if tuner not in self._plans:
+            try:
+                self._plans[tuner] = self._make_plan(ctx, tuner, self._finetuned(ctx, target, split))
+            except (ConfigError, RungUnavailable) as exc:  # no card, no base model here: this rung cannot run
+                raise SkipSplit(str(exc)) from exc
+        return self._plans[tuner]
+
+    def _finetuned(self, ctx: Context, target: int, split: str) -> Path:
+        if self.rung.of:
+            return Path(ctx.input_record(target, split, self.rung.of).details["model"])
+        path = Path(self.rung.model).expanduser()
+        return path if path.is_absolute() or ctx.files_base is None else ctx.files_base / path
+
+    def _make_plan(self, ctx: Context, tuner: int, folder: Path) -> _MergePlan:
+        from harness.training.merge import Scored, digest, read_source
+
+        rung, goldset = self.rung, ctx.goldset(tuner)
+        source = read_source(folder, rung.base, ctx.files_base)
+        split, note = self._selection_split(goldset)
+        ood = [Scored(f"{ctx.goldset(i).name}/{s}", ctx.goldset(i), s) for i, splits in ctx.companions(tuner) for s in splits]
+        models = [build_encoder(source.encoder_config(m)).fingerprint for m in (source.finetuned, source.base)]
+        root = ctx.models_root / f"{safe_name(rung.name)}-{digest(models)}"
+        metric, tolerance = ctx.metric(rung.select_metric), ctx.ood_tolerance if rung.ood_tolerance is None else rung.ood_tolerance
+        splits = [(p.label, p.goldset.split_fingerprint(p.split)) for p in ood]
+        key = digest([rung.alphas, metric, tolerance, goldset.split_fingerprint(split), splits])
+        return _MergePlan(source, root, Scored(f"{goldset.name}/{split}", goldset, split), ood, metric, tolerance, note, key)
+
+    def _selection_split(self, goldset: Goldset) -> tuple[str, str | None]:
+        """The split alpha is chosen on: ``select_on``, else ``train``, never ``test``."""
+        wanted = self.rung.select_on
+        if wanted in goldset.qrels:
+            return wanted, None
+        if "train" in goldset.qrels:  # never test: the split the round trained on is the one left that is not evaluated
+            return "train", (
+                f"goldset '{goldset.name}' has no '{wanted}' split, so alpha was chosen on 'train': the fine-tuned model has seen those "
+                "queries, which favours large alpha, and the out-of-domain tolerance is what holds alpha back; the evaluated splits stay unseen"
+            )
+        raise SkipSplit(f"goldset '{goldset.name}' has neither a '{wanted}' nor a 'train' split to choose alpha on (never the evaluated 'test')")
+
+    def _choose(self, ctx: Context, tuner: int) -> tuple[Path, dict]:
+        """The chosen model's folder (written with its curve, or found) and the record's details."""
+        if tuner in self._chosen:
+            return self._chosen[tuner]
+        import json
+
+        from harness.training.merge import Interpolation, choose_alpha, copy_vectors, score
+
+
+        plan = self._plans[tuner]
+        interpolation = Interpolation(plan.source, plan.root, self.rung.name)
+        folder = plan.root / f"chosen-{plan.key}"
+        if not (folder / MODEL_CARD).is_file():
+            curve = []
+            for alpha in self.rung.alphas:
+                model = interpolation.model(alpha)
+                scores = score(plan.source.encoder_config(model), self.cache, [plan.in_domain, *plan.ood], plan.metric)
+                curve.append({"alpha": alpha, "model": str(model), "in_domain": scores.pop(plan.in_domain.label), "ood": scores})
+            point, why = choose_alpha(curve, plan.tolerance)
+            selection = {"alpha": point["alpha"], "why": why, "selected_on": plan.in_domain.label, "select_metric": plan.metric,
+                         "ood_tolerance": plan.tolerance, "note": plan.note, "curve": curve}
+            interpolation.write(point["alpha"], folder, {"selection": selection})
+            texts = {"document": [d for p in [plan.in_domain, *plan.ood] for d in p.scorer(plan.metric).documents],
+                     "query": [q for p in [plan.in_domain, *plan.ood] for q in p.goldset.split_queries(p.split).values()]}
+            fingerprints = [build_encoder(plan.source.encoder_config(m)).fingerprint for m in (point["model"], folder)]
+            copy_vectors(self.cache, *fingerprints, texts)
+        selection = json.loads((folder / MODEL_CARD).read_text(encoding="utf-8"))["selection"]
+        self._chosen[tuner] = folder, self._details(plan, folder, selection)
+        return self._chosen[tuner]
+
+    def _details(self, plan: _MergePlan, folder: Path, selection: dict) -> dict:
+        card = plan.source.card
+        leakage = card.get("leakage") if isinstance(card.get("leakage"), dict) else {}
+        trained = {"round": card.get("round"), "pairs": card.get("pairs"), "leakage": leakage.get("query_leaks"), "overlap": leakage.get("overlap"),
+                   "on_leakage": leakage.get("on_leakage"), "on_overlap": leakage.get("on_overlap")}
+        return {"model": str(folder), "finetuned": str(plan.source.finetuned), "base": plan.source.base} | selection | trained
+
+    def run(self, ctx: Context, target: int, splits: list[str]) -> Iterator[tuple[str, SplitResult | SkipSplit]]:
+        plan = self._plan(ctx, target, splits[0])
+        try:
+            folder, details = self._choose(ctx, ctx.tuning_target(target))
+        except ConfigError as exc:
+            if isinstance(exc, RungUnavailable):
+                raise
+            raise MergeRefused(str(exc)) from exc
+        inner = RetrieverStage(DenseRung(name=self.rung.name, encoder=plan.source.encoder_config(folder), top_k=self.rung.top_k), self.cache)
+        self.fingerprint = inner.fingerprint
+        selected = {plan.in_domain.split} if ctx.tuning_target(target) == target else set()
+        for split in [s for s in splits if s in selected]:
+            yield split, SkipSplit(f"alpha was chosen on '{split}'; scoring that split would be optimistic")
+        rest = [s for s in splits if s not in selected]
+        for split, result in inner.run(ctx, target, rest) if rest else ():
+            result.details = details
+            yield split, result
+
+
 def build_stage(rung: AnyRung, cache: Cache) -> Stage:
     """The stage for ``rung``; raises :class:`~harness.errors.RungUnavailable` if it cannot run here."""
+    if isinstance(rung, MergeRung):
+        return MergeStage(rung, cache)
     if isinstance(rung, AdapterRung):
         return AdapterStage(rung, cache)
     if isinstance(rung, FinetuneRung):

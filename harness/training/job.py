@@ -28,7 +28,7 @@ from harness.retrieval.topk import top_k_dense
 from harness.training.dev_eval import SplitScorer
 from harness.training.leakage import Leakage, guard
 from harness.training.recipe import DEFAULT_NEGATIVES, negatives_for, resolve_recipe
-from harness.training.schema import TrainConfig
+from harness.training.schema import MODEL_CARD, TrainConfig
 from harness.training.seen import TRAINED_FILE, write_trained
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def run_job(job: Job, cache: Cache, up_to_round: int | None = None) -> list[Path
     config = job.config
     last = config.mining.rounds if up_to_round is None else min(up_to_round, config.mining.rounds)
     base = trainer.resolve_model(config.base_model)
-    todo = [r for r in range(last + 1) if not (job.model_dir(r) / "tunebench.json").is_file()]
+    todo = [r for r in range(last + 1) if not (job.model_dir(r) / MODEL_CARD).is_file()]
     recipe = resolve_recipe(config, job.datasets, trainer, base, last) if todo else None  # refuses before any training
     if is_main_process():  # before training: a folder with a card always says which documents it trained on
         for r in range(last + 1):
@@ -194,7 +194,7 @@ def training_resources(model_dir: Path) -> dict:
     Empty for a card written before tunebench recorded them."""
     import json
 
-    path = model_dir / "tunebench.json"
+    path = model_dir / MODEL_CARD
     card = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     resources, recipe = card.get("resources") or {}, card.get("recipe") or {}
     memory = recipe.get("memory") or {}

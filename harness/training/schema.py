@@ -26,6 +26,9 @@ from harness.errors import did_you_mean
 from harness.metrics import DEFAULT_METRICS
 from harness.registry import DEFAULT_MODEL
 
+MODEL_CARD = "tunebench.json"
+"""The card beside every model tunebench writes (a training round, a merged model): how it was made."""
+
 
 class LossConfig(StrictModel):
     """``infonce``: MultipleNegativesRankingLoss (in-batch negatives, plus mined ones); ``infonce-symmetric``
