@@ -331,3 +331,13 @@ def test_the_views_plot_the_curve_and_the_report_names_what_the_choice_rests_on(
     report = build_report(records, load_ladder(tmp_path / "ladder.toml"), "main", "test")
     assert any(p.startswith("wise: alpha 0.3 was chosen within the out-of-domain tolerance on other/test") for p in report.pitfalls)
     assert [p.split for p in panels(records) if p.goldset == "main" and p.evaluation] == ["test"]
+
+
+def test_the_curve_shows_progress_in_a_log(tmp_path, merge_pair, monkeypatch, capsys):
+    from harness import progress
+
+    monkeypatch.setattr(progress, "mode", "lines")
+    monkeypatch.setattr(progress, "LINE_EVERY", 0.0)  # every update is a line
+    run(tmp_path, merge_pair, splits=("dev", "test"))
+    lines = [line for line in capsys.readouterr().err.splitlines() if "wise: the alpha curve" in line]
+    assert any("alpha 0.5: merging and scoring" in line for line in lines) and "at best" in lines[-1] and "\r" not in "".join(lines)
