@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import registry
+from harness import progress, registry
 from harness.cache import Cache, CachedEncoder, text_hash
 from harness.data.goldset import Goldset
 from harness.errors import ConfigError
@@ -143,7 +143,10 @@ def score(config: EncoderConfig, cache: Cache, places: Sequence[Scored], metric:
     out = {}
     for place in places:
         scorer = place.scorer(metric)
-        documents = encoder.encode(scorer.documents, input_type="document")
+        with progress.bar(f"encoding {place.label}'s documents") as update:  # minutes on a large corpus: a log shows them
+            encoder.on_progress = update
+            documents = encoder.encode(scorer.documents, input_type="document")
+        encoder.on_progress = None
         queries = encoder.encode(list(scorer.queries.values()), input_type="query")
         out[place.label] = round(scorer.score(queries, documents)[metric], 6)
     return out
