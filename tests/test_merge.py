@@ -341,3 +341,13 @@ def test_the_curve_shows_progress_in_a_log(tmp_path, merge_pair, monkeypatch, ca
     run(tmp_path, merge_pair, splits=("dev", "test"))
     lines = [line for line in capsys.readouterr().err.splitlines() if "wise: the alpha curve" in line]
     assert any("alpha 0.5: merging and scoring" in line for line in lines) and "at best" in lines[-1] and "\r" not in "".join(lines)
+
+
+def test_alpha_zero_is_the_base_folder_it_was_trained_from_even_when_its_module_files_read_differently(tmp_path, merge_pair):
+    """A base saved by an older sentence-transformers writes the same modules in other words: alpha 0
+    is still the base's own folder (its cached vectors), not a merged copy that encodes the corpus again."""
+    base, tuned, _ = merge_pair
+    (base / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 256, "do_lower_case": False}))
+    record = run(tmp_path, merge_pair, splits=("dev", "test"))[("main", "test", "wise")].record
+    assert next(p for p in record.details["curve"] if p["alpha"] == 0)["model"] == str(base)
+    assert not (Path(record.details["model"]).parent / "alpha-0.0000").exists()

@@ -78,9 +78,9 @@ def alpha_folder(root: Path, alpha: float) -> Path:
 class Interpolation:
     """The models of a grid of alpha between ``source``'s base and fine-tuned model, under ``root``.
 
-    alpha = 1 is the fine-tuned folder itself, and alpha = 0 the base folder when its modules match the
-    fine-tuned one's (the vectors the base and fine-tuned rungs cached are reused); every other alpha
-    is merged once and found again by its folder's card."""
+    alpha = 1 is the fine-tuned folder itself, and alpha = 0 the base folder when the round was trained
+    from it or their module files match (the vectors the base and fine-tuned rungs cached are reused);
+    every other alpha is merged once and found again by its folder's card."""
 
     def __init__(self, source: Source, root: Path, name: str):
         self.source, self.root, self.name = source, root, name
@@ -96,8 +96,8 @@ class Interpolation:
         """The folder (or the base's hub id) of ``alpha``'s model, merged now when it is not on disk."""
         if alpha == 1:
             return self.source.finetuned
-        if alpha == 0 and self.merger.modules_match():
-            return self.source.base
+        if alpha == 0 and (self.source.base == self.source.card.get("base_model") or self.merger.modules_match()):
+            return self.source.base  # the round was trained from this base, so only the weights differ (module files differ in form between sentence-transformers versions)
         folder = alpha_folder(self.root, alpha)
         if not (folder / MODEL_CARD).is_file():
             self.write(alpha, folder, {})
