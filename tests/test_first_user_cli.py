@@ -128,6 +128,8 @@ def test_a_goldset_typo_lists_bundled_and_local_goldsets_apart(user):
     [
         ('[[rungs]]\nname = "dense-one"\nkind = "dence"\n', ["key 'rungs[0].kind' (rung 'dense-one')", "unknown kind 'dence'", "Did you mean 'dense'?", "valid: dense, bm25, hybrid"]),
         ('[[rungs]]\nname = "a"\nkind = "bm25"\n[[rungs]]\nname = "h"\nkind = "hybrid"\ninputs = ["a", ""]\n', ["rung 'h' uses rung '', which does not exist (rungs before it: a)"]),
+        ("".join(f'[[rungs]]\nname = "{n}"\nkind = "bm25"\n' for n in "zyxw") + '[[rungs]]\nname = "h"\nkind = "hybrid"\ninputs = ["z", "v"]\n',
+         ["which does not exist (rungs before it: z, y, x, w)"]),  # in ladder order
         ('metrics = ["ndcg@10", "recall@10"]\nprimary_metric = "ndcg@5"\n[[rungs]]\nname = "a"\nkind = "bm25"\n', ["'ndcg@5' is not in metrics (ndcg@10, recall@10)", "Did you mean 'ndcg@10'?"]),
     ],
 )
@@ -252,3 +254,12 @@ def test_the_terminal_leaderboard_follows_the_ladder_not_the_record_order(user):
     assert bench("run", "-g", "goldsets/pydocs", "-r", "bm25", "-r", "baseline").exit_code == 0
     rows = [line for line in bench("leaderboard").output.splitlines() if "pydocs" in line]
     assert [next(n for n in ("baseline", "bm25", "worse") if n in row) for row in rows] == ["baseline", "bm25", "worse"]
+
+
+def test_the_report_says_when_the_goldset_changed_since_its_records(user):
+    assert bench("run", "-g", "goldsets/pydocs", "-r", "baseline", "-r", "bm25").exit_code == 0
+    assert "has changed since these records were scored" not in bench("report", "-g", "goldsets/pydocs").output
+    qrels = user / "goldsets" / "pydocs" / "qrels" / "test.tsv"
+    qrels.write_text("\n".join(qrels.read_text().splitlines()[:-1]) + "\n")  # a judgement gone: the goldset was rebuilt
+    report = " ".join(bench("report", "-g", "goldsets/pydocs").output.split())
+    assert "has changed since these records were scored (split test: fingerprint" in report and "re-run (bench run -g" in report

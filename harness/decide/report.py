@@ -279,7 +279,27 @@ def pitfalls(panel: Panel, finetuned: list[RunRecord], best: Row | None, decisio
         found.append(f"too few queries to tell: the minimum detectable difference is {best.comparison.mdd:.3f} against a margin of {decision.finetune_margin}")
     found += _training_pitfalls(finetuned, scenario)
     found += latency_pitfalls([r for r in panel.records if r.status == "ok"])
+    found += changed_goldset(first)
     return found
+
+
+def changed_goldset(record: RunRecord) -> list[str]:
+    """The goldset folder the records were scored on, when it now holds other content (rebuilt, edited):
+    every number here describes the old one."""
+    from harness.data.goldset import load_goldset
+    from harness.errors import BenchError
+
+    folder = Path(record.goldset.source)
+    if not folder.is_dir():
+        return []
+    try:
+        now = load_goldset(folder).split_fingerprint(record.goldset.split)
+    except (BenchError, KeyError):  # unreadable now, or the split is gone
+        return [f"the goldset folder {folder} no longer loads with split '{record.goldset.split}': these records describe what it held when they were scored"]
+    if now == record.goldset.split_fingerprint:
+        return []
+    return [f"the goldset folder {folder} has changed since these records were scored (split {record.goldset.split}: fingerprint "
+            f"{record.goldset.split_fingerprint[:12]} then, {now[:12]} now): the numbers describe the old goldset; re-run (bench run -g {folder})"]
 
 
 BUSY = 1.0  # load average per core above which other work shared the cores while a rung was timed
@@ -355,9 +375,15 @@ def _mining_pitfalls(finetuned: list[RunRecord], facts: list[dict]) -> list[str]
 
 
 def cheapest_meeting_bar(records: list[RunRecord], decision: Decision) -> RunRecord | None:
-    """The rung at or above the bar with the lowest cost, then latency; rungs that need no training first."""
+    """The rung at or above the bar with the lowest cost, then latency, then index size; rungs that need no
+    training first. A compress rung's forms take part like any rung (their cost is their ``of`` rung's)."""
     meeting = [r for r in records if r.metrics.get(decision.recall_metric, 0.0) >= decision.recall_bar]
-    return min(meeting, key=lambda r: (math.inf if r.cost.usd is None else r.cost.usd, is_finetuned(r), _p50(r)), default=None)
+    return min(meeting, key=lambda r: (math.inf if r.cost.usd is None else r.cost.usd, is_finetuned(r), _p50(r), _index_bytes(r)), default=None)
+
+
+def _index_bytes(record: RunRecord) -> float:
+    size = record.details.get("index_bytes_per_doc")
+    return size if isinstance(size, int | float) else math.inf
 
 
 def build_report(records: list[RunRecord], ladder: Ladder, goldset: str | None = None, split: str | None = None, *, corpus: str | None = None) -> Report:
@@ -478,6 +504,7 @@ def _sections(baseline, steps, by_subset, ood, best_cheaper, cheapest, decision:
     bar = f"{decision.recall_metric} >= {decision.recall_bar:.2f}"
     option = (f"{cheapest.rung.name} ({cheapest.rung.kind}): {decision.recall_metric} {cheapest.metrics[decision.recall_metric]:.3f}, "
               f"{metric} {cheapest.metrics[metric]:.3f}, cost ${cheapest.cost.usd if cheapest.cost.usd is not None else '?'}, p50 {_p50(cheapest):.1f} ms"
+              + (f", index {_index_bytes(cheapest):g} bytes per document" if _index_bytes(cheapest) < math.inf else "")
               if cheapest else "none: no rung reaches the bar")
     sections.append(Section(f"Cheapest option that meets the bar ({bar})", [option]))
     sections.append(Section("Thresholds (the ladder's [decision] table)", [", ".join(f"{k} = {v}" for k, v in decision.model_dump().items())]))

@@ -158,7 +158,7 @@ class Ladder(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Ladder:
-        seen: set[str] = set()
+        seen: dict[str, None] = {}  # in ladder order, for the messages
         for rung in self.rungs:
             if rung.name in seen:
                 raise ValueError(f"two rungs are named '{rung.name}'; rung names must be unique")
@@ -167,7 +167,7 @@ class Ladder(BaseModel):
                     earlier = f"rungs before it: {', '.join(seen)}" if seen else "it is the first rung"
                     where = "is defined later; list it first" if any(r.name == needed for r in self.rungs) else f"does not exist ({earlier}).{did_you_mean(needed, seen)}"
                     raise ValueError(f"rung '{rung.name}' uses rung '{needed}', which {where}")
-            seen.add(rung.name)
+            seen[rung.name] = None
         kinds = {r.name: r.kind for r in self.rungs}
         for rung in self.rungs:
             if isinstance(rung, MergeRung) and rung.of and kinds[rung.of] != "finetune":
