@@ -238,6 +238,22 @@ class Cache:
             rows,
         )
 
+    def encode_rate(self, fingerprint: str, corpus: str) -> tuple[float, int] | None:
+        """``(seconds, documents)`` of the largest encoding of ``corpus``'s documents (a goldset
+        fingerprint) by ``fingerprint`` on record, so a run that finds every vector cached still reports
+        the throughput of the run that encoded them."""
+        found = self.usage(fingerprint, "encode-rate", [text_hash(corpus)])
+        seconds, documents = next(iter(found.values()), (None, None))
+        return None if seconds is None or not documents else (seconds, int(documents))
+
+    def put_encode_rate(self, fingerprint: str, corpus: str, seconds: float, documents: int) -> None:
+        """Keep this encoding's time when it encoded at least as many documents as the one on record
+        (the larger sample is the steadier rate)."""
+        known = self.encode_rate(fingerprint, corpus)
+        if documents > 0 and (known is None or documents >= known[1]):
+            with self._storage(), self._db:
+                self._db.execute("INSERT OR REPLACE INTO usage VALUES (?, ?, ?, ?, ?)", (fingerprint, "encode-rate", text_hash(corpus), seconds, float(documents)))
+
     def scores(self, fingerprint: str, query_hash: bytes, doc_hashes: Sequence[bytes]) -> dict[bytes, float]:
         sql = "SELECT doc_hash, score FROM scores WHERE fingerprint=? AND query_hash=? AND doc_hash IN ({marks})"
         with self._storage():

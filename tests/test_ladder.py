@@ -36,8 +36,9 @@ def test_shipped_ladders_parse_with_every_rung_kind():
     assert names[:2] == ["baseline", "bm25"] and {"voyage-3-large", "cohere-embed-v4", "hybrid+ce", "hybrid+cohere-rerank", "hybrid+voyage-rerank"} <= set(names)
     assert default.price_table()["cohere:embed-v4.0"].per_million_tokens == 0.12
     demo = load_ladder(ROOT / "ladders" / "demo.toml")
-    assert {r.kind for r in demo.rungs} == {"dense", "bm25", "hybrid", "rerank", "chunked", "adapter", "finetune", "merge"}
-    assert demo.rungs[-1].of == "finetune-r1"  # a merge rung's `of = "finetune"` is that rung's last round
+    assert {r.kind for r in demo.rungs} == {"dense", "bm25", "hybrid", "rerank", "chunked", "adapter", "finetune", "merge", "compress"}
+    assert demo.rung("wise-ft").of == "finetune-r1"  # a merge rung's `of = "finetune"` is that rung's last round
+    assert [r.name for r in demo.rungs if r.kind == "compress"] == [f"compress-{f}" for f in ("int8", "binary", "binary-rescore", "mrl-256", "mrl-128")]
 
 
 @pytest.mark.parametrize(

@@ -183,9 +183,10 @@ class Panel:
 
 
 def builds_on(record: RunRecord) -> list[str]:
-    """The rungs a record's configuration reads: a hybrid's inputs, a rerank's first stage."""
+    """The rungs a record's configuration reads: a hybrid's inputs, a rerank's first stage, the rung a
+    merge or compress rung takes its model from."""
     config = record.rung.config
-    return [*config.get("inputs", []), *([config["first_stage"]] if config.get("first_stage") else [])]
+    return [*config.get("inputs", []), *([config[key] for key in ("first_stage", "of") if config.get(key)])]
 
 
 def rung_order(records: list[RunRecord], ladder: Sequence[str] = ()) -> list[str]:
@@ -351,8 +352,8 @@ def plot_frame(records: list[RunRecord], metric: str):
 
 
 def panel_figures(panel: Panel) -> list[tuple[str, str, str]]:
-    """(name, caption, svg) of the panel's plots: the ladder, quality against cost and latency, in- against
-    out-of-domain. Skipped rungs are not drawn (the table lists them); when every rung cost $0 the cost plot
+    """(name, caption, svg) of the panel's plots: the ladder, quality against cost, latency and index size
+    (when a record has one: dense-like rungs), in- against out-of-domain. Skipped rungs are not drawn (the table lists them); when every rung cost $0 the cost plot
     is a sentence instead (svg ``""``): a column of points at zero says nothing."""
     from harness.decide import plots
 
@@ -368,6 +369,10 @@ def panel_figures(panel: Panel) -> list[tuple[str, str, str]]:
     if frame["latency_p50_ms"].notna().any():
         figures.append(("latency", f"{metric} against median query latency; red: the Pareto front",
                         plots.tradeoff_chart(frame, metric, "latency_p50_ms", "p50 latency, ms per query", log=True)))
+    size = "details.index_bytes_per_doc"
+    if size in frame.columns and frame[size].notna().any():
+        figures.append(("index", f"{metric} against the index's bytes per document (dense rungs and compressed forms); red: the Pareto front",
+                        plots.tradeoff_chart(frame, metric, size, "index size, bytes per document", log=True)))
     if panel.companions:
         companions = {name: records_frame(rs) for name, rs in panel.companions.items()}
         figures.append(("ood", f"{metric} in-domain against out-of-domain, per rung", plots.ood_chart(frame, companions, metric)))

@@ -20,6 +20,7 @@ from harness.choices import LeakagePolicy, OverlapPolicy
 from harness.config import StrictModel
 from harness.metrics import metric_problem
 from harness.registry import EncoderConfig, RerankerConfig
+from harness.retrieval.compression import DEFAULT_FORMS, form_problem
 
 FUSION_METHODS = ("rrf", "wsum", "wmnz", "sum", "mnz", "max", "isr", "bordafuse")
 """ranx fusion methods that need no training run: reciprocal rank fusion (Cormack et al. 2009), weighted
@@ -207,7 +208,37 @@ class MergeRung(StrictModel):
         return self
 
 
-AnyRung = DenseRung | BM25Rung | HybridRung | RerankRung | ChunkedRung | FinetuneRung | AdapterRung | MergeRung
+COMPRESSIBLE = ("dense", "finetune", "merge")
+"""Kinds whose model ``of`` may name: one float vector per document, from a model a record names."""
+
+
+class CompressRung(StrictModel):
+    """An earlier dense-like rung's model (``of``: a dense rung, a finetune rung (its last round) or round,
+    or a merge rung) served in cheaper forms (:mod:`harness.retrieval.compression`): int8 and binary
+    quantization of its vectors, binary search with rescoring, Matryoshka truncation (``mrl-<dim>``). A
+    ladder lists it once; it becomes one rung per form, ``<name>-<form>``, each searching the ``of``
+    rung's cached float vectors (nothing is re-encoded) and recording its index size beside its metrics."""
+
+    kind: Literal["compress"] = "compress"
+    name: str
+    of: str = Field(description="the dense, finetune (its last round) or merge rung whose model is compressed")
+    forms: list[str] = Field(default_factory=lambda: list(DEFAULT_FORMS), min_length=1, description="int8, binary, binary-rescore, mrl-<dim>")
+    rescore_multiplier: int = Field(4, ge=1, description="binary-rescore: candidates rescored per result kept (sentence-transformers' demo: 4)")
+    rescore_with: Literal["int8", "float"] = Field("int8", description="binary-rescore: the document vectors the float query rescores")
+    form: str | None = Field(None, description="set by the ladder when it expands the forms")
+    top_k: int = Field(100, ge=1)
+
+    @model_validator(mode="after")
+    def _valid(self) -> CompressRung:
+        for form in self.forms:
+            if problem := form_problem(form):
+                raise ValueError(f"rung '{self.name}' forms: {problem}")
+        if len(set(self.forms)) != len(self.forms):
+            raise ValueError(f"rung '{self.name}' forms: '{next(f for f in self.forms if self.forms.count(f) > 1)}' is listed twice")
+        return self
+
+
+AnyRung = DenseRung | BM25Rung | HybridRung | RerankRung | ChunkedRung | FinetuneRung | AdapterRung | MergeRung | CompressRung
 Rung = Annotated[AnyRung, Field(discriminator="kind")]
 
 
@@ -217,6 +248,6 @@ def depends_on(rung: AnyRung) -> list[str]:
         return list(rung.inputs)
     if isinstance(rung, RerankRung):
         return [rung.first_stage]
-    if isinstance(rung, MergeRung) and rung.of:
+    if isinstance(rung, MergeRung | CompressRung) and rung.of:
         return [rung.of]
     return []

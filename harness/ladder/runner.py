@@ -27,8 +27,9 @@ from harness.cache import Cache
 from harness.data.goldset import Goldset
 from harness.environment import environment
 from harness.errors import BenchError, ConfigError, RunFailure, RungUnavailable
+from harness.ladder.build import build_stage
 from harness.ladder.rungs import AnyRung, depends_on
-from harness.ladder.stages import SkipSplit, SplitResult, build_stage
+from harness.ladder.stages import SkipSplit, SplitResult
 from harness.metrics import DEFAULT_METRICS, evaluate
 from harness.prices import DEFAULT_PRICES, Price
 from harness.protocols import Run

@@ -36,9 +36,11 @@ from harness.config import read_toml, validate
 from harness.environment import shipped
 from harness.errors import ConfigError, did_you_mean
 from harness.ladder.rungs import (
+    COMPRESSIBLE,
     AdapterRung,
     AnyRung,
     ChunkedRung,
+    CompressRung,
     DenseRung,
     FinetuneRung,
     MergeRung,
@@ -150,10 +152,12 @@ class Ladder(BaseModel):
                 except ValidationError as exc:
                     raise ValueError(f"rung '{rung.name}' train table: {describe(exc, TrainConfig)}") from None
                 expanded += [rung.model_copy(update={"name": f"{rung.name}-r{i}", "round": i}) for i in range(config.mining.rounds + 1)]
+            elif isinstance(rung, CompressRung) and rung.form is None:  # one rung per form, each recording only its own
+                expanded += [rung.model_copy(update={"name": f"{rung.name}-{form}", "form": form, "forms": [form]}) for form in rung.forms]
             else:
                 expanded.append(rung)
         last_round = {r.name.rsplit("-r", 1)[0]: r.name for r in expanded if isinstance(r, FinetuneRung)}  # rounds come in order: the last wins
-        self.rungs = [r.model_copy(update={"of": last_round[r.of]}) if isinstance(r, MergeRung) and r.of in last_round else r for r in expanded]
+        self.rungs = [r.model_copy(update={"of": last_round[r.of]}) if isinstance(r, MergeRung | CompressRung) and r.of in last_round else r for r in expanded]
         return self
 
     @model_validator(mode="after")
@@ -172,6 +176,8 @@ class Ladder(BaseModel):
         for rung in self.rungs:
             if isinstance(rung, MergeRung) and rung.of and kinds[rung.of] != "finetune":
                 raise ValueError(f"rung '{rung.name}' merges rung '{rung.of}', a {kinds[rung.of]} rung; of must name a finetune rung or one of its rounds, or give model = '<fine-tuned folder>'")
+            if isinstance(rung, CompressRung) and kinds[rung.of] not in COMPRESSIBLE:
+                raise ValueError(f"rung '{rung.name}' compresses rung '{rung.of}', a {kinds[rung.of]} rung; of must name a {', '.join(COMPRESSIBLE)} rung (one vector per document from one model)")
         return self
 
     @property

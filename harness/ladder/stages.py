@@ -29,6 +29,7 @@ from harness.records import Counts, RunRecord, safe_name
 from harness.registry import build_encoder, build_reranker
 from harness.retrieval import fusion
 from harness.retrieval.chunking import Chunking
+from harness.retrieval.compression import CompressedRetriever, Form
 from harness.retrieval.retrievers import ChunkedRetriever, DenseRetriever
 from harness.retrieval.topk import break_ties
 from harness.training.schema import MODEL_CARD
@@ -102,14 +103,16 @@ def _digest(parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def build_retriever(rung: AnyRung, cache: Cache):
-    """A ready-to-index retriever for a dense, chunked or BM25 rung, and its encoder fingerprint (None for BM25)."""
+def build_retriever(rung: AnyRung, cache: Cache, form: Form | None = None):
+    """A ready-to-index retriever for a dense, chunked or BM25 rung (a dense rung's vectors searched in
+    ``form`` when given), and its encoder fingerprint (None for BM25)."""
     if isinstance(rung, BM25Rung):
         options = rung.model_dump(exclude={"kind", "name", "top_k"})
         return registry.load("retriever", "bm25s")(**options), None
     encoder = build_encoder(rung.encoder, cache)
-    retriever = ChunkedRetriever(encoder, cache, _chunking(rung)) if isinstance(rung, ChunkedRung) else DenseRetriever(encoder, cache)
-    return retriever, encoder.fingerprint
+    if isinstance(rung, ChunkedRung):
+        return ChunkedRetriever(encoder, cache, _chunking(rung)), encoder.fingerprint
+    return (CompressedRetriever(encoder, cache, form) if form else DenseRetriever(encoder, cache)), encoder.fingerprint
 
 
 def _chunking(rung: ChunkedRung) -> Chunking:
@@ -119,9 +122,11 @@ def _chunking(rung: ChunkedRung) -> Chunking:
 class RetrieverStage:
     """Dense, BM25 and chunked rungs: one index per goldset, one search per split."""
 
-    def __init__(self, rung: AnyRung, cache: Cache):
+    def __init__(self, rung: AnyRung, cache: Cache, form: Form | None = None):
         self.rung = rung
-        self.retriever, self.fingerprint = build_retriever(rung, cache)
+        self.cache = cache
+        self.retriever, self.fingerprint = build_retriever(rung, cache, form)
+        self.index_details: dict = {}
 
     def dependency(self, ctx: Context, target: int, split: str) -> str | None:
         return self.fingerprint
@@ -135,6 +140,8 @@ class RetrieverStage:
             self.retriever.index({doc_id: goldset.document_text(doc) for doc_id, doc in goldset.corpus.items()})
         index_s = time.perf_counter() - start
         docs = self._take_counts()
+        if isinstance(self.retriever, DenseRetriever):
+            self.index_details = self._index_details(goldset, index_s, docs["computed"])
         for n, split in enumerate(splits):
             yield split, self._search(ctx, goldset, split, index_s if n == 0 else 0.0, docs, first=n == 0)
 
@@ -167,7 +174,25 @@ class RetrieverStage:
             from harness.training.seen import seen_subsets
 
             result.subsets = seen_subsets(goldset, split, self.rung.encoder.model)
+        result.details = {**result.details, **self.index_details}
         return result
+
+    def _index_details(self, goldset: Goldset, index_s: float, encoded: int) -> dict:
+        """The index's size per document and the encoder's documents per second: this run's when it
+        encoded documents, else that of the run that encoded them (kept in the cache); None when unknown.
+        A run that found some vectors cached and encoded the rest counts the whole indexing time."""
+        if encoded:
+            self.cache.put_encode_rate(self.fingerprint, goldset.fingerprint, index_s, encoded)
+        rate = self.cache.encode_rate(self.fingerprint, goldset.fingerprint)
+        n_docs = max(len(goldset.corpus), 1)
+        size = self.retriever.index_bytes()
+        out = {"index_bytes_per_doc": size // n_docs if size % n_docs == 0 else round(size / n_docs, 1), "index_mb": round(size / 1e6, 3)}
+        if isinstance(self.retriever, CompressedRetriever):
+            out |= self.retriever.form.details(len(goldset.corpus))
+        elif not isinstance(self.retriever, ChunkedRetriever):
+            out["dim"] = self.retriever.dim
+        return out | {"encode_docs_per_s": round(rate[1] / rate[0], 2) if rate and rate[0] > 0 else None,
+                      "encode_measured": "this run" if encoded else "an earlier run (vectors cached)" if rate else None}
 
     def _latency(self, queries: dict[str, str], top_k: int) -> dict[str, float]:
         if isinstance(self.retriever, DenseRetriever):
@@ -341,7 +366,7 @@ class FinetuneStage:
         details = {"round": self.rung.round, "model": str(model_dir), "trained_on": ", ".join(job.datasets), "pairs": len(job.pairs)}
         details |= self._leakage(job) | training_resources(model_dir)
         for split, result in inner.run(ctx, target, splits):
-            result.details = details
+            result.details = {**result.details, **details}  # the index's size and throughput, then how the model was made
             yield split, result
 
     def _leakage(self, job) -> dict:
@@ -402,7 +427,7 @@ class AdapterStage:
         for split in [s for s in splits if s in seen]:
             yield split, SkipSplit(f"the adapter was fitted or selected on '{split}'; scoring that split would be optimistic")
         for split, result in inner.run(ctx, target, [s for s in splits if s not in seen]):
-            result.details = details
+            result.details = {**result.details, **details}  # the index's size and throughput, then how the model was made
             yield split, result
 
 
@@ -535,20 +560,5 @@ class MergeStage:
             yield split, SkipSplit(f"alpha was chosen on '{split}'; scoring that split would be optimistic")
         rest = [s for s in splits if s not in selected]
         for split, result in inner.run(ctx, target, rest) if rest else ():
-            result.details = details
+            result.details = {**result.details, **details}  # the index's size and throughput, then how the model was made
             yield split, result
-
-
-def build_stage(rung: AnyRung, cache: Cache) -> Stage:
-    """The stage for ``rung``; raises :class:`~harness.errors.RungUnavailable` if it cannot run here."""
-    if isinstance(rung, MergeRung):
-        return MergeStage(rung, cache)
-    if isinstance(rung, AdapterRung):
-        return AdapterStage(rung, cache)
-    if isinstance(rung, FinetuneRung):
-        return FinetuneStage(rung, cache)
-    if isinstance(rung, HybridRung):
-        return HybridStage(rung)
-    if isinstance(rung, RerankRung):
-        return RerankStage(rung, cache)
-    return RetrieverStage(rung, cache)

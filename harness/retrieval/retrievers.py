@@ -59,6 +59,15 @@ class DenseRetriever:
         self._doc_ids = list(corpus)
         self._doc_vectors = self._encode_documents(list(corpus.values()))
 
+    @property
+    def dim(self) -> int:
+        """The width of the indexed vectors (0 before :meth:`index`)."""
+        return 0 if self._doc_vectors is None else int(self._doc_vectors.shape[1])
+
+    def index_bytes(self) -> int:
+        """Bytes the index holds: float32 vectors (4 bytes a dimension) of every document, or chunk."""
+        return 0 if self._doc_vectors is None else int(self._doc_vectors.nbytes)
+
     def _top_k(self, query_vectors: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         return top_k_dense(query_vectors, self._doc_vectors, top_k)
 
