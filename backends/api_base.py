@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from backends.http_retry import Failure, RetryPolicy, api_key, check_options, in_parts
+from backends.http_retry import Failure, RetryPolicy, api_key, check_options, estimate_tokens, group, in_parts
 from harness.errors import ConfigError
 from harness.protocols import InputType
 
@@ -147,6 +147,17 @@ class ApiEncoder(ApiBackend):
 
     def batches(self, texts: Sequence[str]) -> list[list[int]]:
         raise NotImplementedError
+
+    def token_groups(self, texts: Sequence[str], max_tokens: int) -> list[list[int]]:
+        """Groups within ``batch_size`` texts and ``max_tokens`` estimated tokens, the longest prompt
+        included and each text counted at most ``max_length`` (where it is cut)."""
+        prompt = max(self.prompts.values(), key=len)
+        cap = self.max_length
+
+        def tokens(text: str) -> int:
+            return min(estimate_tokens(prompt + text), cap) if cap else estimate_tokens(prompt + text)
+
+        return group(texts, self.batch_size, max_tokens, tokens)
 
 
 class ApiReranker(ApiBackend):

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from backends.api_base import ApiEncoder, ApiReranker, ApiService
-from backends.http_retry import Failure, attribute_path, estimate_tokens, group, malformed, scores_in_order, to_matrix, transport_failure
+from backends.http_retry import Failure, attribute_path, malformed, scores_in_order, to_matrix, transport_failure
 from harness.errors import require
 from harness.protocols import InputType
 
@@ -64,13 +64,7 @@ class CohereEncoder(ApiEncoder):
 
     def batches(self, texts: Sequence[str]) -> list[list[int]]:
         """Groups of at most 96 texts (or ``batch_size``) and 128,000 estimated tokens: one request each."""
-        prompt = max(self.prompts.values(), key=len)
-        cap = self.max_length
-
-        def tokens(text: str) -> int:
-            return min(estimate_tokens(prompt + text), cap) if cap else estimate_tokens(prompt + text)
-
-        return group(texts, self.batch_size, MAX_TOKENS, tokens)
+        return self.token_groups(texts, MAX_TOKENS)
 
     def encode_with_usage(self, texts: Sequence[str], *, input_type: InputType) -> tuple[np.ndarray, float | None]:
         """One ``v2/embed`` request (retried as needed): the vectors and the billed input tokens."""

@@ -119,6 +119,9 @@ class RetryPolicy:
         )
 
     def _raise_if_final(self, failure: Failure, what: str, model: str) -> None:
+        if failure.status in AUTH_STATUSES and not self.secret:  # a self-hosted server sent no key, and wants one
+            where = f"set {self.key_env}" if self.key_env else "name the variable that holds it in the backend's api_key_env option"
+            raise ApiError(f"{self.service} asks for an API key (HTTP {failure.status}) and none was sent: {where}")
         if failure.status in AUTH_STATUSES:
             raise ApiError(
                 f"{self.service} rejected the API key in {self.key_env} (HTTP {failure.status}); "
@@ -128,6 +131,8 @@ class RetryPolicy:
             raise malformed(what, failure.message or "unreadable body")
         if failure.status == 404:  # most often a base URL without its version path, or a model name typo
             raise ApiError(f"{what} failed: {failure.describe()}; check the base URL and that model '{model}' exists")
+        if failure.status == 413:  # a self-hosted server's own cap (TEI's max_client_batch_size is 32)
+            raise ApiError(f"{what} failed: {failure.describe()}; lower batch_size to the server's limit")
         if not failure.retryable:
             raise ApiError(f"{what} failed: {failure.describe()}")
 

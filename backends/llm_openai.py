@@ -1,4 +1,5 @@
-"""Any OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, a llama.cpp server) over plain HTTP (httpx).
+"""Any OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, a llama.cpp server) over plain HTTP
+(httpx, through :mod:`backends.http_json`).
 
 ``POST {base_url}/chat/completions`` with one user message. ``base_url`` defaults to
 ``$OPENAI_BASE_URL`` or OpenAI's; the key comes from the variable named by ``api_key_env``
@@ -9,46 +10,10 @@ an unset variable sends no ``Authorization`` header. Retries are :class:`backend
 
 from __future__ import annotations
 
-import os
-
-from backends.api_base import ApiBackend, ApiService, Transport
-from backends.http_retry import Failure, api_key, check_options, malformed, transport_failure
+from backends.api_base import ApiBackend, Transport
+from backends.http_json import openai_endpoint, post_json
+from backends.http_retry import check_options, malformed
 from harness.protocols import Generation
-
-OPENAI_URL = "https://api.openai.com/v1"
-URL_ENV = "OPENAI_BASE_URL"
-
-
-def _failure(exc: Exception) -> Failure | None:
-    """An HTTP error status with the server's message; a body that is not JSON as a malformed 2xx; the
-    rest (timeouts, dropped connections) as no response."""
-    import httpx
-
-    if isinstance(exc, httpx.HTTPStatusError):
-        return Failure(exc.response.status_code, _server_message(exc.response), exc.response.headers)
-    if isinstance(exc, ValueError):  # json.JSONDecodeError from a 2xx body
-        return Failure(200, f"the body is not JSON ({str(exc)[:100]})")
-    return transport_failure(exc)
-
-
-def _server_message(response) -> str:
-    """OpenAI's ``{"error": {"message"}}``, Ollama's ``{"error": "..."}``, others' ``message`` / ``detail``."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300]
-    if not isinstance(body, dict):
-        return str(body)[:300]
-    error = body.get("error")
-    found = error.get("message") if isinstance(error, dict) else error or body.get("message") or body.get("detail")
-    return str(found or body)[:300]
-
-
-def _client(key: str, base_url: str | None, timeout: float):
-    import httpx
-
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
 
 
 class OpenAIChatGenerator(ApiBackend):
@@ -69,13 +34,12 @@ class OpenAIChatGenerator(ApiBackend):
         timeout: float = 60.0,
     ):
         check_options(max_tokens=max_tokens)
-        transport = Transport(base_url or os.environ.get(URL_ENV) or OPENAI_URL, concurrency, max_retries, timeout)
         # OpenAI itself needs a key (a clear error now, not a 401 later); a self-hosted server may not.
-        key = api_key(api_key_env, "OpenAI") if transport.base_url.rstrip("/") == OPENAI_URL else os.environ.get(api_key_env, "").strip()
-        self.service = ApiService("OpenAI-compatible chat", "openai", api_key_env, _client, _failure)
+        endpoint = openai_endpoint(base_url, api_key_env)
+        self.service = endpoint.service("OpenAI-compatible chat", "openai")
         self.temperature = temperature
         self.max_tokens = max_tokens
-        self.connect(model, transport, key=key)
+        self.connect(model, Transport(endpoint.url, concurrency, max_retries, timeout), key=endpoint.key)
 
     @property
     def fingerprint(self) -> str:
@@ -84,9 +48,7 @@ class OpenAIChatGenerator(ApiBackend):
 
     def _post(self, prompt: str) -> dict:
         body = {"model": self.model, "messages": [{"role": "user", "content": prompt}], "temperature": self.temperature, "max_tokens": self.max_tokens}
-        response = self.client.post("/chat/completions", json=body)
-        response.raise_for_status()
-        return response.json()
+        return post_json(self.client, "/chat/completions", body)
 
     def generate(self, prompt: str) -> Generation:
         """One chat completion (retried as needed): its text and token counts."""

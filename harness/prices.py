@@ -1,7 +1,7 @@
 """List prices of the paid APIs, and turning billed units into dollars.
 
 Defaults are the providers' public list prices as of November 2026 (cohere.com/pricing,
-docs.voyageai.com/docs/pricing); a ladder's ``[prices]`` table overrides or adds entries, keyed like
+docs.voyageai.com/docs/pricing, platform.openai.com/docs/pricing); a ladder's ``[prices]`` table overrides or adds entries, keyed like
 a backend's ``price_key`` (``"cohere:embed-v4.0"``). A record keeps the billed units as well as the
 dollars, so a price change never invalidates it.
 """
@@ -54,6 +54,10 @@ DEFAULT_PRICES: dict[str, Price] = {
     "voyage:voyage-3": Price(per_million_tokens=0.06),
     "voyage:rerank-2.5": Price(per_million_tokens=0.05),
     "voyage:rerank-2.5-lite": Price(per_million_tokens=0.02),
+    # Embedding models, per million input tokens (platform.openai.com/docs/pricing, list prices of 2025).
+    "openai:text-embedding-3-small": Price(per_million_tokens=0.02),
+    "openai:text-embedding-3-large": Price(per_million_tokens=0.13),
+    "openai:text-embedding-ada-002": Price(per_million_tokens=0.10),
     # Chat models for synthetic queries: input / output per million tokens (openai.com/api/pricing,
     # cohere.com/pricing, list prices of 2025). A model without an entry (a self-hosted server) is reported unpriced.
     "openai:gpt-4o-mini": Price(per_million_tokens=0.15, per_million_output_tokens=0.60),

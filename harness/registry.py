@@ -30,6 +30,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "sentence-transformers": "backends.sentence_transformers:SentenceTransformerEncoder",
         "cohere": "backends.cohere:CohereEncoder",
         "voyage": "backends.voyage:VoyageEncoder",
+        "openai": "backends.openai_embed:OpenAIEncoder",
         "adapter": "backends.adapter:AdapterEncoder",
     },
     "reranker": {
@@ -37,6 +38,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "bi-encoder": "harness.retrieval.retrievers:EncoderReranker",
         "cohere": "backends.cohere:CohereReranker",
         "voyage": "backends.voyage:VoyageReranker",
+        "http-rerank": "backends.http_rerank:HttpReranker",
     },
     "trainer": {
         "sentence-transformers": "backends.st_train:Trainer",

@@ -1,4 +1,5 @@
-"""A fake Cohere (v2) and Voyage (v1) API on 127.0.0.1, for testing the API backends through the real SDKs.
+"""A fake Cohere (v2) and Voyage (v1) API on 127.0.0.1, for testing the API backends through the real SDKs,
+and an OpenAI-compatible embeddings and ``/rerank`` server (:class:`FakeOpenAI`) for the httpx backends.
 
 It answers ``POST /v2/embed``, ``/v2/rerank``, ``/v1/embeddings`` and ``/v1/rerank`` with bodies shaped
 as the SDKs parse them (``cohere.types.EmbedByTypeResponse``, ``V2RerankResponse``; voyageai's
@@ -181,21 +182,24 @@ class FakeApi:
         wait = self.delay + (fault.delay if fault else 0.0)
         if wait:
             self._stopped.wait(wait)
-        voyage = request.path.startswith("/v1/")
         if self.key is not None and request.headers.get("authorization") != f"Bearer {self.key}":
-            return 401, _error(voyage, "invalid api token"), {}
+            return 401, self.error_body(request.path, "invalid api token"), {}
         if fault and fault.status != 200 and fault.body is None:
-            return fault.status, _error(voyage, fault.message), fault.headers
+            return fault.status, self.error_body(request.path, fault.message), fault.headers
         if fault and fault.body is not None:
             return fault.status, fault.body, fault.headers
         route = self.route(request.path)
         if route is None:
-            return 404, _error(voyage, f"no route {request.path}"), {}
+            return 404, self.error_body(request.path, f"no route {request.path}"), {}
         if fault and fault.spoils:
-            status, body = route({**request.body, **({"output_dimension": fault.dim} if fault.dim else {})})
+            status, body = route({**request.body, **({"output_dimension": fault.dim, "dimensions": fault.dim} if fault.dim else {})})
             return status, _spoil(body, fault), fault.headers
         status, body = route(request.body)
         return status, body, fault.headers if fault else {}
+
+    def error_body(self, path: str, message: str) -> object:
+        """The service's error body for a request to ``path``: Voyage's ``{"detail"}`` under /v1, else Cohere's."""
+        return _error(path.startswith("/v1/"), message)
 
 
 def _spoil(body: dict, fault: Fault) -> dict:
@@ -264,6 +268,92 @@ def voyage_rerank(body: dict) -> tuple[int, dict]:
 
 ROUTES = {"/v2/embed": cohere_embed, "/v2/rerank": cohere_rerank, "/v1/embeddings": voyage_embeddings, "/v1/rerank": voyage_rerank}
 
+
+OPENAI_MAX_TEXTS = 2048  # inputs per embeddings request
+OPENAI_MAX_TOKENS = 300_000  # tokens per embeddings request, summed over its inputs
+OPENAI_CONTEXT = 8192  # tokens per input
+TEI_MAX_TEXTS = 32  # TEI's default max_client_batch_size
+
+
+class FakeOpenAI(FakeApi):
+    """An OpenAI-compatible embeddings server and the two ``/rerank`` shapes, on 127.0.0.1.
+
+    ``POST /v1/embeddings`` answers as OpenAI does (``data[].index``, ``usage.prompt_tokens``, base64
+    float32 when ``encoding_format`` asks), in reverse order unless ``reverse`` is False (a client must
+    follow ``index``), and enforces OpenAI's caps (2048 inputs, 300,000 tokens a request, 8192 an input;
+    tokens are words + 1) with OpenAI's error shape. ``models``: the names served (None: any; another
+    is OpenAI's 404). ``POST /rerank`` is TEI's (``texts``, at most 32; ``[{"index", "score"}]``),
+    ``POST /v1/rerank`` Jina's and Cohere's shape (``model``, ``documents``, ``top_n``;
+    ``{"results": [{"index", "relevance_score"}]}``). Base URLs: ``url + "/v1"`` for embeddings and
+    the Cohere shape, ``url`` for TEI's rerank.
+    """
+
+    def __init__(self, key: str | None = KEY, delay: float = 0.0, models: set[str] | None = None, reverse: bool = True):
+        super().__init__(key, delay)
+        self.models = models
+        self.reverse = reverse
+
+    def route(self, path: str):
+        return {"/v1/embeddings": self.embeddings, "/rerank": tei_rerank, "/v1/rerank": cohere_shaped_rerank}.get(path)
+
+    def error_body(self, path: str, message: str) -> object:
+        if path == "/rerank":
+            return _tei_error(message)
+        if path == "/v1/rerank":
+            return {"detail": message}
+        return _openai_error(message)
+
+    def embeddings(self, body: dict) -> tuple[int, dict]:
+        texts = body.get("input") or []
+        if self.models is not None and body.get("model") not in self.models:
+            return 404, _openai_error(f"The model `{body.get('model')}` does not exist or you do not have access to it.", "model_not_found")
+        if problem := _openai_limits(texts):
+            return 400, _openai_error(problem)
+        dim = body.get("dimensions") or body.get("output_dimension") or DIM
+        vectors = [fake_vector(t, dim) for t in texts]
+        if body.get("encoding_format") == "base64":
+            vectors = [base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode() for v in vectors]
+        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+        tokens = sum(fake_tokens(t) for t in texts)
+        return 200, {"object": "list", "data": data[::-1] if self.reverse else data, "model": body.get("model"), "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+def _openai_limits(texts: list[str]) -> str | None:
+    if len(texts) > OPENAI_MAX_TEXTS:
+        return f"'$.input' is invalid: too many inputs. The max number of inputs is {OPENAI_MAX_TEXTS}, got {len(texts)}."
+    longest = max((fake_tokens(t) for t in texts), default=0)
+    if longest > OPENAI_CONTEXT:
+        return f"This model's maximum context length is {OPENAI_CONTEXT} tokens, however you requested {longest} tokens. Please reduce your prompt."
+    total = sum(fake_tokens(t) for t in texts)
+    if total > OPENAI_MAX_TOKENS:
+        return f"Requested {total} tokens, max {OPENAI_MAX_TOKENS} tokens per request"
+    return None
+
+
+def _openai_error(message: str, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
+
+
+def _tei_error(message: str) -> dict:
+    return {"error": message, "error_type": "Validation"}
+
+
+def tei_rerank(body: dict) -> tuple[int, object]:
+    texts = body.get("texts")
+    if not isinstance(texts, list) or not texts:
+        return 422, _tei_error("Failed to deserialize the JSON body into the target type: missing field `texts`")
+    if len(texts) > TEI_MAX_TEXTS:
+        return 413, _tei_error(f"batch size {len(texts)} > maximum allowed batch size {TEI_MAX_TEXTS}")
+    return 200, sorted(({"index": i, "score": fake_score(body["query"], t)} for i, t in enumerate(texts)), key=lambda r: -r["score"])
+
+
+def cohere_shaped_rerank(body: dict) -> tuple[int, object]:
+    docs = body.get("documents")
+    if not body.get("model") or not isinstance(docs, list):
+        return 422, {"detail": "model and documents are required"}
+    results = sorted(({"index": i, "relevance_score": fake_score(body["query"], d), "document": {"text": d}} for i, d in enumerate(docs)), key=lambda r: -r["relevance_score"])
+    tokens = len(docs) * fake_tokens(body["query"]) + sum(fake_tokens(d) for d in docs)
+    return 200, {"model": body["model"], "results": results[: body.get("top_n") or None], "usage": {"total_tokens": tokens}}
 
 class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)

@@ -92,7 +92,7 @@ def test_validate_command_loads_no_model_and_no_sdk():
         "print(sorted(m for m in ('torch', 'sentence_transformers', 'cohere', 'voyageai', 'ranx') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout.splitlines()
-    assert out[0].startswith("0 ") and "ok: ladder 'default', 14 rungs" in out[0]
+    assert out[0].startswith("0 ") and "ok: ladder 'default', 15 rungs" in out[0]
     assert out[-1] == "[]"
 
 

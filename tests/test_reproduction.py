@@ -78,7 +78,7 @@ def test_default_ladder_end_to_end_offline(monkeypatch, tmp_path):
     is tested on a tiny model in test_training.py)."""
     from harness.ladder.schema import DEFAULT_LADDER
 
-    for key in ("COHERE_API_KEY", "VOYAGE_API_KEY"):
+    for key in ("COHERE_API_KEY", "VOYAGE_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     text = DEFAULT_LADDER.read_text()
@@ -92,6 +92,7 @@ def test_default_ladder_end_to_end_offline(monkeypatch, tmp_path):
     assert ran == {"baseline", "bm25", "hybrid", "hybrid-tuned", "chunked", "finetune-r0"}
     skipped = {rung: r["reason"] for (goldset, rung), r in rows.items() if goldset == "demo" and r["status"] == "skipped"}
     assert "COHERE_API_KEY" in skipped["cohere-embed-v4"] and "VOYAGE_API_KEY" in skipped["hybrid+voyage-rerank"]
+    assert "OPENAI_API_KEY" in skipped["openai-3-large"]
     assert "BAAI/bge-base-en-v1.5" in skipped["bge-base"] and "cross-encoder/ms-marco-MiniLM-L6-v2" in skipped["hybrid+ce"]
     baseline = rows[("demo", "baseline")]["metrics"]
     assert 0.5 <= baseline["recall@10"] <= 0.8, "the demo should leave the ladder room to climb"
