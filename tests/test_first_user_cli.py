@@ -263,3 +263,9 @@ def test_the_report_says_when_the_goldset_changed_since_its_records(user):
     qrels.write_text("\n".join(qrels.read_text().splitlines()[:-1]) + "\n")  # a judgement gone: the goldset was rebuilt
     report = " ".join(bench("report", "-g", "goldsets/pydocs").output.split())
     assert "has changed since these records were scored (split test: fingerprint" in report and "re-run (bench run -g" in report
+
+
+def test_validate_asks_the_hub_once_per_model(user, hub):
+    (user / "ladder.toml").write_text((user / "ladder.toml").read_text() + TYPO_RUNG.format(model="BAAI/bge-base-en-v1.5") + TYPO_RUNG.replace("typo", "again").format(model="BAAI/bge-base-en-v1.5"))
+    assert bench("validate").exit_code == 0
+    assert hub.asked.count("BAAI/bge-base-en-v1.5") == 1

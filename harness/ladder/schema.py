@@ -293,9 +293,13 @@ def check_online(ladder: Ladder) -> list[str]:
     from harness import registry
 
     unasked: dict[str, None] = {}
+    answers: dict[tuple[str, str, str], dict[str, str] | None] = {}  # one question per model, however many rungs name it
     for i, rung in enumerate(ladder.rungs):
         for key, kind, config in _backend_tables(rung):
-            problems = registry.online_problems(kind, config)
+            asked = (kind, config.backend, config.model)
+            if asked not in answers:
+                answers[asked] = registry.online_problems(kind, config)
+            problems = answers[asked]
             if problems is None:
                 unasked[config.model] = None
             elif problems:
