@@ -19,13 +19,14 @@ import numpy as np
 
 from harness.errors import ConfigError, ModelUnavailable
 from harness.protocols import InputType
+from harness.training.schema import DESCRIPTION_FILES
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_RERANKER = "cross-encoder/ms-marco-MiniLM-L6-v2"
 _PACKAGED = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
-_SKIP_FILES = {"README.md", ".gitattributes"}
+_SKIP_FILES = {"README.md", ".gitattributes", *DESCRIPTION_FILES}  # descriptions, not weights: the same weights share vectors
 CHARS_PER_TOKEN = 32
 """Texts are cut to ``max_seq_length x CHARS_PER_TOKEN`` characters before tokenising: a fast tokenizer
 tokenises the whole text before it truncates, so a 50 MB document took 142 s and 6.7 GB. English

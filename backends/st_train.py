@@ -94,10 +94,16 @@ def train(
     out_dir: Path,
     evaluate_model: Callable[[object], dict[str, float]] | None = None,
     callbacks: list | None = None,
+    must_beat: float | None = None,
 ) -> TrainResult:
     """Train ``start_model`` on ``datasets`` (one per source: several make multi-task training) and
     save the best model to ``out_dir / "model"``. Re-running with the same ``out_dir`` resumes from
-    its last checkpoint."""
+    its last checkpoint.
+
+    With ``must_beat`` (the start model's dev score) and a dev evaluation, the start model competes
+    too: the round is evaluated twice an epoch, stops at the first evaluation that improves on nothing
+    before it (transformers' ``EarlyStoppingCallback``, patience 1), and saves the start model when no
+    evaluation beat it. A mining round that only hurts so costs half an epoch, not a worse model."""
     from sentence_transformers import SentenceTransformerTrainer
     from transformers.trainer_callback import PrinterCallback
     from transformers.utils import logging as hf_logging
@@ -117,20 +123,26 @@ def train(
     world = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun: each process takes its share of every batch
     steps = math.ceil(n_pairs / (config.batch_size * world)) * config.epochs
     evaluator = _evaluator_class()(evaluate_model, "dev", config) if evaluate_model else None
-    args = _training_arguments(config, out_dir, steps, evaluator, world)
+    guarded = must_beat is not None and evaluator is not None
+    args = _training_arguments(config, out_dir, steps, evaluator, world, evaluate_every=math.ceil(steps / config.epochs / 2) if guarded else None)
     with progress.bar(f"training {config.name} {out_dir.name}") as update, PeakMemory() as peak:
-        callbacks = [*(callbacks or []), _progress_callback(update)]
+        callbacks = [*(callbacks or []), _progress_callback(update), *(_start_competes(must_beat) if guarded else ())]
         trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_data, loss=build_loss(model, config), evaluator=evaluator, callbacks=callbacks)
         trainer.remove_callback(PrinterCallback)  # logs go to the logger (and the model card), never to stdout
         log.info("training on %d process(es), %d pairs, %d steps planned", args.world_size, n_pairs, steps)
         trainer.train(resume_from_checkpoint=_last_checkpoint(out_dir / "checkpoints"))
-    if trainer.is_world_process_zero():  # under torchrun, one process writes the model
-        if config.lora:
-            _merge_lora(model, out_dir, config)
-        model.save(str(out_dir / "model"))
-    trainer.accelerator.wait_for_everyone()
     history = [row for row in trainer.state.log_history if "loss" in row or any(k.startswith("eval_") for k in row)]
-    return TrainResult(out_dir / "model", trainer.state.global_step, history, trainer.state.best_metric, peak.resources())
+    scores = [row[args.metric_for_best_model] for row in history if args.metric_for_best_model in row] if evaluator else []
+    kept_start = guarded and not trainer.state.best_metric > must_beat
+    if trainer.is_world_process_zero():  # under torchrun, one process writes the model
+        if kept_start:
+            _copy_model(start_model, out_dir / "model")
+        else:
+            if config.lora:
+                _merge_lora(model, out_dir, config)
+            model.save(str(out_dir / "model"))
+    trainer.accelerator.wait_for_everyone()
+    return TrainResult(out_dir / "model", trainer.state.global_step, history, trainer.state.best_metric, peak.resources(), kept_start, max(scores, default=None))
 
 
 class PeakMemory:
@@ -183,6 +195,33 @@ class PeakMemory:
         }
 
 
+def _start_competes(score: float) -> list:
+    """Callbacks that make the start model's dev ``score`` the best so far (an evaluation counts, and
+    is kept, only when it beats it), evaluate the last step too, and stop at the first evaluation that
+    beats no earlier one."""
+    from transformers import EarlyStoppingCallback, TrainerCallback
+
+    class StartCompetes(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.best_metric is None:  # a resumed round keeps the best it had
+                state.best_metric = score
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps:  # evaluation every n steps can miss the last one
+                control.should_evaluate = control.should_save = True
+
+    return [StartCompetes(), EarlyStoppingCallback(early_stopping_patience=1)]
+
+
+def _copy_model(start: Path, dest: Path) -> None:
+    """The start model's files as the round's model (its description files left behind: the round writes its own)."""
+    import shutil
+
+    from harness.training.schema import DESCRIPTION_FILES
+
+    shutil.copytree(start, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("README.md", *DESCRIPTION_FILES))
+
+
 def _progress_callback(update: progress.Update):
     """A trainer callback that reports each step, with the last logged loss, to ``update``."""
     from transformers import TrainerCallback
@@ -200,9 +239,9 @@ def _progress_callback(update: progress.Update):
     return ProgressCallback()
 
 
-def _training_arguments(config: TrainConfig, out_dir: Path, steps: int, evaluator, world: int):
+def _training_arguments(config: TrainConfig, out_dir: Path, steps: int, evaluator, world: int, evaluate_every: int | None = None):
     """The trainer's arguments from the resolved config: NO_DUPLICATES batches, an epoch's checkpoint
-    and dev evaluation, the best epoch kept, logs to the logger only."""
+    and dev evaluation (or one every ``evaluate_every`` steps), the best kept, logs to the logger only."""
     from sentence_transformers import SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers, MultiDatasetBatchSamplers
 
@@ -217,8 +256,9 @@ def _training_arguments(config: TrainConfig, out_dir: Path, steps: int, evaluato
         data_seed=config.seed,
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL if config.sampling == "proportional" else MultiDatasetBatchSamplers.ROUND_ROBIN,
-        eval_strategy="epoch" if evaluator else "no",
-        save_strategy="epoch",
+        eval_strategy=("steps" if evaluate_every else "epoch") if evaluator else "no",
+        save_strategy="steps" if evaluate_every else "epoch",
+        **({"eval_steps": evaluate_every, "save_steps": evaluate_every} if evaluate_every else {}),
         save_total_limit=2,
         load_best_model_at_end=evaluator is not None,
         metric_for_best_model=f"eval_{evaluator.primary_metric}" if evaluator else None,

@@ -169,6 +169,8 @@ class TrainResult:
     history: list[dict]
     best_metric: float | None
     resources: dict[str, Any] = field(default_factory=dict)
+    kept_start: bool = False  # no evaluation beat ``must_beat``: the saved model is the start model
+    trained_metric: float | None = None  # the best dev score the round's own training reached
 
 
 @dataclass(frozen=True)
@@ -194,12 +196,23 @@ class Trainer(Protocol):
         ...
 
     def train(
-        self, config: Any, datasets: dict[str, list[Pair]], *, start_model: Path, out_dir: Path, evaluate_model: Callable[[EncodeFn], dict[str, float]] | None = None
+        self,
+        config: Any,
+        datasets: dict[str, list[Pair]],
+        *,
+        start_model: Path,
+        out_dir: Path,
+        evaluate_model: Callable[[EncodeFn], dict[str, float]] | None = None,
+        must_beat: float | None = None,
     ) -> TrainResult:
         """Train ``start_model`` on ``datasets`` (one list per source; several make multi-task
         training), keep the best epoch by ``evaluate_model`` (called after each epoch with the model
         as an :data:`EncodeFn`; returns metric name -> value on a dev split) and save the model to
-        ``out_dir / "model"``; re-running with the same ``out_dir`` resumes."""
+        ``out_dir / "model"``; re-running with the same ``out_dir`` resumes.
+
+        ``must_beat`` (the start model's own dev score) makes the start a candidate too: evaluations
+        come twice an epoch, training stops at the first that beats neither it nor the best before,
+        and when none beat it the start model is what is saved (``TrainResult.kept_start``)."""
         ...
 
     def write_card(self, model_dir: Path, card: dict) -> None:

@@ -200,6 +200,21 @@ def test_the_report_says_when_mining_did_not_beat_round_0_on_dev(tmp_path, r1_de
     assert found == (["ft-r1: mining did not beat ft-r0 on dev (0.700 against 0.720): the mined negatives have not earned their cost here"] if said else [])
 
 
+def test_the_report_says_when_a_mining_round_kept_its_start(tmp_path):
+    """A round that stopped early and kept round 0's weights carries round 0's dev score; the report
+    quotes the best its own training reached and says whose weights it keeps."""
+    cards = ['{"round": 0, "best_dev_metric": 0.72}', '{"round": 1, "best_dev_metric": 0.72, "trained_dev_metric": 0.69, "kept_start": true}']
+    rounds = []
+    for i, card in enumerate(cards):
+        model = tmp_path / f"models/ft/r{i}/model"
+        model.mkdir(parents=True)
+        (model / "tunebench.json").write_text(card)
+        rounds.append(finetuned(0.05, 0.01, name=f"ft-r{i}", kind="finetune", details={"round": i, "model": str(model), "leakage": 0, "pairs": 40}))
+    found = [p for p in build_report([*cheaper(), *rounds], ladder()).pitfalls if "mining did not beat" in p]
+    assert found == ["ft-r1: mining did not beat ft-r0 on dev (0.690 against 0.720); it stopped early and keeps ft-r0's weights: "
+                     "the mined negatives have not earned their cost here"]
+
+
 # ---- seen and unseen documents, and the corpus scenario ---------------------------------------------
 
 SEEN, UNSEEN = QIDS[:40], QIDS[40:]

@@ -363,14 +363,17 @@ def _mining_pitfalls(finetuned: list[RunRecord], facts: list[dict]) -> list[str]
     has not earned its cost."""
     dev = {}
     for record, fact in zip(finetuned, facts):
-        score = model_card(record).get("best_dev_metric")
+        card = model_card(record)
+        score = card.get("trained_dev_metric") if card.get("kept_start") else card.get("best_dev_metric")
         if fact["round"] is not None and score is not None:
-            dev[(_ROUND.sub("", record.rung.name), fact["round"])] = (record.rung.name, score)
+            dev[(_ROUND.sub("", record.rung.name), fact["round"])] = (record.rung.name, score, card.get("best_dev_metric"), bool(card.get("kept_start")))
     found = []
-    for (job, round_), (name, score) in sorted(dev.items()):
+    for (job, round_), (name, score, _best, kept_start) in sorted(dev.items()):
         before = dev.get((job, round_ - 1))
-        if round_ >= 1 and before and score <= before[1]:
-            found.append(f"{name}: mining did not beat {before[0]} on dev ({score:.3f} against {before[1]:.3f}): the mined negatives have not earned their cost here")
+        if round_ >= 1 and before and (kept_start or score <= before[2]):
+            kept_line = f"; it stopped early and keeps {before[0]}'s weights" if kept_start else ""
+            found.append(f"{name}: mining did not beat {before[0]} on dev ({score:.3f} against {before[2]:.3f}){kept_line}: "
+                         "the mined negatives have not earned their cost here")
     return found
 
 

@@ -100,13 +100,29 @@ def run_job(job: Job, cache: Cache, up_to_round: int | None = None) -> list[Path
         log.info("training %s round %d on %d pairs", config.name, r, sum(len(p) for p in data.values()))
         round_config = recipe.round_config(config, r)
         evaluation = _dev_evaluation(job)
-        result = trainer.train(round_config, data, start_model=start, out_dir=done.parent, evaluate_model=evaluation)
+        bar = _start_score(job, r) if evaluation else None
+        result = trainer.train(round_config, data, start_model=start, out_dir=done.parent, evaluate_model=evaluation, must_beat=bar)
+        if result.kept_start:
+            log.warning("%s round %d: no evaluation beat round %d on dev (best %.3f against %.3f): the round keeps round %d's weights",
+                        config.name, r, r - 1, result.trained_metric or float("nan"), bar, r - 1)
         if is_main_process():
             trainer.write_card(result.model_dir, _card(job, r, result, data) | {"recipe": recipe.card(r, negatives), "resources": result.resources})
             if evaluation:
                 evaluation.keep_best(job, result, cache)
         _barrier()
     return [job.model_dir(r) for r in range(last + 1)]
+
+
+def _start_score(job: Job, round_index: int) -> float | None:
+    """The dev score a mining round must beat to replace the model it starts from (its card's best), or
+    None: round 0, a round started from the base model, or ``mining.stop_early`` off."""
+    import json
+
+    config = job.config
+    if round_index == 0 or config.mining.start_from != "previous" or not config.mining.stop_early:
+        return None
+    card = json.loads((job.model_dir(round_index - 1) / MODEL_CARD).read_text(encoding="utf-8"))
+    return card.get("best_dev_metric")
 
 
 def is_main_process() -> bool:
@@ -202,7 +218,7 @@ def training_resources(model_dir: Path) -> dict:
         "device": resources.get("device"), "peak_rss_mb": resources.get("peak_rss_mb"), "peak_gpu_mb": resources.get("peak_gpu_mb"),
         "train_seconds": resources.get("seconds"), "loss": memory.get("loss"), "mini_batch_size": memory.get("mini_batch_size"),
         "gradcache_for_memory": memory.get("switched"), "memory_budget_mb": memory.get("budget_mb"), "max_length": recipe.get("max_length"),
-        "negatives": recipe.get("negatives"),
+        "negatives": recipe.get("negatives"), "kept_start": card.get("kept_start"),
     }
     return found if resources else {}
 
@@ -219,6 +235,8 @@ def _card(job: Job, round_index: int, result, data) -> dict:
         "pairs": sum(len(p) for p in data.values()),
         "steps": result.steps,
         "best_dev_metric": result.best_metric,
+        "trained_dev_metric": result.trained_metric,  # below best_dev_metric when the round kept its start
+        "kept_start": result.kept_start,
         "leakage": job.leakage.counts(config.on_leakage, config.on_overlap),
         "history": result.history,
     }

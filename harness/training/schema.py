@@ -28,6 +28,11 @@ from harness.registry import DEFAULT_MODEL
 
 MODEL_CARD = "tunebench.json"
 """The card beside every model tunebench writes (a training round, a merged model): how it was made."""
+TRAINED_FILE = "trained_documents.json"
+"""Beside a round's model: which goldset documents it trained on (:mod:`harness.training.seen`)."""
+DESCRIPTION_FILES = (MODEL_CARD, TRAINED_FILE)
+"""Files tunebench writes into a model folder that describe the model and change none of its vectors
+(an encoder's fingerprint leaves them out, so a round that kept its start's weights shares its vectors)."""
 
 
 class LossConfig(StrictModel):
@@ -54,6 +59,10 @@ class MiningConfig(StrictModel):
     max_relative: float = Field(0.95, gt=0, le=1)
     start_from: Literal["previous", "base"] = "previous"
     epochs: int | None = Field(1, ge=1, description="epochs of each mining round; it starts from the previous round's model, so one is usually enough (none: the job's epochs)")
+    stop_early: bool = Field(
+        True, description="with a dev split: evaluate twice an epoch, stop when an evaluation beats neither the previous round nor an earlier one, "
+        "and keep the previous round's weights when none beat it"
+    )
 
 
 class LoraSettings(StrictModel):

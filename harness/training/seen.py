@@ -22,8 +22,8 @@ from pathlib import Path
 from harness.data.goldset import Goldset
 from harness.protocols import Pair
 from harness.training.leakage import origins
+from harness.training.schema import TRAINED_FILE
 
-TRAINED_FILE = "trained_documents.json"
 SUBSETS = ("seen", "unseen")
 
 
