@@ -61,7 +61,7 @@ def main(ctx: click.Context, debug: bool, progress: bool | None) -> None:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
-from harness.commands import gate_cmd, goldset_cmd, leaderboard_cmd, report_cmd, run_cmd, train_cmd  # noqa: E402  (commands register on main)
+from harness.commands import export_cmd, gate_cmd, goldset_cmd, leaderboard_cmd, report_cmd, run_cmd, train_cmd  # noqa: E402  (commands register on main)
 
 main.add_command(run_cmd.run)
 main.add_command(run_cmd.validate)
@@ -70,6 +70,7 @@ main.add_command(leaderboard_cmd.leaderboard)
 main.add_command(report_cmd.report)
 main.add_command(goldset_cmd.goldset)
 main.add_command(gate_cmd.gate)
+main.add_command(export_cmd.export)
 
 from harness.commands import drift_cmd, leakage_cmd, pairs_cmd, synthetic_cmd  # noqa: E402  (training data: builders and guards)
 

@@ -186,7 +186,7 @@ def safe_name(name: str) -> str:
     return f"{readable or '_'}~{digest}"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary name, then rename: a reader sees the old file or the new one, and a failed
     write (a full disk) leaves no temporary file behind."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
@@ -220,10 +220,10 @@ class Leaderboard:
             stem.parent.mkdir(parents=True, exist_ok=True)
             if run is not None:
                 run_path = stem.with_name(stem.name + ".run.json.gz")
-                _write_atomic(run_path, gzip.compress(json.dumps(run).encode(), mtime=0))
+                write_atomic(run_path, gzip.compress(json.dumps(run).encode(), mtime=0))
                 record = record.model_copy(update={"run_file": run_path.name})
             path = stem.with_name(stem.name + ".json")
-            _write_atomic(path, record.model_dump_json(indent=1).encode())
+            write_atomic(path, record.model_dump_json(indent=1).encode())
         except OSError as exc:
             raise BenchError(f"cannot write records under '{self.records_dir}' ({exc.strerror}); pass a writable --leaderboard folder") from exc
         return record

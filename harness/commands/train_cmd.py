@@ -102,13 +102,9 @@ def _check_splits(config, base, where: str) -> None:
 
 def _targets(config, base):
     """The goldset's eval splits, its own out-of-domain companions, and the config's ``ood`` goldsets."""
-    from harness.data.resolve import resolve_goldset
-    from harness.ladder.plan import plan_targets
-    from harness.ladder.runner import Target
+    from harness.ladder.plan import add_companion, plan_targets
 
     targets = plan_targets([config.goldset], base=base)
     for source in config.ood:
-        extra = resolve_goldset(source, base)
-        if all(t.goldset.fingerprint != extra.fingerprint for t in targets):
-            targets.append(Target(extra, tuple(s for s in extra.manifest.eval_splits if s in extra.qrels), ood_of=targets[0].goldset.name))
+        add_companion(targets, source, base, targets[0].goldset.name)
     return targets

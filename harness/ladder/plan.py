@@ -8,6 +8,7 @@ from pathlib import Path
 
 from harness.cache import Cache
 from harness.data.goldset import MANIFEST, Goldset
+from harness.data.mteb_task import HubUnreachable
 from harness.data.resolve import find_goldset, goldset_name, resolve_goldset
 from harness.errors import GoldsetError
 from harness.ladder.runner import Outcome, Settings, Target, run_rungs
@@ -21,7 +22,8 @@ def plan_targets(sources: Sequence[str], splits: Sequence[str] = (), *, include_
     """Load goldsets and their out-of-domain companions.
 
     ``splits`` applies to the named goldsets (default: each one's ``eval_splits``); companions are
-    evaluated on their own ``eval_splits``. A companion reached twice is loaded once. Relative
+    evaluated on their own ``eval_splits``. A companion reached twice is loaded once; an MTEB companion
+    whose data cannot be had (offline, not cached) is left out with a warning. Relative
     folders are looked up under ``base`` (a ladder file's folder) first.
     """
     targets: list[Target] = []
@@ -33,10 +35,21 @@ def plan_targets(sources: Sequence[str], splits: Sequence[str] = (), *, include_
         targets.append(Target(goldset, chosen))
         folder = Path(goldset.source) if Path(goldset.source).is_dir() else None  # a manifest's paths are relative to its folder
         for companion_source in goldset.ood_sources() if include_ood else []:
-            companion = resolve_goldset(companion_source, folder)
-            if not _already(companion, targets):
-                targets.append(Target(companion, tuple(s for s in companion.manifest.eval_splits if s in companion.qrels), ood_of=goldset.name))
+            add_companion(targets, companion_source, folder, goldset.name)
     return targets
+
+
+def add_companion(targets: list[Target], source: str, base: Path | None, of: str) -> None:
+    """Append the out-of-domain companion ``source`` of goldset ``of`` to ``targets`` (on its own
+    ``eval_splits``) unless it is there already; an MTEB companion whose data cannot be had (offline,
+    not cached) is left out with one warning line, and the other goldsets still run."""
+    try:
+        companion = resolve_goldset(source, base)
+    except HubUnreachable as exc:
+        log.warning("out-of-domain companion of '%s' skipped: %s", of, exc)
+        return
+    if not _already(companion, targets):
+        targets.append(Target(companion, tuple(s for s in companion.manifest.eval_splits if s in companion.qrels), ood_of=of))
 
 
 def _already(goldset: Goldset, targets: list[Target]) -> bool:

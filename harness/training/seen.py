@@ -16,11 +16,11 @@ gets no subsets: nobody can say which queries it saw.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from harness.data.goldset import Goldset
 from harness.protocols import Pair
+from harness.records import write_atomic
 from harness.training.leakage import origins
 from harness.training.schema import TRAINED_FILE
 
@@ -51,9 +51,7 @@ def write_trained(folder: Path, pairs: list[Pair], goldset: Goldset | None) -> N
         return
     data = {"corpus_fingerprint": goldset.corpus_fingerprint, "goldset": goldset.name, "documents": sorted(trained_documents(pairs, goldset))}
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{TRAINED_FILE}.tmp"
-    tmp.write_text(json.dumps(data, indent=0), encoding="utf-8")
-    os.replace(tmp, folder / TRAINED_FILE)
+    write_atomic(folder / TRAINED_FILE, json.dumps(data, indent=0).encode())
 
 
 def read_trained(folder: Path | str) -> dict | None:
