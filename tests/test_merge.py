@@ -1,5 +1,5 @@
 """The merge rung: weight interpolation (backends.merge), the alpha curve and its choice
-(harness.training.merge), and the rung in a ladder (harness.ladder.stages.MergeStage).
+(harness.training.merge), and the rung in a ladder (harness.ladder.tuned.MergeStage).
 
 The ladder tests use two static-embedding models (a bag of words whose word vectors are set by hand),
 so the curve is known in advance: the "fine-tuned" model maps two in-domain query words onto their

@@ -1,12 +1,13 @@
-"""Which stage runs each kind of rung (:func:`build_stage`): the stages of :mod:`harness.ladder.stages`,
-and the compress rung's, which builds on them (:mod:`harness.ladder.compress`)."""
+"""Which stage runs each kind of rung (:func:`build_stage`): the stages of :mod:`harness.ladder.stages`
+and :mod:`harness.ladder.tuned`, and the compress rung's, which builds on them (:mod:`harness.ladder.compress`)."""
 
 from __future__ import annotations
 
 from harness.cache import Cache
 from harness.ladder.compress import CompressStage
 from harness.ladder.rungs import AdapterRung, AnyRung, CompressRung, FinetuneRung, HybridRung, MergeRung, RerankRung
-from harness.ladder.stages import AdapterStage, FinetuneStage, HybridStage, MergeStage, RerankStage, RetrieverStage, Stage
+from harness.ladder.stages import HybridStage, RerankStage, RetrieverStage, Stage
+from harness.ladder.tuned import AdapterStage, FinetuneStage, MergeStage
 
 
 def build_stage(rung: AnyRung, cache: Cache) -> Stage:
