@@ -9,7 +9,8 @@ billed API units apportioned to it, so a re-run can report latency and cost with
 Storage is SQLite in WAL mode, committed after every call (a block of texts for a local model, one
 API request for a paid one): a crash, Ctrl-C or SIGKILL loses at most the calls in flight, and
 concurrent runs can read while one writes. (mteb's cached wrapper keeps a numpy file per task that is
-only complete at the end; a kill loses the whole task's vectors.)
+only complete at the end; a kill loses the whole task's vectors.) A corpus encoded elsewhere (an
+:class:`~harness.protocols.EncodeEngine`: Ray workers) is committed here too, one block as each returns.
 
 Nothing reaches the file unchecked: every answer must be a finite matrix with one row per text and
 the width the cache already holds for that encoder, or the run stops with a :class:`CacheError` /
@@ -44,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import ApiError, BenchError, RunFailure
-from harness.protocols import Batched, Concurrent, Encoder, InputType, PaidEncoder, PaidReranker, Reranker
+from harness.protocols import Batched, Concurrent, EncodeEngine, Encoder, InputType, PaidEncoder, PaidReranker, Reranker
 
 try:
     import fcntl
@@ -300,6 +301,7 @@ class CacheStats:
     computed: int = 0  # items computed (texts encoded, query-document pairs scored)
     api_calls: int = 0  # calls to a paid API made by this process
     units: float = 0.0  # billed units of every item served, cached or not (for the cost of the whole evaluation)
+    engine: str | None = None  # the label of the engine that computed the texts (None: this process)
 
 
 def concurrency(backend: object) -> int:
@@ -370,18 +372,30 @@ class _Cached:
         return stats
 
 
+@dataclass(frozen=True)
+class Offload:
+    """Where a large document encode goes instead of this process: an :class:`EncodeEngine`, and the
+    encoder's :class:`~harness.registry.EncoderConfig` as a plain dict, which the engine's workers
+    rebuild the encoder from (a model object does not travel; its configuration does)."""
+
+    engine: EncodeEngine
+    encoder: dict
+
+
 class CachedEncoder(_Cached):
     """An :class:`Encoder` that only calls the wrapped encoder for texts it has not seen.
 
     Optional encoder attributes shape the calls: ``batches(texts)`` groups texts into API requests
     (token and size caps), ``concurrency`` bounds requests in flight, ``encode_with_usage`` returns
     billed units with the vectors. Every answer is checked before it is stored (:meth:`_checked`), and
-    a paid encoder's texts are claimed before they are bought (:meth:`Cache.claim`).
+    a paid encoder's texts are claimed before they are bought (:meth:`Cache.claim`). With an
+    :attr:`offload`, the missing texts of a large document encode go to its engine instead (:meth:`_offloads`).
     """
 
     def __init__(self, inner, cache: Cache, on_progress: Callable[[int, int], None] | None = None):
         super().__init__(inner, cache, on_progress)
         self._width: int | None = None  # the vector width every answer must have, once one is known
+        self.offload: Offload | None = None
 
     @property
     def encoder(self) -> Encoder:
@@ -493,7 +507,20 @@ class CachedEncoder(_Cached):
             self.stats.computed += len(block)
             advance(len(block))
 
+        if self._offloads(input_type, len(missing)):
+            engine = self.offload.engine
+            for positions, vectors in engine.encode_blocks(self.offload.encoder, self.fingerprint, missing_texts, input_type=input_type):
+                commit([int(p) for p in positions], (vectors, None))  # at once: a killed run keeps every block it received
+            self.stats.engine = engine.label
+            return
         run_calls(self._groups(missing_texts), lambda g: self._call([missing_texts[i] for i in g], input_type), commit, concurrency(self.encoder))
+
+    def _offloads(self, input_type: InputType, missing: int) -> bool:
+        """Whether these texts go to the :attr:`offload` engine: documents only, at least a block of them,
+        and never a paid API's. Queries are few and wanted at once; under a block, starting workers that
+        each load the model (seconds) costs more than the encode; an API's requests are already in flight
+        together, and its claims (:meth:`Cache.claim`) stay with this process."""
+        return self.offload is not None and input_type == "document" and missing >= BLOCK and not self.paid
 
     @property
     def paid(self) -> bool:

@@ -7,7 +7,7 @@ this module and small kernel helpers (errors, config, the cache), never orchestr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -101,6 +101,32 @@ class Retriever(Protocol):
         ...
 
 
+@runtime_checkable
+class VectorIndex(Protocol):
+    """Nearest neighbours by inner product (cosine on normalised vectors) through a search structure (the
+    ``index`` registry kind, built from a :class:`harness.registry.IndexConfig`): for corpora that exact
+    search (:mod:`harness.retrieval.topk`) cannot search fast enough. Exact search stays the reference:
+    the core measures an approximate index's recall against it, never trusts it unmeasured."""
+
+    def build(self, vectors: np.ndarray) -> None:
+        """Index float32 row vectors, read in row ranges (and, for a training sample, a sorted list of
+        rows), so a memory map or any array-like that reads rows will do; building again replaces them."""
+        ...
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(indices, scores)``, each ``(n_queries, min(k, n))``, best first; index -1 where an
+        approximate index found fewer than k."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """The backend, kind and resolved parameters (a default computed from the corpus included), for records."""
+        ...
+
+    def index_bytes(self) -> int:
+        """Bytes the built index holds in memory: vectors, graph, lists."""
+        ...
+
+
 @dataclass(frozen=True)
 class Generation:
     """One LLM answer and the tokens it was billed for (None where the backend does not say)."""
@@ -138,6 +164,24 @@ class Tokenizing(Protocol):
 
     def token_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
         """Character ``(start, end)`` of each token of each text."""
+        ...
+
+
+@runtime_checkable
+class EncodeEngine(Protocol):
+    """Encodes a large set of texts outside this process (the ``engine`` registry kind, chosen by a
+    ladder's ``[execution]`` table): workers each rebuild the encoder once from its configuration and
+    hand back blocks of vectors, which :class:`harness.cache.CachedEncoder` commits to the cache one
+    by one as they arrive. A killed run so keeps every block it received, and a re-run sends only the rest."""
+
+    label: str  # what a record says encoded its documents, e.g. "ray (2 workers)"
+
+    def encode_blocks(self, encoder: Mapping[str, Any], fingerprint: str, texts: Sequence[str], *, input_type: InputType) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(positions in texts, float32 vectors)`` for each block as it is done, in any order.
+
+        ``encoder`` is a :class:`harness.registry.EncoderConfig` as a plain dict, which each worker
+        rebuilds with :func:`harness.registry.build_encoder`; a worker whose encoder does not have
+        ``fingerprint`` (another model version on that machine) fails the call before any vector returns."""
         ...
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import importlib
 import inspect
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
+from harness.config import StrictModel
 from harness.errors import ConfigError, did_you_mean
 from harness.protocols import ChecksConfig, ChecksOnline
 
@@ -45,6 +46,12 @@ BUILTIN: dict[str, dict[str, str]] = {
     },
     "merger": {
         "sentence-transformers": "backends.merge:WeightMerger",
+    },
+    "engine": {
+        "ray": "backends.ray_engine:RayEngine",
+    },
+    "index": {
+        "faiss": "backends.faiss_index:FaissIndex",
     },
     "retriever": {
         "bm25s": "backends.bm25:BM25Retriever",
@@ -119,6 +126,60 @@ class RerankerConfig(BaseModel):
 
     def options(self) -> dict:
         return self.model_dump(exclude={"backend", "model"})
+
+
+IndexKind = Literal["flat", "hnsw", "ivf"]
+INDEX_OPTIONS = {"flat": ("shard_size",), "hnsw": ("M", "ef_construction", "ef_search"), "ivf": ("nlist", "nprobe", "seed")}
+"""The options of each vector index kind: a table naming another kind's option is an error, not ignored."""
+
+
+class IndexConfig(StrictModel):
+    """Which vector index searches a dense rung's vectors (its ``ann`` table) or mines negatives: ``flat``,
+    exact inner product in shards of at most ``shard_size`` vectors; ``hnsw``, a graph (Malkov & Yashunin
+    2018); ``ivf``, k-means lists of which ``nprobe`` are scanned (Jegou et al. 2011). Defaults: faiss's
+    ``efConstruction`` (40); ``ef_search`` 128, above faiss's 16, since rungs ask for 100 hits; ``nlist``
+    4 x sqrt(n) (faiss's guideline starts there), at most n / 39 so k-means has faiss's minimum of 39
+    training vectors a list."""
+
+    backend: str = "faiss"
+    kind: IndexKind
+    shard_size: int = Field(262_144, ge=1, description="flat: vectors per shard (a shard is searched, then merged, one at a time)")
+    M: int = Field(32, ge=2, description="hnsw: neighbours per node")
+    ef_construction: int = Field(40, ge=1, description="hnsw: candidates kept while building")
+    ef_search: int = Field(128, ge=1, description="hnsw: candidates kept while searching (below top_k, recall drops: faiss does not raise it)")
+    nlist: int | None = Field(None, ge=1, description="ivf: lists (default: 4 x sqrt(n), at most n / 39)")
+    nprobe: int = Field(32, ge=1, description="ivf: lists scanned per query")
+    seed: int = Field(0, description="ivf: the k-means training sample and initialisation")
+
+    @field_validator("backend")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        if name not in (choices := available("index")):
+            raise ValueError(f"unknown index backend '{name}' (choices: {', '.join(sorted(choices))}).{did_you_mean(name, choices)}")
+        return name
+
+    @model_validator(mode="after")
+    def _options_of_kind(self) -> IndexConfig:
+        stray = sorted(self.model_fields_set - {"backend", "kind", *INDEX_OPTIONS[self.kind]})
+        if stray:
+            owner = next(kind for kind, keys in INDEX_OPTIONS.items() if stray[0] in keys)
+            raise ValueError(f"'{stray[0]}' is an option of kind '{owner}', not '{self.kind}' (its options: {', '.join(INDEX_OPTIONS[self.kind])})")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _own_options(self, handler):
+        """Only this kind's options: a record key (a hash of the rung's dump) then changes with them alone."""
+        return {key: value for key, value in handler(self).items() if key in ("backend", "kind", *INDEX_OPTIONS[self.kind])}
+
+    def params(self) -> dict:
+        """This kind's options, as given or defaulted."""
+        return {key: getattr(self, key) for key in INDEX_OPTIONS[self.kind]}
+
+
+def build_index(config: IndexConfig):
+    """A :class:`~harness.protocols.VectorIndex` for ``config``, not yet built (its package imported:
+    a missing one raises :class:`~harness.errors.MissingDependency` here)."""
+    return load("index", config.backend)(config)
 
 
 def _build(kind: str, config: EncoderConfig | RerankerConfig, cache: Cache | None):

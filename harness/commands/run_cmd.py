@@ -23,9 +23,13 @@ ladder_option = click.option(
 @click.option("--ood/--no-ood", default=None, help="Also evaluate each goldset's out-of-domain companions (default: the ladder's, on).")
 @click.option("--overwrite", is_flag=True, help="Re-run rungs whose records are up to date.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Embedding cache folder (default: $TUNEBENCH_CACHE or ~/.cache/tunebench).")
+@click.option(
+    "--engine", default=None, metavar="NAME",
+    help="Where documents are encoded: local, or ray (Ray Data; workers and address from the ladder's [execution] table). Default: the ladder's, else local.",
+)
 @leaderboard_option
 @json_option
-def run(ladder_path, goldsets, splits, rung_names, model, ood, overwrite, cache_dir, leaderboard_dir, as_json):
+def run(ladder_path, goldsets, splits, rung_names, model, ood, overwrite, cache_dir, engine, leaderboard_dir, as_json):
     """Run the ladder's rungs on its goldsets; write one record per goldset x split x rung.
 
     Rungs that cannot run here (a hub model offline, an API key not set) are recorded as skipped,
@@ -34,10 +38,12 @@ def run(ladder_path, goldsets, splits, rung_names, model, ood, overwrite, cache_
     from harness.cache import Cache
     from harness.ladder.plan import model_ladder, run_ladder
     from harness.ladder.runner import LadderFailure, LadderRefused
-    from harness.ladder.schema import resolve_ladder
+    from harness.ladder.schema import resolve_ladder, with_engine
     from harness.records import Leaderboard
 
     ladder = resolve_ladder(ladder_path)
+    if engine:
+        ladder = with_engine(ladder, engine)
     if model:
         ladder = model_ladder(ladder, model)
         rung_names = ()

@@ -95,13 +95,16 @@ def run_ladder(
     relative to the working directory, or the name of one of the ladder's goldsets; the ladder's are
     relative to its file's folder). ``keep_skipped`` False leaves no record of a rung that could not
     run (``bench run -m``: the error says it; a record would stay in the views)."""
+    engine = ladder.execution.build()  # first: a missing package stops the run before any goldset loads
     targets = plan_targets(
         [_ladder_goldset(g, ladder) for g in goldsets] or ladder.goldsets,
         splits or ladder.splits,
         include_ood=ladder.ood if ood is None else ood,
         base=None if goldsets else ladder.base,
     )
-    settings = Settings(metrics=ladder.metric_order, latency_queries=ladder.latency_queries, prices=ladder.price_table(), ood_tolerance=ladder.decision.ood_tolerance)
+    settings = Settings(
+        metrics=ladder.metric_order, latency_queries=ladder.latency_queries, prices=ladder.price_table(), ood_tolerance=ladder.decision.ood_tolerance, engine=engine,
+    )
     return run_rungs(
         targets, ladder.select(rungs), leaderboard=leaderboard, cache=cache, overwrite=overwrite, settings=settings, files_base=ladder.base, keep_skipped=keep_skipped,
     )

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, model_serializer, model_validator
 
 from harness.choices import LeakagePolicy, OverlapPolicy
 from harness.config import StrictModel
 from harness.metrics import metric_problem
-from harness.registry import EncoderConfig, RerankerConfig
+from harness.registry import EncoderConfig, IndexConfig, RerankerConfig
 from harness.retrieval.compression import DEFAULT_FORMS, form_problem
 
 FUSION_METHODS = ("rrf", "wsum", "wmnz", "sum", "mnz", "max", "isr", "bordafuse")
@@ -41,12 +41,24 @@ MetricName = Annotated[str, AfterValidator(_metric)]
 
 
 class DenseRung(StrictModel):
-    """Exact nearest-neighbour search over embeddings (inner product; cosine when normalised)."""
+    """Exact nearest-neighbour search over embeddings (inner product; cosine when normalised), or, with
+    an ``ann`` table (``ann = { kind = "hnsw", M = 32, ef_search = 128 }``), search through a vector
+    index whose recall against exact search on the rung's own queries the record keeps."""
 
     kind: Literal["dense"] = "dense"
     name: str
     encoder: EncoderConfig = EncoderConfig()
+    ann: IndexConfig | None = Field(None, description="a vector index (flat, hnsw, ivf) to search through; none: exact search")
     top_k: int = Field(100, ge=1)
+
+    @model_serializer(mode="wrap")
+    def _exact_as_before(self, handler):
+        """Without ``ann`` the rung dumps as it did before the key existed: the record key is a hash of
+        the dump, so records of exact rungs written then are still found."""
+        dumped = handler(self)
+        if self.ann is None:
+            dumped.pop("ann", None)
+        return dumped
 
 
 class BM25Rung(StrictModel):

@@ -32,7 +32,7 @@ from harness.ladder.rungs import AnyRung, depends_on
 from harness.ladder.stages import SkipSplit, SplitResult
 from harness.metrics import DEFAULT_METRICS, evaluate
 from harness.prices import DEFAULT_PRICES, Price
-from harness.protocols import Run
+from harness.protocols import EncodeEngine, Run
 from harness.records import (
     SCHEMA_VERSION,
     Cost,
@@ -74,6 +74,7 @@ class Settings:
     latency_queries: int = 50
     prices: dict[str, Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     ood_tolerance: float = 0.01  # the ladder's [decision] ood_tolerance: how far a merge rung's alpha may lower out-of-domain scores
+    engine: EncodeEngine | None = None  # the [execution] engine documents are encoded on (not in the key: the vectors are the same)
 
 
 def drop_identical_ids(run: Run, top_k: int) -> Run:
@@ -164,6 +165,10 @@ class _LadderRun:
     @property
     def ood_tolerance(self) -> float:
         return self.settings.ood_tolerance
+
+    @property
+    def engine(self) -> EncodeEngine | None:
+        return self.settings.engine
 
     def companions(self, target: int) -> list[tuple[int, tuple[str, ...]]]:
         """The out-of-domain companions of ``target``'s goldset in this run, each with its splits."""

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from harness.cache import BLOCK
 from harness.choices import PairedTest, QuerySubset
 from harness.config import read_toml, validate
 from harness.environment import shipped
@@ -51,10 +52,12 @@ from harness.ladder.rungs import (
 )
 from harness.metrics import DEFAULT_METRICS
 from harness.prices import DEFAULT_PRICES, Price
+from harness.protocols import EncodeEngine
 
 DEFAULT_LADDER = shipped("ladder.toml")
 BUNDLED_LADDERS = shipped("ladders")
 LADDER_FILE = "ladder.toml"
+LOCAL = "local"  # the [execution] engine that is this process
 
 
 class Decision(BaseModel):
@@ -102,6 +105,42 @@ class Gate(BaseModel):
     rules: list[GateRule] = Field(default_factory=list)
 
 
+class Execution(BaseModel):
+    """The ``[execution]`` table: where rungs encode their corpus. ``local`` (the default) encodes in this
+    process; ``ray`` sends each large document encode to Ray Data (:mod:`backends.ray_engine`): ``workers``
+    actors, each holding one copy of the model (on a CPU, or ``gpus_per_worker`` of a GPU), encode blocks
+    of ``batch_size`` texts, each committed to the embedding cache as it returns. Queries stay local.
+    Where documents are encoded changes neither the vectors nor the records' keys: only their details
+    say where (``encoded_on``). ``bench run --engine`` overrides ``engine``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    engine: str = Field(LOCAL, description="local, or a registered engine backend (ray)")
+    address: str | None = Field(None, description="none: start Ray on this machine; 'auto', 'host:6379' or 'ray://host:10001': a cluster")
+    workers: int = Field(2, ge=1, description="actors encoding at once, each loading the model once")
+    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs (or a share of one) per actor; 0: CPU")
+    batch_size: int = Field(BLOCK, ge=1, description="texts per block: one worker call, one cache commit")
+
+    @field_validator("engine")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from harness import registry
+
+        if name != LOCAL and name not in (choices := registry.available("engine")):
+            names = [LOCAL, *sorted(choices)]
+            raise ValueError(f"unknown engine '{name}' (choices: {', '.join(names)}).{did_you_mean(name, names)}")
+        return name
+
+    def build(self) -> EncodeEngine | None:
+        """The engine (None: local), built before any work, so a missing package is a one-line error up front."""
+        from harness import registry
+
+        if self.engine == LOCAL:
+            return None
+        return registry.load("engine", self.engine)(**self.model_dump(exclude={"engine"}))
+
+
 class Ladder(BaseModel):
     """A parsed ladder file. ``source`` is the file it came from (goldset paths are relative to it)."""
 
@@ -119,6 +158,7 @@ class Ladder(BaseModel):
     rungs: list[Rung] = Field(min_length=1)
     decision: Decision = Field(default_factory=Decision)
     gate: Gate = Field(default_factory=Gate)
+    execution: Execution = Field(default_factory=Execution)
     source: Path | None = Field(None, exclude=True)
 
     @field_validator("primary_metric", "decision", "gate")
@@ -222,6 +262,12 @@ def load_ladder(path: Path | str) -> Ladder:
     ladder.source = path.resolve()
     check_backends(ladder, str(path))
     return ladder
+
+
+def with_engine(ladder: Ladder, engine: str) -> Ladder:
+    """``ladder`` with ``bench run --engine`` in place of its ``[execution]`` engine (its other options kept)."""
+    execution = validate(Execution, {**ladder.execution.model_dump(), "engine": engine}, "--engine")
+    return ladder.model_copy(update={"execution": execution})
 
 
 def resolve_ladder(path: str | None) -> Ladder:

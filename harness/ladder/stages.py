@@ -11,6 +11,7 @@ already recorded is reused, not recomputed. Per-query latency is measured here; 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import time
 from collections.abc import Iterator
@@ -20,16 +21,16 @@ from pathlib import Path
 from typing import Protocol
 
 from harness import progress, registry
-from harness.cache import Cache, CachedReranker, CacheStats, timed
+from harness.cache import Cache, CachedReranker, CacheStats, Offload, timed
 from harness.data.goldset import Goldset
 from harness.ladder.rungs import AnyRung, BM25Rung, ChunkedRung, DenseRung, HybridRung, RerankRung
-from harness.protocols import Run
+from harness.protocols import EncodeEngine, Run
 from harness.records import Counts, RunRecord
-from harness.registry import build_encoder, build_reranker
+from harness.registry import EncoderConfig, build_encoder, build_reranker
 from harness.retrieval import fusion
 from harness.retrieval.chunking import Chunking
 from harness.retrieval.compression import CompressedRetriever, Form
-from harness.retrieval.retrievers import ChunkedRetriever, DenseRetriever
+from harness.retrieval.retrievers import ChunkedRetriever, DenseRetriever, IndexedRetriever
 from harness.retrieval.topk import break_ties
 from harness.training.schema import MODEL_CARD
 
@@ -56,6 +57,7 @@ class Context(Protocol):
     models_root: Path
     files_base: Path | None  # where paths inside rungs resolve from: the ladder file's folder
     ood_tolerance: float  # the ladder's [decision] ood_tolerance
+    engine: EncodeEngine | None  # the ladder's [execution] engine (None: documents are encoded in this process)
 
     def input_record(self, target: int, split: str, rung: str) -> RunRecord: ...
     def input_run(self, target: int, split: str, rung: str) -> Run: ...
@@ -105,14 +107,24 @@ def stage_key(parts) -> str:
 
 def build_retriever(rung: AnyRung, cache: Cache, form: Form | None = None):
     """A ready-to-index retriever for a dense, chunked or BM25 rung (a dense rung's vectors searched in
-    ``form`` when given), and its encoder fingerprint (None for BM25)."""
+    ``form`` when given, else through its ``ann`` index when it has one), and its encoder fingerprint (None for BM25)."""
     if isinstance(rung, BM25Rung):
         options = rung.model_dump(exclude={"kind", "name", "top_k"})
         return registry.load("retriever", "bm25s")(**options), None
     encoder = build_encoder(rung.encoder, cache)
     if isinstance(rung, ChunkedRung):
         return ChunkedRetriever(encoder, cache, _chunking(rung)), encoder.fingerprint
-    return (CompressedRetriever(encoder, cache, form) if form else DenseRetriever(encoder, cache)), encoder.fingerprint
+    if form:
+        return CompressedRetriever(encoder, cache, form), encoder.fingerprint
+    return (IndexedRetriever(encoder, cache, rung.ann) if rung.ann else DenseRetriever(encoder, cache)), encoder.fingerprint
+
+
+def offload(engine: EncodeEngine | None, encoder: EncoderConfig) -> Offload | None:
+    """``engine`` bound to the encoder it is to rebuild on its workers; None for a backend that takes the
+    run's cache (an adapter, whose documents are its base's vectors, cached by the base's own rung)."""
+    if engine is None or "cache" in inspect.signature(registry.load("encoder", encoder.backend)).parameters:
+        return None
+    return Offload(engine, encoder.model_dump())
 
 
 def _chunking(rung: ChunkedRung) -> Chunking:
@@ -133,6 +145,8 @@ class RetrieverStage:
 
     def run(self, ctx: Context, target: int, splits: list[str]) -> Iterator[tuple[str, SplitResult | SkipSplit]]:
         goldset = ctx.goldset(target)
+        if isinstance(self.retriever, DenseRetriever):
+            self.retriever.encoder.offload = offload(ctx.engine, self.rung.encoder)
         start = time.perf_counter()
         if isinstance(self.retriever, ChunkedRetriever):
             self.retriever.index_goldset(goldset)
@@ -141,7 +155,7 @@ class RetrieverStage:
         index_s = time.perf_counter() - start
         docs = self._take_counts()
         if isinstance(self.retriever, DenseRetriever):
-            self.index_details = self._index_details(goldset, index_s, docs["computed"])
+            self.index_details = self._index_details(goldset, index_s, docs["computed"], docs["engine"])
         for n, split in enumerate(splits):
             yield split, self._search(ctx, goldset, split, index_s if n == 0 else 0.0, docs, first=n == 0)
 
@@ -175,15 +189,19 @@ class RetrieverStage:
 
             result.subsets = seen_subsets(goldset, split, self.rung.encoder.model)
         result.details = {**result.details, **self.index_details}
+        if isinstance(self.retriever, IndexedRetriever):  # after the timed search: the exact reference is not part of it
+            result.details["ann"] = self.retriever.ann_details()
         return result
 
-    def _index_details(self, goldset: Goldset, index_s: float, encoded: int) -> dict:
+    def _index_details(self, goldset: Goldset, index_s: float, encoded: int, engine: str | None) -> dict:
         """The index's size per document and the encoder's documents per second: this run's when it
         encoded documents, else that of the run that encoded them (kept in the cache); None when unknown.
-        A run that found some vectors cached and encoded the rest counts the whole indexing time."""
-        if encoded:
+        A run that found some vectors cached and encoded the rest counts the whole indexing time. Documents
+        encoded on an ``engine`` are said to be (``encoded_on``), and that rate (its workers, their start-up)
+        is this run's alone: it is not kept as the encoder's, which later runs with the vectors cached report."""
+        if encoded and not engine:
             self.cache.put_encode_rate(self.fingerprint, goldset.fingerprint, index_s, encoded)
-        rate = self.cache.encode_rate(self.fingerprint, goldset.fingerprint)
+        rate = (index_s, encoded) if encoded and engine else self.cache.encode_rate(self.fingerprint, goldset.fingerprint)
         n_docs = max(len(goldset.corpus), 1)
         size = self.retriever.index_bytes()
         out = {"index_bytes_per_doc": size // n_docs if size % n_docs == 0 else round(size / n_docs, 1), "index_mb": round(size / 1e6, 3)}
@@ -192,7 +210,7 @@ class RetrieverStage:
         elif not isinstance(self.retriever, ChunkedRetriever):
             out["dim"] = self.retriever.dim
         return out | {"encode_docs_per_s": round(rate[1] / rate[0], 2) if rate and rate[0] > 0 else None,
-                      "encode_measured": "this run" if encoded else "an earlier run (vectors cached)" if rate else None}
+                      "encode_measured": "this run" if encoded else "an earlier run (vectors cached)" if rate else None} | ({"encoded_on": engine} if engine else {})
 
     def _latency(self, queries: dict[str, str], top_k: int) -> dict[str, float]:
         if isinstance(self.retriever, DenseRetriever):

@@ -1,6 +1,7 @@
 """Dense retrievers over any encoder, through the embedding cache: whole documents
 (:class:`DenseRetriever`), chunks (:class:`ChunkedRetriever`), and an encoder as a reranker
-(:class:`EncoderReranker`). Search itself is exact, in :mod:`harness.retrieval.topk`.
+(:class:`EncoderReranker`). Search is exact (:mod:`harness.retrieval.topk`), or through a vector index
+measured against exact search (:class:`IndexedRetriever`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from harness import progress
 from harness.cache import Cache, CachedEncoder, text_hash, timed
 from harness.data.goldset import Document, Goldset
 from harness.protocols import Run, Tokenizing
-from harness.registry import EncoderConfig, build_encoder
+from harness.registry import EncoderConfig, IndexConfig, build_encoder, build_index
 from harness.retrieval.chunking import Chunking, chunk_corpus
-from harness.retrieval.topk import to_run, top_k_chunked, top_k_dense
+from harness.retrieval.topk import recall_at, to_run, top_k_chunked, top_k_dense
 
 
 class EncoderReranker:
@@ -71,13 +72,16 @@ class DenseRetriever:
     def _top_k(self, query_vectors: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         return top_k_dense(query_vectors, self._doc_vectors, top_k)
 
-    def search(self, queries: Mapping[str, str], top_k: int) -> Run:
+    def _encode_queries(self, queries: Mapping[str, str]) -> np.ndarray:
         start = time.perf_counter()
         with progress.bar("encoding queries") as update:
             self.encoder.on_progress = update
             query_vectors = self.encoder.encode(list(queries.values()), input_type="query")
         self.encode_queries_s += time.perf_counter() - start
-        indices, scores = self._top_k(query_vectors, top_k)
+        return query_vectors
+
+    def search(self, queries: Mapping[str, str], top_k: int) -> Run:
+        indices, scores = self._top_k(self._encode_queries(queries), top_k)
         return to_run(list(queries), self._doc_ids, indices, scores)
 
     def latency(self, queries: Mapping[str, str], top_k: int) -> dict[str, float]:
@@ -99,6 +103,53 @@ class DenseRetriever:
             self._top_k(vectors[text_hash(text)][None, :], top_k)
             out[qid] = seconds + time.perf_counter() - start
         return out
+
+
+class IndexedRetriever(DenseRetriever):
+    """A :class:`DenseRetriever` that searches through a vector index (a dense rung's ``ann`` table: faiss
+    flat shards, HNSW or IVF), latency included. Exact search stays the reference: :meth:`ann_details`
+    runs it over the same query vectors after the timed search and reports the index's recall against
+    it, so an approximate index is never trusted unmeasured. The float vectors are kept beside the index
+    for that reference, so this retriever holds both; its :meth:`index_bytes` is the index's alone, what
+    a deployment would hold."""
+
+    def __init__(self, encoder, cache: Cache, ann: IndexConfig):
+        super().__init__(encoder, cache)
+        self.vector_index = build_index(ann)  # a missing package is known before any encoding
+        self.build_s = 0.0
+        self._searched: tuple[np.ndarray, np.ndarray] | None = None
+
+    def index(self, corpus: Mapping[str, str]) -> None:
+        super().index(corpus)
+        start = time.perf_counter()
+        self.vector_index.build(self._doc_vectors)
+        self.build_s = time.perf_counter() - start
+
+    def index_bytes(self) -> int:
+        return self.vector_index.index_bytes()
+
+    def _top_k(self, query_vectors: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.vector_index.search(query_vectors, top_k)
+
+    def search(self, queries: Mapping[str, str], top_k: int) -> Run:
+        query_vectors = self._encode_queries(queries)
+        indices, scores = self._top_k(query_vectors, top_k)
+        self._searched = query_vectors, indices
+        return to_run(list(queries), self._doc_ids, indices, scores)
+
+    def ann_details(self) -> dict:
+        """What the index was (backend, kind, parameters, bytes, build seconds) and its recall@10 and
+        recall@k against exact search of the last :meth:`search`'s queries, scored by true inner
+        products (not the scores the index reports)."""
+        query_vectors, indices = self._searched
+        k = indices.shape[1]
+        _, exact = top_k_dense(query_vectors, self._doc_vectors, k)
+        scores = np.concatenate([  # 256 queries at a time: all hits' vectors at once are queries x k x dim floats
+            np.einsum("qd,qkd->qk", query_vectors[q0 : q0 + 256], self._doc_vectors[np.maximum(indices[q0 : q0 + 256], 0)])
+            for q0 in range(0, len(indices), 256)
+        ])
+        recall = [{"k": at, "recall": round(recall_at(at, indices, scores, exact), 6)} for at in sorted({min(10, k), k})]
+        return self.vector_index.describe() | {"index_bytes": self.index_bytes(), "build_s": round(self.build_s, 3), "recall": recall}
 
 
 class ChunkedRetriever(DenseRetriever):

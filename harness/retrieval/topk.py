@@ -2,7 +2,8 @@
 
 Scores are computed one (query block x document block) tile at a time and merged into a running
 top-k, so memory is ``query_block * doc_block`` floats however large the corpus is: a 1M-document
-corpus never needs a 1M x N score matrix. Exact (no ANN), so results equal a full matrix product.
+corpus never needs a 1M x N score matrix. Exact (no ANN), so results equal a full matrix product, and
+an approximate search is measured against it (:func:`recall_at`).
 """
 
 from __future__ import annotations
@@ -117,8 +118,24 @@ def _top_k(query_vectors, n_docs, top_k, tile, query_block, doc_block) -> tuple[
 
 
 def to_run(query_ids: Sequence[str], doc_ids: Sequence[str], indices: np.ndarray, scores: np.ndarray) -> Run:
-    """Turn search results into a ranx-shaped run ``{query_id: {doc_id: score}}``."""
-    return {qid: {doc_ids[i]: float(s) for i, s in zip(indices[row], scores[row])} for row, qid in enumerate(query_ids)}
+    """Turn search results into a ranx-shaped run ``{query_id: {doc_id: score}}`` (index -1, a slot an
+    approximate index could not fill, is left out)."""
+    return {qid: {doc_ids[i]: float(s) for i, s in zip(indices[row], scores[row]) if i >= 0} for row, qid in enumerate(query_ids)}
+
+
+TIE = 1e-5
+"""Scores this close count as tied: inner products of unit float32 vectors summed in another order
+(faiss's kernels against numpy's BLAS) differ by about 1e-7."""
+
+
+def recall_at(k: int, indices: np.ndarray, scores: np.ndarray, exact_scores: np.ndarray) -> float:
+    """The share of the exact top ``k`` an approximate search found, counted as ann-benchmarks counts it
+    (Aumüller et al. 2020): a hit whose true score reaches the exact k-th score (less :data:`TIE`) is
+    one of the k best, so a document tied with the k-th counts wherever ties fell. ``indices`` and
+    ``scores`` are the search's (-1: no hit), scores being true inner products; ``exact_scores`` the
+    exact search's, best first."""
+    found = (indices[:, :k] >= 0) & (scores[:, :k] >= exact_scores[:, k - 1 : k] - TIE)
+    return float(found.sum(axis=1).mean() / k)
 
 
 def break_ties(hits: dict[str, float]) -> dict[str, float]:

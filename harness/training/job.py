@@ -23,7 +23,7 @@ from harness.data.pair_files import data_fingerprint, goldset_pairs, read_pair_f
 from harness.data.resolve import resolve_goldset
 from harness.protocols import EncodeFn, Pair, Trainer, TrainResult
 from harness.records import safe_name
-from harness.registry import EncoderConfig, build_encoder
+from harness.registry import EncoderConfig, IndexConfig, build_encoder, build_index
 from harness.retrieval.topk import top_k_dense
 from harness.training.dev_eval import SplitScorer
 from harness.training.leakage import Leakage, guard
@@ -182,6 +182,7 @@ def mine(job: Job, model_dir: Path, cache: Cache) -> tuple[dict[str, list[Pair]]
     with progress.bar("mining: encoding the corpus") as update:
         encoder.on_progress = update
         doc_vectors = encoder.encode([goldset.document_text(goldset.corpus[d]) for d in doc_ids], input_type="document")
+    search = _mining_search(doc_vectors, spec.index)
     positives_of: dict[str, set[str]] = {}
     for pairs in job.datasets.values():
         for p in pairs:
@@ -190,11 +191,11 @@ def mine(job: Job, model_dir: Path, cache: Cache) -> tuple[dict[str, list[Pair]]
     for source, pairs in job.datasets.items():
         query_vectors = encoder.encode([p.query for p in pairs], input_type="query")
         positive_vectors = encoder.encode([p.positive for p in pairs], input_type="document")
-        indices, scores = top_k_dense(query_vectors, doc_vectors, spec.depth)
+        indices, scores = search(query_vectors, spec.depth)
         candidates[source] = []
         for i, p in enumerate(pairs):
             ceiling = spec.max_relative * float(query_vectors[i] @ positive_vectors[i])
-            texts = [goldset.document_text(goldset.corpus[doc_ids[j]]) for j, s in zip(indices[i], scores[i]) if s < ceiling]
+            texts = [goldset.document_text(goldset.corpus[doc_ids[j]]) for j, s in zip(indices[i], scores[i]) if j >= 0 and s < ceiling]
             candidates[source].append([t for t in texts if t not in positives_of[p.query]][spec.rank_from : spec.rank_from + (spec.negatives or DEFAULT_NEGATIVES)])
     k = negatives_for([len(c) for cs in candidates.values() for c in cs], spec.negatives)
     mined = {
@@ -202,6 +203,17 @@ def mine(job: Job, model_dir: Path, cache: Cache) -> tuple[dict[str, list[Pair]]
         for source, pairs in job.datasets.items()
     }
     return mined, k
+
+
+def _mining_search(doc_vectors: np.ndarray, kind: str):
+    """``search(queries, k) -> (indices, scores)`` over the corpus: exact, or through a vector index of
+    ``kind`` built once for every source's queries (faiss flat for exact search at scale; HNSW or IVF
+    when approximate negatives will do, as they are only hard examples, not judgements)."""
+    if kind == "exact":
+        return lambda queries, k: top_k_dense(queries, doc_vectors, k)
+    index = build_index(IndexConfig(kind=kind))
+    index.build(doc_vectors)
+    return index.search
 
 
 def training_resources(model_dir: Path) -> dict:

@@ -18,13 +18,13 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from harness.choices import LeakagePolicy, OverlapPolicy
 from harness.config import StrictModel
 from harness.errors import did_you_mean
 from harness.metrics import DEFAULT_METRICS
-from harness.registry import DEFAULT_MODEL
+from harness.registry import DEFAULT_MODEL, IndexKind
 
 MODEL_CARD = "tunebench.json"
 """The card beside every model tunebench writes (a training round, a merged model): how it was made."""
@@ -63,6 +63,18 @@ class MiningConfig(StrictModel):
         True, description="with a dev split: evaluate twice an epoch, stop when an evaluation beats neither the previous round nor an earlier one, "
         "and keep the previous round's weights when none beat it"
     )
+    index: Literal["exact", IndexKind] = Field(
+        "exact", description="how the corpus is searched: exact (numpy), or a faiss index of that kind at its defaults (flat: exact in shards; hnsw, ivf: approximate)"
+    )
+
+    @model_serializer(mode="wrap")
+    def _exact_as_before(self, handler):
+        """Exact mining dumps as it did before ``index`` existed: the job's fingerprint (a hash of the
+        dump) names its model folders, so models trained then are still found, not trained again."""
+        dumped = handler(self)
+        if self.index == "exact":
+            dumped.pop("index", None)
+        return dumped
 
 
 class LoraSettings(StrictModel):
