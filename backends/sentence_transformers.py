@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from backends.runtimes import EXPORT_VERSION, Exported, export_dir, load_or_export, runtime_problem
 from harness.errors import ConfigError, ModelUnavailable
 from harness.protocols import InputType
 from harness.training.schema import DESCRIPTION_FILES
@@ -182,9 +183,11 @@ class _LocalModel:
 
     @classmethod
     def config_problems(cls, model: str, options: dict) -> dict[str, str]:
-        """The model checked without loading it (:func:`model_problem`), for ``bench validate``."""
-        problem = model_problem(model)
-        return {"model": problem} if problem else {}
+        """The model checked without loading it (:func:`model_problem`), and the serving runtime, for ``bench validate``."""
+        problems = {"model": problem} if (problem := model_problem(model)) else {}
+        if problem := runtime_problem(options.get("runtime"), options.get("quantize")):
+            problems["runtime"] = problem
+        return problems
 
 
     @classmethod
@@ -229,6 +232,11 @@ class SentenceTransformerEncoder(_LocalModel):
     so inner product is cosine similarity. ``batch_size`` defaults to 16 on CPU and 64 on GPU: on CPU,
     small length-sorted batches waste less work on padding and stay in cache (measured in
     benchmarks/RESULTS.md: about 12% faster than 32, sentence-transformers' and mteb's default).
+
+    ``runtime`` serves the model on the CPU through ONNX Runtime or OpenVINO (:mod:`backends.runtimes`),
+    exported once; unset, it is the ladder's ``[execution] runtime`` (:meth:`use_runtime`), else torch. In
+    fp32 an export is the same model, checked against torch, and keeps the fingerprint and cached vectors;
+    ``quantize = "int8"`` makes another model, with a fingerprint of its own.
     """
 
     def __init__(
@@ -241,7 +249,11 @@ class SentenceTransformerEncoder(_LocalModel):
         max_length: int | None = None,
         normalize: bool = True,
         device: str | None = None,
+        runtime: str | None = None,
+        quantize: str | None = None,
     ):
+        if problem := runtime_problem(runtime, quantize):
+            raise ConfigError(problem)
         self.model_name = model
         self.path = resolve_model(model)
         self.prompts = {"query": query_prompt, "document": document_prompt}
@@ -249,11 +261,58 @@ class SentenceTransformerEncoder(_LocalModel):
         self.max_length = max_length
         self.normalize = normalize
         self.device = device
+        self.runtime = runtime
+        self.quantize = quantize
+        self._exported: Exported | None = None
 
     @cached_property
     def fingerprint(self) -> str:
-        settings = json.dumps([folder_digest(self.path), self.prompts, self.max_length, self.normalize])
-        return "st-" + hashlib.sha256(settings.encode()).hexdigest()[:24]
+        settings = [folder_digest(self.path), self.prompts, self.max_length, self.normalize]
+        if self.quantize:  # another model; fp32 on any runtime is this one (checked on export)
+            settings += [self.runtime, self.quantize, EXPORT_VERSION]
+        return "st-" + hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:24]
+
+    def use_runtime(self, runtime: str) -> None:
+        """Serve on ``runtime`` (the ladder's default) unless the encoder's own table named one."""
+        if self.runtime is None and self._exported is None:
+            self.runtime = runtime
+
+    @property
+    def serving(self) -> str:
+        return self.runtime or "torch"
+
+    def runtime_details(self) -> dict:
+        """What a record says of the runtime: nothing for torch; else its name, the export's size and its
+        agreement with torch (read from the export, so a run whose vectors were all cached says it too)."""
+        if self.serving == "torch":
+            return {}
+        folder = self._export_folder()
+        try:
+            meta = self._exported.meta if self._exported else json.loads((folder / "export.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = {}
+        out = {"runtime": self.serving, "quantize": self.quantize}
+        if meta:
+            out |= {"model_mb": round(meta["model_bytes"] / 1e6, 1), "torch_model_mb": round(meta["torch_bytes"] / 1e6, 1),
+                    "runtime_min_cosine": meta["agreement"]["min_cosine"], "runtime_optimizer": meta.get("optimizer"), "runtime_quantization": meta.get("quantization")}
+        return out
+
+    def _export_folder(self) -> Path:
+        from harness.cache import default_cache_dir
+
+        return export_dir(default_cache_dir(), folder_digest(self.path), self.serving, self.quantize, self.max_length or 0, self.prompts)
+
+    def _served(self, sample: Sequence[str]) -> Exported:
+        """The export this encoder serves, made on first use (``sample``: the first texts it encodes, which
+        the export is checked on); torch's copy of the model is released once it is made."""
+        if self._exported is None:
+            def load_torch():
+                self.device = "cpu"  # the runtimes here are CPU engines; trace and compare there
+                return self.model
+
+            self._exported = load_or_export(self._export_folder(), load_torch, self.serving, self.quantize, self.prompts, self.normalize, sample)
+            self.__dict__.pop("model", None)
+        return self._exported
 
     @cached_property
     def model(self):
@@ -275,21 +334,25 @@ class SentenceTransformerEncoder(_LocalModel):
         on SciFact; sorting by the tokenizer's own (truncated) length removes it.
         """
         prompt = self.prompts[input_type]
-        model = self.model
-        batch_size = self.batch_size or (16 if model.device.type == "cpu" else 64)
-        texts = cut_texts(texts, model.max_seq_length)
-        order = self._longest_first([prompt + t for t in texts])
+        if self.serving == "torch":
+            model = self.model
+            tokenizer, max_length, cpu = getattr(model, "tokenizer", None), model.max_seq_length, model.device.type == "cpu"
+        else:
+            served = self._served(texts)
+            tokenizer, max_length, cpu = served.tokenizer, served.max_length, True
+        batch_size = self.batch_size or (16 if cpu else 64)
+        texts = cut_texts(texts, max_length)
+        order = _longest_first(tokenizer, max_length, [prompt + t for t in texts])
         out: np.ndarray | None = None
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            vectors = model.encode(
-                [texts[i] for i in rows],
-                prompt=prompt or None,
-                batch_size=batch_size,
-                normalize_embeddings=self.normalize,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            if self.serving == "torch":
+                vectors = model.encode([texts[i] for i in rows], prompt=prompt or None, batch_size=batch_size, normalize_embeddings=self.normalize,
+                                       convert_to_numpy=True, show_progress_bar=False)
+            else:
+                vectors = served.encode([prompt + texts[i] for i in rows])
+                if self.normalize:
+                    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
             if out is None:
                 out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
             out[rows] = vectors
@@ -297,16 +360,17 @@ class SentenceTransformerEncoder(_LocalModel):
 
     def token_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
         """Character offsets of each text's tokens (no special tokens, no truncation), for chunking."""
-        tokenizer = self.model.tokenizer
+        tokenizer = self.model.tokenizer if self.serving == "torch" else self._served(texts).tokenizer
         encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False, return_token_type_ids=False, verbose=False)
         return [[(a, b) for a, b in offsets if b > a] for offsets in encoded["offset_mapping"]]
 
-    def _longest_first(self, texts: list[str]) -> np.ndarray:
-        tokenizer = getattr(self.model, "tokenizer", None)
-        if tokenizer is None or not callable(tokenizer):
-            return np.argsort([-len(t) for t in texts], kind="stable")
-        ids = tokenizer(texts, truncation=True, max_length=self.model.max_seq_length, return_attention_mask=False, return_token_type_ids=False)
-        return np.argsort([-len(x) for x in ids["input_ids"]], kind="stable")
+
+def _longest_first(tokenizer, max_length: int, texts: list[str]) -> np.ndarray:
+    """Indices of ``texts`` by token length (truncated), longest first; by characters without a tokenizer."""
+    if tokenizer is None or not callable(tokenizer):
+        return np.argsort([-len(t) for t in texts], kind="stable")
+    ids = tokenizer(texts, truncation=True, max_length=max_length, return_attention_mask=False, return_token_type_ids=False)
+    return np.argsort([-len(x) for x in ids["input_ids"]], kind="stable")
 
 
 def cut_texts(texts: Sequence[str], max_tokens: int | None) -> list[str]:

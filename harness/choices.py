@@ -26,6 +26,9 @@ PairedTest = Literal["fisher", "t-test"]
 """Paired significance tests: Fisher's randomisation test, or the paired Student's t-test."""
 
 
+Runtime = Literal["torch", "onnx", "openvino"]
+"""What serves a local sentence-transformers model: torch, or its export to ONNX Runtime or OpenVINO."""
+
 QuerySubset = Literal["seen", "unseen"]
 """A fine-tuned model's evaluation queries whose relevant documents it did, or did not, train on."""
 

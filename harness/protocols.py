@@ -35,6 +35,20 @@ class Encoder(Protocol):
 
 
 @runtime_checkable
+class ServesOnRuntimes(Protocol):
+    """A local encoder that can serve its model on another inference runtime (ONNX Runtime, OpenVINO):
+    the ladder's ``[execution] runtime`` reaches it here, before its first encode."""
+
+    def use_runtime(self, runtime: str) -> None:
+        """Serve on ``runtime`` unless the encoder's own configuration named one."""
+        ...
+
+    def runtime_details(self) -> dict[str, Any]:
+        """For records: empty on torch; else the runtime, the served model's size, its agreement with torch."""
+        ...
+
+
+@runtime_checkable
 class Concurrent(Protocol):
     """A backend that may have several requests in flight (an API); others are called one at a time."""
 

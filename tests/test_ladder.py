@@ -38,7 +38,7 @@ def test_shipped_ladders_parse_with_every_rung_kind():
     demo = load_ladder(ROOT / "ladders" / "demo.toml")
     assert {r.kind for r in demo.rungs} == {"dense", "bm25", "hybrid", "rerank", "chunked", "adapter", "finetune", "merge", "compress"}
     assert demo.rung("wise-ft").of == "finetune-r1"  # a merge rung's `of = "finetune"` is that rung's last round
-    assert [r.name for r in demo.rungs if r.kind == "compress"] == [f"compress-{f}" for f in ("int8", "binary", "binary-rescore", "mrl-256", "mrl-128")]
+    assert [r.name for r in demo.rungs if r.kind == "compress"] == [f"compress-{f}" for f in ("int8", "binary", "binary-rescore", "mrl-256", "mrl-128", "onnx-int8", "openvino-int8")]
 
 
 @pytest.mark.parametrize(

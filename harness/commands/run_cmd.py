@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from harness.choices import Runtime, values
 from harness.commands.options import json_option, leaderboard_option
 
 ladder_option = click.option(
@@ -27,9 +28,13 @@ ladder_option = click.option(
     "--engine", default=None, metavar="NAME",
     help="Where documents are encoded: local, or ray (Ray Data; workers and address from the ladder's [execution] table). Default: the ladder's, else local.",
 )
+@click.option(
+    "--runtime", type=click.Choice(values(Runtime)), default=None,
+    help="What serves local sentence-transformers models: torch, or their fp32 export to onnx or openvino (checked against torch; same vectors). Default: the ladder's, else torch.",
+)
 @leaderboard_option
 @json_option
-def run(ladder_path, goldsets, splits, rung_names, model, ood, overwrite, cache_dir, engine, leaderboard_dir, as_json):
+def run(ladder_path, goldsets, splits, rung_names, model, ood, overwrite, cache_dir, engine, runtime, leaderboard_dir, as_json):
     """Run the ladder's rungs on its goldsets; write one record per goldset x split x rung.
 
     Rungs that cannot run here (a hub model offline, an API key not set) are recorded as skipped,
@@ -38,12 +43,14 @@ def run(ladder_path, goldsets, splits, rung_names, model, ood, overwrite, cache_
     from harness.cache import Cache
     from harness.ladder.plan import model_ladder, run_ladder
     from harness.ladder.runner import LadderFailure, LadderRefused
-    from harness.ladder.schema import resolve_ladder, with_engine
+    from harness.ladder.schema import resolve_ladder, with_engine, with_runtime
     from harness.records import Leaderboard
 
     ladder = resolve_ladder(ladder_path)
     if engine:
         ladder = with_engine(ladder, engine)
+    if runtime:
+        ladder = with_runtime(ladder, runtime)
     if model:
         ladder = model_ladder(ladder, model)
         rung_names = ()

@@ -353,7 +353,7 @@ def plot_frame(records: list[RunRecord], metric: str):
 
 def panel_figures(panel: Panel) -> list[tuple[str, str, str]]:
     """(name, caption, svg) of the panel's plots: the ladder, quality against cost, latency and index size
-    (when a record has one: dense-like rungs), in- against out-of-domain. Skipped rungs are not drawn (the table lists them); when every rung cost $0 the cost plot
+    (when a record has one: dense-like rungs), against encode time (when two encoders' rates are known), in- against out-of-domain. Skipped rungs are not drawn (the table lists them); when every rung cost $0 the cost plot
     is a sentence instead (svg ``""``): a column of points at zero says nothing."""
     from harness.decide import plots
 
@@ -373,6 +373,12 @@ def panel_figures(panel: Panel) -> list[tuple[str, str, str]]:
     if size in frame.columns and frame[size].notna().any():
         figures.append(("index", f"{metric} against the index's bytes per document (dense rungs and compressed forms); red: the Pareto front",
                         plots.tradeoff_chart(frame, metric, size, "index size, bytes per document", log=True)))
+    rate, measured = "details.encode_docs_per_s", "details.encode_measured"
+    own = frame[~frame.get(measured, frame["rung"]).astype(str).str.startswith("rung '")] if rate in frame.columns else frame  # vector forms reuse their of rung's
+    if rate in own.columns and own[rate].notna().sum() > 1:  # one encoder is a point, not a trade-off
+        timed = own.assign(encode_ms_per_doc=1000 / own[rate].astype(float))
+        figures.append(("encode", f"{metric} against the time to encode a document (this machine; models, runtimes and quantized forms); red: the Pareto front",
+                        plots.tradeoff_chart(timed, metric, "encode_ms_per_doc", "encode time, ms per document", log=True)))
     if panel.companions:
         companions = {name: records_frame(rs) for name, rs in panel.companions.items()}
         figures.append(("ood", f"{metric} in-domain against out-of-domain, per rung", plots.ood_chart(frame, companions, metric)))

@@ -104,6 +104,7 @@ def run_ladder(
     )
     settings = Settings(
         metrics=ladder.metric_order, latency_queries=ladder.latency_queries, prices=ladder.price_table(), ood_tolerance=ladder.decision.ood_tolerance, engine=engine,
+        runtime=ladder.execution.runtime,
     )
     return run_rungs(
         targets, ladder.select(rungs), leaderboard=leaderboard, cache=cache, overwrite=overwrite, settings=settings, files_base=ladder.base, keep_skipped=keep_skipped,

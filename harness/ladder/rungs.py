@@ -227,14 +227,16 @@ COMPRESSIBLE = ("dense", "finetune", "merge")
 class CompressRung(StrictModel):
     """An earlier dense-like rung's model (``of``: a dense rung, a finetune rung (its last round) or round,
     or a merge rung) served in cheaper forms (:mod:`harness.retrieval.compression`): int8 and binary
-    quantization of its vectors, binary search with rescoring, Matryoshka truncation (``mrl-<dim>``). A
-    ladder lists it once; it becomes one rung per form, ``<name>-<form>``, each searching the ``of``
-    rung's cached float vectors (nothing is re-encoded) and recording its index size beside its metrics."""
+    quantization of its vectors, binary search with rescoring, Matryoshka truncation (``mrl-<dim>``), each
+    searching the ``of`` rung's cached float vectors (nothing is re-encoded); and int8 models served on a
+    CPU runtime (``onnx-int8``, ``openvino-int8``: a local sentence-transformers model, its corpus encoded
+    again). A ladder lists it once; it becomes one rung per form, ``<name>-<form>``, each recording its
+    index size (and a model form its model's size and encode rate) beside its metrics."""
 
     kind: Literal["compress"] = "compress"
     name: str
     of: str = Field(description="the dense, finetune (its last round) or merge rung whose model is compressed")
-    forms: list[str] = Field(default_factory=lambda: list(DEFAULT_FORMS), min_length=1, description="int8, binary, binary-rescore, mrl-<dim>")
+    forms: list[str] = Field(default_factory=lambda: list(DEFAULT_FORMS), min_length=1, description="int8, binary, binary-rescore, mrl-<dim>, onnx-int8, openvino-int8")
     rescore_multiplier: int = Field(4, ge=1, description="binary-rescore: candidates rescored per result kept (sentence-transformers' demo: 4)")
     rescore_with: Literal["int8", "float"] = Field("int8", description="binary-rescore: the document vectors the float query rescores")
     form: str | None = Field(None, description="set by the ladder when it expands the forms")

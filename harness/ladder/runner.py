@@ -75,6 +75,7 @@ class Settings:
     prices: dict[str, Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     ood_tolerance: float = 0.01  # the ladder's [decision] ood_tolerance: how far a merge rung's alpha may lower out-of-domain scores
     engine: EncodeEngine | None = None  # the [execution] engine documents are encoded on (not in the key: the vectors are the same)
+    runtime: str = "torch"  # the [execution] runtime local models are served on (not in the key: fp32 exports are checked to give the same vectors)
 
 
 def drop_identical_ids(run: Run, top_k: int) -> Run:
@@ -169,6 +170,10 @@ class _LadderRun:
     @property
     def engine(self) -> EncodeEngine | None:
         return self.settings.engine
+
+    @property
+    def runtime(self) -> str:
+        return self.settings.runtime
 
     def companions(self, target: int) -> list[tuple[int, tuple[str, ...]]]:
         """The out-of-domain companions of ``target``'s goldset in this run, each with its splits."""

@@ -32,7 +32,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from harness.cache import BLOCK
-from harness.choices import PairedTest, QuerySubset
+from harness.choices import PairedTest, QuerySubset, Runtime, values
 from harness.config import read_toml, validate
 from harness.environment import shipped
 from harness.errors import ConfigError, did_you_mean
@@ -121,6 +121,9 @@ class Execution(BaseModel):
     workers: int = Field(2, ge=1, description="actors encoding at once, each loading the model once")
     gpus_per_worker: float = Field(0.0, ge=0, description="GPUs (or a share of one) per actor; 0: CPU")
     batch_size: int = Field(BLOCK, ge=1, description="texts per block: one worker call, one cache commit")
+    runtime: Runtime = Field(
+        "torch", description="what serves local sentence-transformers models on the CPU: torch, or their fp32 export to ONNX Runtime or OpenVINO, "
+        "checked against torch (the same vectors: the fingerprint, cache and records stay the model's; the records name the runtime)")
 
     @field_validator("engine")
     @classmethod
@@ -132,13 +135,20 @@ class Execution(BaseModel):
             raise ValueError(f"unknown engine '{name}' (choices: {', '.join(names)}).{did_you_mean(name, names)}")
         return name
 
+    @field_validator("runtime", mode="before")
+    @classmethod
+    def _known_runtime(cls, name: object) -> object:
+        if isinstance(name, str) and name not in (choices := values(Runtime)):
+            raise ValueError(f"unknown runtime '{name}' (choices: {', '.join(choices)}).{did_you_mean(name, choices)}")
+        return name
+
     def build(self) -> EncodeEngine | None:
         """The engine (None: local), built before any work, so a missing package is a one-line error up front."""
         from harness import registry
 
         if self.engine == LOCAL:
             return None
-        return registry.load("engine", self.engine)(**self.model_dump(exclude={"engine"}))
+        return registry.load("engine", self.engine)(**self.model_dump(exclude={"engine", "runtime"}))
 
 
 class Ladder(BaseModel):
@@ -267,6 +277,12 @@ def load_ladder(path: Path | str) -> Ladder:
 def with_engine(ladder: Ladder, engine: str) -> Ladder:
     """``ladder`` with ``bench run --engine`` in place of its ``[execution]`` engine (its other options kept)."""
     execution = validate(Execution, {**ladder.execution.model_dump(), "engine": engine}, "--engine")
+    return ladder.model_copy(update={"execution": execution})
+
+
+def with_runtime(ladder: Ladder, runtime: str) -> Ladder:
+    """``ladder`` with ``bench run --runtime`` in place of its ``[execution]`` runtime."""
+    execution = validate(Execution, {**ladder.execution.model_dump(), "runtime": runtime}, "--runtime")
     return ladder.model_copy(update={"execution": execution})
 
 

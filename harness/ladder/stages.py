@@ -24,7 +24,7 @@ from harness import progress, registry
 from harness.cache import Cache, CachedReranker, CacheStats, Offload, timed
 from harness.data.goldset import Goldset
 from harness.ladder.rungs import AnyRung, BM25Rung, ChunkedRung, DenseRung, HybridRung, RerankRung
-from harness.protocols import EncodeEngine, Run
+from harness.protocols import EncodeEngine, Run, ServesOnRuntimes
 from harness.records import Counts, RunRecord
 from harness.registry import EncoderConfig, build_encoder, build_reranker
 from harness.retrieval import fusion
@@ -58,6 +58,7 @@ class Context(Protocol):
     files_base: Path | None  # where paths inside rungs resolve from: the ladder file's folder
     ood_tolerance: float  # the ladder's [decision] ood_tolerance
     engine: EncodeEngine | None  # the ladder's [execution] engine (None: documents are encoded in this process)
+    runtime: str  # the ladder's [execution] runtime for local models (torch, onnx, openvino)
 
     def input_record(self, target: int, split: str, rung: str) -> RunRecord: ...
     def input_run(self, target: int, split: str, rung: str) -> Run: ...
@@ -147,6 +148,8 @@ class RetrieverStage:
         goldset = ctx.goldset(target)
         if isinstance(self.retriever, DenseRetriever):
             self.retriever.encoder.offload = offload(ctx.engine, self.rung.encoder)
+        if ctx.runtime != "torch" and isinstance(self._backend(), ServesOnRuntimes):
+            self._backend().use_runtime(ctx.runtime)
         start = time.perf_counter()
         if isinstance(self.retriever, ChunkedRetriever):
             self.retriever.index_goldset(goldset)
@@ -193,15 +196,26 @@ class RetrieverStage:
             result.details["ann"] = self.retriever.ann_details()
         return result
 
+    def _backend(self):
+        """The encoder backend behind the cache (None for BM25)."""
+        encoder = getattr(self.retriever, "encoder", None)
+        return getattr(encoder, "encoder", encoder)
+
+    def _runtime(self) -> dict:
+        backend = self._backend()
+        return backend.runtime_details() if isinstance(backend, ServesOnRuntimes) else {}
+
     def _index_details(self, goldset: Goldset, index_s: float, encoded: int, engine: str | None) -> dict:
         """The index's size per document and the encoder's documents per second: this run's when it
         encoded documents, else that of the run that encoded them (kept in the cache); None when unknown.
         A run that found some vectors cached and encoded the rest counts the whole indexing time. Documents
         encoded on an ``engine`` are said to be (``encoded_on``), and that rate (its workers, their start-up)
         is this run's alone: it is not kept as the encoder's, which later runs with the vectors cached report."""
+        runtime = self._runtime()
+        rate_key = f"{self.fingerprint}@{runtime['runtime']}" if runtime else self.fingerprint  # a runtime's rate is its own, its vectors the model's
         if encoded and not engine:
-            self.cache.put_encode_rate(self.fingerprint, goldset.fingerprint, index_s, encoded)
-        rate = (index_s, encoded) if encoded and engine else self.cache.encode_rate(self.fingerprint, goldset.fingerprint)
+            self.cache.put_encode_rate(rate_key, goldset.fingerprint, index_s, encoded)
+        rate = (index_s, encoded) if encoded and engine else self.cache.encode_rate(rate_key, goldset.fingerprint)
         n_docs = max(len(goldset.corpus), 1)
         size = self.retriever.index_bytes()
         out = {"index_bytes_per_doc": size // n_docs if size % n_docs == 0 else round(size / n_docs, 1), "index_mb": round(size / 1e6, 3)}
@@ -210,7 +224,7 @@ class RetrieverStage:
         elif not isinstance(self.retriever, ChunkedRetriever):
             out["dim"] = self.retriever.dim
         return out | {"encode_docs_per_s": round(rate[1] / rate[0], 2) if rate and rate[0] > 0 else None,
-                      "encode_measured": "this run" if encoded else "an earlier run (vectors cached)" if rate else None} | ({"encoded_on": engine} if engine else {})
+                      "encode_measured": "this run" if encoded else "an earlier run (vectors cached)" if rate else None} | ({"encoded_on": engine} if engine else {}) | runtime
 
     def _latency(self, queries: dict[str, str], top_k: int) -> dict[str, float]:
         if isinstance(self.retriever, DenseRetriever):

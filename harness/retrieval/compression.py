@@ -20,6 +20,11 @@ Forms (:data:`VECTOR_FORMS`, plus ``mrl-<dim>``), after sentence-transformers' e
   2022). Honest for models not trained for it: the measured drop says how much it costs them.
 
 Sizes are per document as the form stores it; the float form (the ``of`` rung) takes 4 bytes a dimension.
+
+Model forms (:data:`MODEL_FORMS`) compress the model instead of its vectors: ``onnx-int8`` (ONNX Runtime,
+dynamic int8) and ``openvino-int8`` (OpenVINO, static int8 calibrated by NNCF) serve a local
+sentence-transformers model on the CPU (``backends.runtimes``); it is another model, so the corpus is
+encoded again and its records carry encode throughput and the served model's size.
 """
 
 from __future__ import annotations
@@ -36,16 +41,18 @@ from harness.retrieval.retrievers import DenseRetriever
 from harness.retrieval.topk import break_ties, top_k_codes, top_k_dense, top_k_hamming
 
 VECTOR_FORMS = ("int8", "binary", "binary-rescore")
+MODEL_FORMS = {"onnx-int8": ("onnx", "int8"), "openvino-int8": ("openvino", "int8")}
+"""Forms that serve a quantized model (runtime, quantization) rather than compressing its vectors."""
 DEFAULT_FORMS = ("int8", "binary", "binary-rescore", "mrl-256", "mrl-128")
 _MRL = re.compile(r"mrl-([0-9]{1,6})")
 
 
 def form_problem(name: str) -> str | None:
     """Why ``name`` is not a form (None when it is), with the valid ones and the closest."""
-    if name in VECTOR_FORMS or ((m := _MRL.fullmatch(name)) and int(m.group(1)) > 0):
+    if name in VECTOR_FORMS or name in MODEL_FORMS or ((m := _MRL.fullmatch(name)) and int(m.group(1)) > 0):
         return None
-    valid = [*VECTOR_FORMS, "mrl-<dim>"]
-    return f"unknown form '{name}'.{did_you_mean(name, [*DEFAULT_FORMS, 'mrl-64', 'mrl-512'])} (valid: {', '.join(valid)}, e.g. mrl-256)"
+    valid = [*VECTOR_FORMS, "mrl-<dim>", *MODEL_FORMS]
+    return f"unknown form '{name}'.{did_you_mean(name, [*DEFAULT_FORMS, 'mrl-64', 'mrl-512', *MODEL_FORMS])} (valid: {', '.join(valid)}, e.g. mrl-256)"
 
 
 def _ranges(vectors: np.ndarray) -> np.ndarray:
