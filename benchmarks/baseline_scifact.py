@@ -11,6 +11,11 @@ load, encoding, search and metrics all count), on the same local BEIR files and 
 Both peers run at their default batch size (32); ``--batch16`` adds both at ours (16), to show how
 much of the difference is the batch size. ``--repeat N`` interleaves N rounds and reports medians.
 
+``--runtimes onnx,openvino`` adds ``bench run --runtime NAME`` cold for each (the fp32 export made once
+before the rounds, on goldsets/demo, and kept: a user exports once per model), and ``--forms`` then runs
+a compress rung of the baseline in every form (vector forms and the int8 model forms) on the last
+round's cache. ``--peers`` picks the peers (default both).
+
 Usage: python benchmarks/baseline_scifact.py [--data ../shared/datasets/scifact] [--out benchmarks/_work]
 Writes a JSON summary and prints a Markdown table for benchmarks/RESULTS.md.
 """
@@ -102,6 +107,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="peer batch size (32 is both peers' default)")
     parser.add_argument("--repeat", type=int, default=2, help="interleaved rounds; medians are reported")
     parser.add_argument("--batch16", action="store_true", help="also run both peers at batch size 16")
+    parser.add_argument("--runtimes", default="", help="comma-separated: onnx, openvino (bench run --runtime, cold vectors, export kept)")
+    parser.add_argument("--forms", action="store_true", help="then a compress rung of the baseline in every form, on the last round's cache")
+    parser.add_argument("--peers", default="mteb,ir-evaluator")
     args = parser.parse_args()
     if args.peer:  # child process: print the peer's scores as JSON
         print(json.dumps((peer_mteb if args.peer == "mteb" else peer_ir_evaluator)(args.data, args.batch_size)))
@@ -113,19 +121,20 @@ def main() -> None:
     results = {}
     results["help_s"] = min(timed(bench + ["--help"], env)[0] for _ in range(5))
     peer = [sys.executable, __file__, "--data", str(args.data), "--peer"]
-    contenders = [
-        ("tunebench_cold", run_cmd),
-        ("tunebench_warm", run_cmd + ["--overwrite"]),
-        ("mteb", peer + ["mteb"]),
-        ("ir_evaluator", peer + ["ir-evaluator"]),
-    ]
+    peers = [p for p in args.peers.split(",") if p]
+    runtimes = [r for r in args.runtimes.split(",") if r]
+    contenders = [("tunebench_cold", run_cmd), ("tunebench_warm", run_cmd + ["--overwrite"])]
+    contenders += [(f"tunebench_cold_{r}", run_cmd + ["--runtime", r]) for r in runtimes]
+    contenders += [(p.replace("-", "_"), peer + [p]) for p in peers]
     if args.batch16:
         contenders += [("mteb_batch16", peer + ["mteb", "--batch-size", "16"]), ("ir_evaluator_batch16", peer + ["ir-evaluator", "--batch-size", "16"])]
+    for runtime in runtimes:  # the export, once per model, kept in the cache's exports/ folder
+        timed(bench + ["run", "-g", str(HERE.parent / "goldsets" / "demo"), "-r", "baseline", "--no-ood", "--runtime", runtime, "--json"], env)
     # Rounds interleave the contenders, so drift in the machine's speed hits all of them alike.
     for round_ in range(args.repeat):
-        for folder in ("cache", "lb"):  # every round starts cold
-            shutil.rmtree(args.out / folder, ignore_errors=True)
         for name, cmd in contenders:
+            if name != "tunebench_warm":  # each cold run starts without vectors or records (exports and digests kept)
+                _clear(args.out)
             seconds, out = timed(cmd, env)
             scores = json.loads(out)
             metrics = scores[0]["metrics"] if isinstance(scores, list) else scores
@@ -135,14 +144,53 @@ def main() -> None:
                 entry["record_timings"] = _record_timings(args.out / "lb")
             print(round_, name, round(seconds, 2), file=sys.stderr, flush=True)
     median = {name: statistics.median(results[name]["seconds"]) for name, _ in contenders}
-    fastest_peer = min(median["mteb"], median["ir_evaluator"])
+    fastest_peer = min(median[p.replace("-", "_")] for p in peers)
     results["median_s"] = median
     results["cold_vs_fastest_peer"] = round(median["tunebench_cold"] / fastest_peer, 3)
     results["warm_vs_fastest_peer"] = round(median["tunebench_warm"] / fastest_peer, 3)
+    for runtime in runtimes:
+        results[f"cold_{runtime}_vs_fastest_peer"] = round(median[f"tunebench_cold_{runtime}"] / fastest_peer, 3)
+        results[f"cold_{runtime}_vs_cold_torch"] = round(median[f"tunebench_cold_{runtime}"] / median["tunebench_cold"], 3)
+    if args.forms:
+        results["forms"] = _forms(args, env, bench)
     if args.batch16:
         results["cold_vs_fastest_peer_at_batch16"] = round(median["tunebench_cold"] / min(median["mteb_batch16"], median["ir_evaluator_batch16"]), 3)
     (args.out / "summary.json").write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
+
+
+def _clear(out: Path) -> None:
+    shutil.rmtree(out / "lb", ignore_errors=True)
+    for entry in (out / "cache").glob("*"):
+        if entry.name not in ("exports", "model-digests"):
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
+
+
+FORMS_LADDER = """name = "forms"
+[[rungs]]
+name = "baseline"
+kind = "dense"
+encoder = {{ model = "sentence-transformers/all-MiniLM-L6-v2" }}
+[[rungs]]
+name = "compress"
+kind = "compress"
+of = "baseline"
+forms = ["int8", "binary", "binary-rescore", "mrl-256", "mrl-128", "onnx-int8", "openvino-int8"]
+"""
+
+
+def _forms(args, env: dict, bench: list[str]) -> dict:
+    """Every compress form of the baseline on the last round's cache (its vectors cached: only the model forms encode)."""
+    ladder = args.out / "forms.toml"
+    ladder.write_text(FORMS_LADDER.format())
+    _, out = timed(bench + ["run", "-l", str(ladder), "-g", str(args.data), "--no-ood", "--json"], env)
+    rows = {}
+    for record in json.loads(out):
+        d = record.get("details", {})
+        rows[record["rung"]] = {"ndcg@10": round(record["metrics"]["ndcg@10"], 4), "index_bytes_per_doc": d.get("index_bytes_per_doc"),
+                                "encode_docs_per_s": d.get("encode_docs_per_s"), "p50_ms": record.get("latency_p50_ms"),
+                                "model_mb": d.get("model_mb"), "runtime_min_cosine": d.get("runtime_min_cosine")}
+    return rows
 
 
 def _record_timings(board: Path) -> dict:
