@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -45,6 +46,7 @@ PROBE_TEXTS = 64  # sample texts compared with torch (and, int8 on OpenVINO, the
 PROBE_CHARS = 16_384  # of each: more than any model keeps (512 tokens), less than a huge document costs to tokenise
 PAD_TO = 16  # OpenVINO batches: token lengths rounded up to a multiple of this
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_HOST = "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40] or "host"
 _EXTRA = {"onnx": "onnx", "openvino": "openvino"}
 
 
@@ -110,7 +112,7 @@ def load_or_export(folder: Path, load_torch: Callable[[], object], runtime: str,
                    sample: Sequence[str]) -> Exported:
     """The export in ``folder``, made first when it is missing: written to a temporary folder beside it,
     checked against torch on ``sample`` (with each prompt), and renamed into place whole. A run killed
-    mid-export leaves only the temporary folder, which the next export removes."""
+    mid-export leaves only the temporary folder, which the next export on this machine removes."""
     require("onnxruntime" if runtime == "onnx" else "openvino", _EXTRA[runtime])
     if (folder / "export.json").is_file():
         try:
@@ -118,9 +120,11 @@ def load_or_export(folder: Path, load_torch: Callable[[], object], runtime: str,
         except Exception as exc:  # noqa: BLE001 - a damaged export (edited, truncated by a full disk) is made again
             log.warning("the %s export in '%s' cannot be loaded (%s: %s); exporting it again", runtime, folder, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
             shutil.rmtree(folder, ignore_errors=True)
+    if folder.is_dir():  # a folder without its export.json: never renamed into place whole (or emptied by hand)
+        shutil.rmtree(folder, ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(folder)
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    tmp = folder.with_name(f".{folder.name}.tmp-{_HOST}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -128,7 +132,7 @@ def load_or_export(folder: Path, load_torch: Callable[[], object], runtime: str,
         texts = _probe(sample)
         start = time.perf_counter()
         log.info("exporting the model to %s (%s), once", runtime, quantize or "fp32")
-        meta = _export(model, tmp, runtime, quantize, [prompts["document"] + t for t in texts])
+        meta = _export(model, tmp, runtime, quantize, [prompts["document"] + t for t in calibration_texts()] if quantize == "int8" and runtime == "openvino" else [])
         meta["export_s"] = round(time.perf_counter() - start, 1)
         (tmp / "export.json").write_text(json.dumps(meta), encoding="utf-8")
         meta["agreement"] = agreement(model, Exported(tmp), texts, prompts, normalize)  # the tokenizer as saved, the graph as written
@@ -156,8 +160,9 @@ def load_or_export(folder: Path, load_torch: Callable[[], object], runtime: str,
 
 
 def _remove_stale(folder: Path) -> None:
-    """Temporary folders of exports whose process is gone (killed mid-export)."""
-    for stale in folder.parent.glob(f".{folder.name}.tmp-*"):
+    """Temporary folders of this machine's exports whose process is gone (killed mid-export); another
+    machine's (a cache on a shared disk) are its own to clean."""
+    for stale in folder.parent.glob(f".{folder.name}.tmp-{_HOST}-*"):
         pid = stale.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
@@ -178,6 +183,22 @@ def _probe(sample: Sequence[str]) -> list[str]:
     text so both ends of the length range are checked."""
     step = max(len(sample) // PROBE_TEXTS, 1)
     return [*(t[:PROBE_CHARS] for t in list(sample)[::step][:PROBE_TEXTS]), "a", "What is the capital of France?"]
+
+
+def calibration_texts() -> list[str]:
+    """What OpenVINO's static int8 is calibrated on: the shipped demo goldset's first :data:`PROBE_TEXTS`
+    documents, the same whatever a run encodes first, so one fingerprint is always one model (as
+    sentence-transformers calibrates on a fixed data set, GLUE's SST-2, by default)."""
+    from harness.environment import shipped
+
+    texts = []
+    with (shipped("goldsets") / "demo" / "corpus.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            doc = json.loads(line)
+            texts.append(f"{doc.get('title', '')} {doc.get('text', '')}".strip()[:PROBE_CHARS])
+            if len(texts) == PROBE_TEXTS:
+                break
+    return texts
 
 
 def agreement(model, exported: Exported, texts: list[str], prompts: dict, normalize: bool) -> dict:
@@ -317,7 +338,7 @@ def _export_openvino(wrapper, example: tuple, names: list[str], tmp: Path, quant
         items = [{n: batch[n].astype(np.int64) for n in names} for batch in calibration]
         with redirect_stdout(io.StringIO()):  # NNCF's rich progress bars: the export is one log line
             graph = nncf.quantize(graph, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items))
-        quantization = f"static int8 (NNCF, calibrated on {sum(len(b['input_ids']) for b in calibration)} texts: a sample of the first it encoded)"
+        quantization = f"static int8 (NNCF, calibrated on {sum(len(b['input_ids']) for b in calibration)} documents of the shipped demo goldset)"
     ov.save_model(graph, str(tmp / "model.xml"), compress_to_fp16=False)  # fp16 weights would not be the same model
     import torch
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 from functools import cached_property
@@ -264,6 +265,7 @@ class SentenceTransformerEncoder(_LocalModel):
         self.runtime = runtime
         self.quantize = quantize
         self._exported: Exported | None = None
+        self.setup_s = 0.0  # spent in this process making or loading the export: not encoding
 
     @cached_property
     def fingerprint(self) -> str:
@@ -294,7 +296,8 @@ class SentenceTransformerEncoder(_LocalModel):
         out = {"runtime": self.serving, "quantize": self.quantize}
         if meta:
             out |= {"model_mb": round(meta["model_bytes"] / 1e6, 1), "torch_model_mb": round(meta["torch_bytes"] / 1e6, 1),
-                    "runtime_min_cosine": meta["agreement"]["min_cosine"], "runtime_optimizer": meta.get("optimizer"), "runtime_quantization": meta.get("quantization")}
+                    "runtime_min_cosine": meta["agreement"]["min_cosine"], "runtime_optimizer": meta.get("optimizer"), "runtime_quantization": meta.get("quantization"),
+                    "runtime_export_s": meta.get("export_s")}
         return out
 
     def _export_folder(self) -> Path:
@@ -310,8 +313,10 @@ class SentenceTransformerEncoder(_LocalModel):
                 self.device = "cpu"  # the runtimes here are CPU engines; trace and compare there
                 return self.model
 
+            start = time.perf_counter()
             self._exported = load_or_export(self._export_folder(), load_torch, self.serving, self.quantize, self.prompts, self.normalize, sample)
             self.__dict__.pop("model", None)
+            self.setup_s += time.perf_counter() - start
         return self._exported
 
     @cached_property

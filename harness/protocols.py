@@ -39,6 +39,8 @@ class ServesOnRuntimes(Protocol):
     """A local encoder that can serve its model on another inference runtime (ONNX Runtime, OpenVINO):
     the ladder's ``[execution] runtime`` reaches it here, before its first encode."""
 
+    setup_s: float  # seconds spent preparing the runtime (a one-off export, its check) in this process: not encoding
+
     def use_runtime(self, runtime: str) -> None:
         """Serve on ``runtime`` unless the encoder's own configuration named one."""
         ...

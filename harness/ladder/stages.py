@@ -120,12 +120,13 @@ def build_retriever(rung: AnyRung, cache: Cache, form: Form | None = None):
     return (IndexedRetriever(encoder, cache, rung.ann) if rung.ann else DenseRetriever(encoder, cache)), encoder.fingerprint
 
 
-def offload(engine: EncodeEngine | None, encoder: EncoderConfig) -> Offload | None:
-    """``engine`` bound to the encoder it is to rebuild on its workers; None for a backend that takes the
-    run's cache (an adapter, whose documents are its base's vectors, cached by the base's own rung)."""
+def offload(engine: EncodeEngine | None, encoder: EncoderConfig, runtime: dict | None = None) -> Offload | None:
+    """``engine`` bound to the encoder it is to rebuild on its workers, on the ``runtime`` it serves on here
+    (the ladder's, which its table does not name); None for a backend that takes the run's cache (an
+    adapter, whose documents are its base's vectors, cached by the base's own rung)."""
     if engine is None or "cache" in inspect.signature(registry.load("encoder", encoder.backend)).parameters:
         return None
-    return Offload(engine, encoder.model_dump())
+    return Offload(engine, encoder.model_dump() | ({"runtime": runtime["runtime"]} if runtime else {}))
 
 
 def _chunking(rung: ChunkedRung) -> Chunking:
@@ -146,16 +147,19 @@ class RetrieverStage:
 
     def run(self, ctx: Context, target: int, splits: list[str]) -> Iterator[tuple[str, SplitResult | SkipSplit]]:
         goldset = ctx.goldset(target)
+        backend = self._backend()
+        runtime = isinstance(backend, ServesOnRuntimes)
+        if runtime and ctx.runtime != "torch":
+            backend.use_runtime(ctx.runtime)
         if isinstance(self.retriever, DenseRetriever):
-            self.retriever.encoder.offload = offload(ctx.engine, self.rung.encoder)
-        if ctx.runtime != "torch" and isinstance(self._backend(), ServesOnRuntimes):
-            self._backend().use_runtime(ctx.runtime)
+            self.retriever.encoder.offload = offload(ctx.engine, self.rung.encoder, backend.runtime_details() if runtime else {})
+        setup_before = backend.setup_s if runtime else 0.0
         start = time.perf_counter()
         if isinstance(self.retriever, ChunkedRetriever):
             self.retriever.index_goldset(goldset)
         else:
             self.retriever.index({doc_id: goldset.document_text(doc) for doc_id, doc in goldset.corpus.items()})
-        index_s = time.perf_counter() - start
+        index_s = time.perf_counter() - start - ((backend.setup_s - setup_before) if runtime else 0.0)  # a one-off export is not encoding
         docs = self._take_counts()
         if isinstance(self.retriever, DenseRetriever):
             self.index_details = self._index_details(goldset, index_s, docs["computed"], docs["engine"])
