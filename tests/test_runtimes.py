@@ -539,3 +539,15 @@ def test_ray_workers_get_the_runtime_the_ladder_serves_on(tiny_model):
     config = EncoderConfig(model=str(tiny_model))
     assert offload(object(), config, {"runtime": "onnx", "quantize": None}).encoder["runtime"] == "onnx"
     assert "runtime" not in offload(object(), config, {}).encoder
+
+
+def test_a_rung_whose_vectors_are_cached_still_describes_the_export_its_queries_made(tmp_path, tiny_goldset, tiny_model, cache):
+    """Documents and queries cached by the torch rung: the runtime first serves the timed one-query latency
+    probes, so the export is made after indexing; the record still has its size and agreement."""
+    torch_ladder = dense_ladder(tmp_path, tiny_goldset, tiny_model)
+    run_ladder_file(torch_ladder, tmp_path / "lb", cache)
+    assert not export_folders(cache)
+    served = dense_ladder(tmp_path, tiny_goldset, tiny_model, execution='[execution]\nruntime = "onnx"\n')
+    record = run_ladder_file(served, tmp_path / "lb", cache, overwrite=True)["tiny"]
+    assert record.counts.documents_encoded == 0 and export_folders(cache)
+    assert record.details["runtime"] == "onnx" and record.details["model_mb"] > 0 and record.details["runtime_min_cosine"] >= 0.9999

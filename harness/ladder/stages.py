@@ -195,7 +195,7 @@ class RetrieverStage:
             from harness.training.seen import seen_subsets
 
             result.subsets = seen_subsets(goldset, split, self.rung.encoder.model)
-        result.details = {**result.details, **self.index_details}
+        result.details = {**result.details, **self.index_details, **self._runtime()}  # after the queries: an export they made is described too
         if isinstance(self.retriever, IndexedRetriever):  # after the timed search: the exact reference is not part of it
             result.details["ann"] = self.retriever.ann_details()
         return result
@@ -228,7 +228,7 @@ class RetrieverStage:
         elif not isinstance(self.retriever, ChunkedRetriever):
             out["dim"] = self.retriever.dim
         return out | {"encode_docs_per_s": round(rate[1] / rate[0], 2) if rate and rate[0] > 0 else None,
-                      "encode_measured": "this run" if encoded else "an earlier run (vectors cached)" if rate else None} | ({"encoded_on": engine} if engine else {}) | runtime
+                      "encode_measured": "this run" if encoded else "an earlier run (vectors cached)" if rate else None} | ({"encoded_on": engine} if engine else {})
 
     def _latency(self, queries: dict[str, str], top_k: int) -> dict[str, float]:
         if isinstance(self.retriever, DenseRetriever):
