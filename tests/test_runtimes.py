@@ -498,6 +498,21 @@ def test_a_compress_model_form_serves_the_model_quantized(tmp_path, tiny_goldset
     assert set(model_form.metrics) == set(base.metrics)
 
 
+def test_a_model_form_is_measured_again_when_what_an_export_holds_changes(tmp_path, tiny_goldset, tiny_model, cache, exports, monkeypatch):
+    """A new EXPORT_VERSION is a new int8 model: its record is not reused, while a vector form's is."""
+    import backends.sentence_transformers as st_backend
+
+    exports.copy_into(cache, ("onnx", "int8"))
+    path = dense_ladder(tmp_path, tiny_goldset, tiny_model, extra=COMPRESS.format(of="tiny", forms='["onnx-int8", "int8"]'))
+    first = run_ladder_file(path, tmp_path / "lb", tmp_path / "vectors")
+    assert run_ladder_file(path, tmp_path / "lb", tmp_path / "vectors")["small-onnx-int8"].key == first["small-onnx-int8"].key
+    monkeypatch.setattr(st_backend, "EXPORT_VERSION", st_backend.EXPORT_VERSION + 1)
+    again = run_ladder_file(path, tmp_path / "lb", tmp_path / "vectors")
+    assert again["small-onnx-int8"].status == "ok" and again["small-onnx-int8"].key != first["small-onnx-int8"].key
+    assert again["small-onnx-int8"].rung.encoder_fingerprint != first["small-onnx-int8"].rung.encoder_fingerprint
+    assert again["small-int8"].key == first["small-int8"].key
+
+
 def test_a_model_form_of_another_backend_is_skipped_with_the_reason(tmp_path, tiny_goldset, bow_backend):
     from conftest import BOW_LADDER
 

@@ -44,7 +44,11 @@ class CompressStage:
         self._stages: dict[str, RetrieverStage] = {}  # one model load per encoder, whatever the goldset
 
     def dependency(self, ctx: Context, target: int, split: str) -> str:
-        return f"compress-{ctx.input_record(target, split, self.rung.of).key}"
+        """The ``of`` rung's record; for a model form also the quantized model's own fingerprint, which
+        changes with what an export holds (a new export version is a new model, so new records)."""
+        record = ctx.input_record(target, split, self.rung.of)
+        key = f"compress-{record.key}"
+        return f"{key}-{self._stage(record).fingerprint}" if self.rung.form in MODEL_FORMS else key
 
     def _stage(self, record: RunRecord) -> RetrieverStage:
         try:
