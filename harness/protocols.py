@@ -271,7 +271,7 @@ class Trainer(Protocol):
         ``out_dir / "model"``; re-running with the same ``out_dir`` resumes.
 
         ``must_beat`` (the start model's own dev score) makes the start a candidate too: evaluations
-        come twice an epoch, training stops at the first that beats neither it nor the best before,
+        come four times an epoch, training stops at the first that beats neither it nor the best before,
         and when none beat it the start model is what is saved (``TrainResult.kept_start``)."""
         ...
 

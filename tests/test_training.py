@@ -156,16 +156,19 @@ def test_the_best_dev_epochs_vectors_serve_the_rounds_own_evaluation(tmp_path, t
 @pytest.mark.parametrize(("bar", "kept"), [(2.0, True), (-1.0, False)])
 def test_a_mining_round_must_beat_its_start_on_dev_or_it_keeps_its_start(tmp_path, tiny_model, bar, kept):
     """Round 1 starts from round 0's model and must beat round 0's dev score (set here on its card):
-    evaluated twice an epoch, it stops at the first evaluation that beats nothing before it, and when
-    none beat round 0 it saves round 0's weights, which share round 0's vectors (same fingerprint)."""
+    evaluated four times an epoch, it stops at the first evaluation that beats nothing before it, and
+    when none beat round 0 it saves round 0's weights, which share round 0's vectors (same fingerprint)."""
     import tomllib
 
     from harness.cache import Cache
     from harness.registry import EncoderConfig, build_encoder
     from harness.training.job import plan_job, run_job
 
-    qrels = {"train": {"q5": {"d5": 1}, "q6": {"d6": 2}, "q2": {"d2": 2}, "q3": {"d3": 2}}, "dev": {"q4": {"d4": 1}}, "test": {"q1": {"d1": 2}}}
-    goldset = write_goldset(tmp_path / "with-dev", qrels=qrels, manifest='eval_splits = ["test"]\n')
+    queries = TINY_QUERIES | {"q7": "feeding bees before winter", "q8": "raising new queens from larvae", "q9": "half the workers leave with the old queen",
+                              "q10": "centrifugal force throws honey"}
+    train = {"q5": {"d5": 1}, "q6": {"d6": 2}, "q2": {"d2": 2}, "q3": {"d3": 2}, "q7": {"d5": 1}, "q8": {"d6": 1}, "q9": {"d2": 1}, "q10": {"d3": 1}}
+    qrels = {"train": train, "dev": {"q4": {"d4": 1}}, "test": {"q1": {"d1": 2}}}
+    goldset = write_goldset(tmp_path / "with-dev", queries=queries, qrels=qrels, manifest='eval_splits = ["test"]\n')
     config = TrainConfig.model_validate(tomllib.loads(TRAIN.format(model=tiny_model, goldset=goldset)) | {"eval_split": "dev", "batch_size": 2, "warmup_ratio": 0})
     job, cache = plan_job(config, models_root=tmp_path / "models"), Cache(tmp_path / "cache")
     run_job(job, cache, up_to_round=0)
@@ -176,11 +179,11 @@ def test_a_mining_round_must_beat_its_start_on_dev_or_it_keeps_its_start(tmp_pat
     weights = [(job.model_dir(r) / "model.safetensors").read_bytes() for r in (0, 1)]
     fingerprints = [build_encoder(EncoderConfig(model=str(job.model_dir(r)))).fingerprint for r in (0, 1)]
     assert r1["kept_start"] is kept and r1["trained_dev_metric"] is not None
-    if kept:  # four pairs at batch 2: evaluated after each step, stopped after the first
+    if kept:  # eight pairs (or the 6-7 that mining fills) at batch 2: evaluated after each quarter of the epoch (a step), stopped after the first
         assert r1["steps"] == 1 and r1["best_dev_metric"] == bar > r1["trained_dev_metric"]
         assert weights[0] == weights[1] and fingerprints[0] == fingerprints[1]
     else:
-        assert r1["steps"] == 2 and r1["best_dev_metric"] == r1["trained_dev_metric"] > bar
+        assert r1["steps"] >= 2 and r1["best_dev_metric"] == r1["trained_dev_metric"] > bar
         assert weights[0] != weights[1] and fingerprints[0] != fingerprints[1]
     cache.close()
 

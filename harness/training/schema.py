@@ -60,7 +60,7 @@ class MiningConfig(StrictModel):
     start_from: Literal["previous", "base"] = "previous"
     epochs: int | None = Field(1, ge=1, description="epochs of each mining round; it starts from the previous round's model, so one is usually enough (none: the job's epochs)")
     stop_early: bool = Field(
-        True, description="with a dev split: evaluate twice an epoch, stop when an evaluation beats neither the previous round nor an earlier one, "
+        True, description="with a dev split: evaluate four times an epoch, stop when an evaluation beats neither the previous round nor an earlier one, "
         "and keep the previous round's weights when none beat it"
     )
     index: Literal["exact", IndexKind] = Field(
