@@ -18,7 +18,7 @@ model, so loading, the data set, training and saving all count:
 Peak memory is the process's maximum resident set (``ru_maxrss``). Contenders alternate for ``--repeat``
 rounds and the ratio uses medians (this VM's speed drifts by a few percent minute to minute).
 
-Usage: python benchmarks/train_throughput.py [--data ../shared/datasets/scifact] [--pairs 320] [--repeat 2]
+Usage: python benchmarks/train_throughput.py [--data ../shared/datasets/scifact] [--pairs 320] [--repeat 2] [--contenders tunebench,plain]
 """
 
 from __future__ import annotations
@@ -92,20 +92,22 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "datasets" / "scifact")
     parser.add_argument("--pairs", type=int, default=320)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated, from: " + ", ".join(CONTENDERS) + " (plain is always run)")
     parser.add_argument("--worker", choices=CONTENDERS)
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker, args.data, args.pairs)
-    results: dict[str, list[dict]] = {c: [] for c in CONTENDERS}
+    chosen = [c for c in CONTENDERS if c in {*args.contenders.split(","), "plain"}]
+    results: dict[str, list[dict]] = {c: [] for c in chosen}
     for _ in range(args.repeat):
-        for contender in CONTENDERS:
+        for contender in chosen:
             cmd = [sys.executable, __file__, "--worker", contender, "--data", str(args.data), "--pairs", str(args.pairs)]
             line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             results[contender].append(json.loads(line))
             print(line, file=sys.stderr)
     median = {c: {k: statistics.median(r[k] for r in rows) for k in ("pairs_per_s", "peak_mb", "seconds")} for c, rows in results.items()}
     print("| contender | steps | median s | pairs/s | peak MB | vs plain |\n|---|---:|---:|---:|---:|---|")
-    for c in CONTENDERS:
+    for c in chosen:
         m = median[c]
         ratio = f"{m['pairs_per_s'] / median['plain']['pairs_per_s']:.3f}x throughput, {m['peak_mb'] / median['plain']['peak_mb']:.3f}x memory"
         print(f"| {c} | {results[c][0]['steps']} | {m['seconds']:.1f} | {m['pairs_per_s']:.2f} | {m['peak_mb']:.0f} | {ratio} |")
