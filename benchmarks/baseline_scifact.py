@@ -170,7 +170,7 @@ FORMS_LADDER = """name = "forms"
 [[rungs]]
 name = "baseline"
 kind = "dense"
-encoder = {{ model = "sentence-transformers/all-MiniLM-L6-v2" }}
+encoder = { model = "sentence-transformers/all-MiniLM-L6-v2" }
 [[rungs]]
 name = "compress"
 kind = "compress"
@@ -182,7 +182,7 @@ forms = ["int8", "binary", "binary-rescore", "mrl-256", "mrl-128", "onnx-int8", 
 def _forms(args, env: dict, bench: list[str]) -> dict:
     """Every compress form of the baseline on the last round's cache (its vectors cached: only the model forms encode)."""
     ladder = args.out / "forms.toml"
-    ladder.write_text(FORMS_LADDER.format())
+    ladder.write_text(FORMS_LADDER)
     _, out = timed(bench + ["run", "-l", str(ladder), "-g", str(args.data), "--no-ood", "--json"], env)
     rows = {}
     for record in json.loads(out):

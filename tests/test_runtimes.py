@@ -552,8 +552,8 @@ def test_ray_workers_get_the_runtime_the_ladder_serves_on(tiny_model):
     from harness.registry import EncoderConfig
 
     config = EncoderConfig(model=str(tiny_model))
-    assert offload(object(), config, {"runtime": "onnx", "quantize": None}).encoder["runtime"] == "onnx"
-    assert "runtime" not in offload(object(), config, {}).encoder
+    assert offload(object(), config, "onnx").encoder["runtime"] == "onnx"
+    assert "runtime" not in offload(object(), config, None).encoder
 
 
 def test_a_rung_whose_vectors_are_cached_still_describes_the_export_its_queries_made(tmp_path, tiny_goldset, tiny_model, cache):

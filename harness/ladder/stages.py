@@ -120,13 +120,13 @@ def build_retriever(rung: AnyRung, cache: Cache, form: Form | None = None):
     return (IndexedRetriever(encoder, cache, rung.ann) if rung.ann else DenseRetriever(encoder, cache)), encoder.fingerprint
 
 
-def offload(engine: EncodeEngine | None, encoder: EncoderConfig, runtime: dict | None = None) -> Offload | None:
+def offload(engine: EncodeEngine | None, encoder: EncoderConfig, runtime: str | None = None) -> Offload | None:
     """``engine`` bound to the encoder it is to rebuild on its workers, on the ``runtime`` it serves on here
     (the ladder's, which its table does not name); None for a backend that takes the run's cache (an
     adapter, whose documents are its base's vectors, cached by the base's own rung)."""
     if engine is None or "cache" in inspect.signature(registry.load("encoder", encoder.backend)).parameters:
         return None
-    return Offload(engine, encoder.model_dump() | ({"runtime": runtime["runtime"]} if runtime else {}))
+    return Offload(engine, encoder.model_dump() | ({"runtime": runtime} if runtime else {}))
 
 
 def _chunking(rung: ChunkedRung) -> Chunking:
@@ -152,7 +152,7 @@ class RetrieverStage:
         if runtime and ctx.runtime != "torch":
             backend.use_runtime(ctx.runtime)
         if isinstance(self.retriever, DenseRetriever):
-            self.retriever.encoder.offload = offload(ctx.engine, self.rung.encoder, backend.runtime_details() if runtime else {})
+            self.retriever.encoder.offload = offload(ctx.engine, self.rung.encoder, backend.runtime_details().get("runtime") if runtime else None)
         setup_before = backend.setup_s if runtime else 0.0
         start = time.perf_counter()
         if isinstance(self.retriever, ChunkedRetriever):
