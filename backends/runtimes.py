@@ -189,11 +189,16 @@ def calibration_texts() -> list[str]:
     """What OpenVINO's static int8 is calibrated on: the shipped demo goldset's first :data:`PROBE_TEXTS`
     documents, the same whatever a run encodes first, so one fingerprint is always one model (as
     sentence-transformers calibrates on a fixed data set, GLUE's SST-2, by default)."""
-    from harness.data.goldset import load_goldset
     from harness.environment import shipped
 
-    demo = load_goldset(shipped("goldsets") / "demo")
-    return [demo.document_text(doc)[:PROBE_CHARS] for doc in list(demo.corpus.values())[:PROBE_TEXTS]]
+    texts = []
+    with (shipped("goldsets") / "demo" / "corpus.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            doc = json.loads(line)
+            texts.append(f"{doc.get('title', '')} {doc.get('text', '')}".strip()[:PROBE_CHARS])
+            if len(texts) == PROBE_TEXTS:
+                break
+    return texts
 
 
 def agreement(model, exported: Exported, texts: list[str], prompts: dict, normalize: bool) -> dict:
