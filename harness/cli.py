@@ -49,6 +49,9 @@ def main(ctx: click.Context, debug: bool, progress: bool | None) -> None:
     """tunebench: will fine-tuning an embedding model improve your retrieval? Measure it."""
     ctx.meta["debug"] = debug or os.environ.get("TUNEBENCH_DEBUG") == "1"
     from harness import progress as progress_mod
+    from harness.environment import keep_freed_memory
+
+    keep_freed_memory()  # this process is ours: encoding and training reuse freed blocks instead of faulting in fresh pages
 
     progress_mod.mode = ("bar" if sys.stderr.isatty() else "lines") if progress is None else ("bar" if progress else "off")
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

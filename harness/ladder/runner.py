@@ -25,7 +25,7 @@ from typing import Literal
 from harness import progress
 from harness.cache import Cache
 from harness.data.goldset import Goldset
-from harness.environment import environment
+from harness.environment import environment, release_freed_memory
 from harness.errors import BenchError, ConfigError, RunFailure, RungUnavailable
 from harness.ladder.build import build_stage
 from harness.ladder.rungs import AnyRung, depends_on
@@ -264,6 +264,7 @@ class _LadderRun:
         for rung in self.rungs:
             for i, outcomes in enumerate(self._run_rung(rung, stages[rung.name])):
                 by_target[i] += [o for o in outcomes if o.record.goldset.split in self.targets[i].splits]
+            release_freed_memory()  # what this rung's batches kept would add to the next rung's peak
         return [o for outcomes in by_target for o in outcomes]
 
     def _run_rung(self, rung: AnyRung, stage) -> list[list[Outcome]]:

@@ -21,6 +21,7 @@ from harness.cache import Cache, CachedEncoder, text_hash
 from harness.data.goldset import Goldset
 from harness.data.pair_files import data_fingerprint, goldset_pairs, read_pair_file
 from harness.data.resolve import resolve_goldset
+from harness.environment import release_freed_memory
 from harness.protocols import EncodeFn, Pair, Trainer, TrainResult
 from harness.records import safe_name
 from harness.registry import EncoderConfig, IndexConfig, build_encoder, build_index
@@ -110,6 +111,7 @@ def run_job(job: Job, cache: Cache, up_to_round: int | None = None) -> list[Path
             if evaluation:
                 evaluation.keep_best(job, result, cache)
         _barrier()
+        release_freed_memory()  # this round's kept activation blocks would add to the next round's peak
     return [job.model_dir(r) for r in range(last + 1)]
 
 
