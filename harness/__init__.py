@@ -1,5 +1,5 @@
 """tunebench's core. A small kernel here (errors, choices, protocols, config, registry, cache,
-records, metrics, prices, progress, environment) and packages that each import only downwards:
+records, metrics, prices, progress, environment, allocator) and packages that each import only downwards:
 ``data`` -> ``retrieval`` -> ``training`` -> ``ladder`` | ``pairs`` -> ``decide`` -> the CLI.
 
 The Python API behind every ``bench`` command::

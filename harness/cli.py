@@ -49,7 +49,7 @@ def main(ctx: click.Context, debug: bool, progress: bool | None) -> None:
     """tunebench: will fine-tuning an embedding model improve your retrieval? Measure it."""
     ctx.meta["debug"] = debug or os.environ.get("TUNEBENCH_DEBUG") == "1"
     from harness import progress as progress_mod
-    from harness.environment import keep_freed_memory
+    from harness.allocator import keep_freed_memory
 
     keep_freed_memory()  # this process is ours: encoding and training reuse freed blocks instead of faulting in fresh pages
 

@@ -66,6 +66,13 @@ def isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("TUNEBENCH_LEADERBOARD", str(tmp_path / "leaderboard"))
 
 
+@pytest.fixture(autouse=True)
+def test_process_malloc_untouched(monkeypatch):
+    """The CLI tunes its own process's malloc (harness.allocator); CLI tests run in pytest's process,
+    whose malloc stays as it is."""
+    monkeypatch.setattr("harness.allocator.keep_freed_memory", lambda: False)
+
+
 @pytest.fixture
 def bow_backend(monkeypatch):
     """Register the test backends: encoders 'bow' and 'bow-paid' (billed per word), reranker 'overlap'."""

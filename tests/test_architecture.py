@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-KERNEL = {f"harness.{m}" for m in ("errors", "choices", "protocols", "config", "registry", "cache", "records", "metrics", "prices", "progress", "environment")}
+KERNEL = {f"harness.{m}" for m in ("errors", "choices", "protocols", "config", "registry", "cache", "records", "metrics", "prices", "progress", "environment", "allocator")}
 LAYERS = {"kernel": 0, "harness.data": 1, "harness.retrieval": 2, "harness.training": 3, "harness.ladder": 4, "harness.pairs": 4, "harness.decide": 5, "harness.commands": 6}
 BACKEND_MAY_IMPORT = KERNEL | {"harness.training.schema"}  # the schema a trainer is configured by
 MODEL_PACKAGES = ("torch", "sentence_transformers", "transformers", "peft", "backends")

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Literal
 
 from harness import progress
+from harness.allocator import release_freed_memory
 from harness.cache import Cache
 from harness.data.goldset import Goldset
-from harness.environment import environment, release_freed_memory
+from harness.environment import environment
 from harness.errors import BenchError, ConfigError, RunFailure, RungUnavailable
 from harness.ladder.build import build_stage
 from harness.ladder.rungs import AnyRung, depends_on

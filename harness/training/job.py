@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from harness import progress, registry
+from harness.allocator import release_freed_memory
 from harness.cache import Cache, CachedEncoder, text_hash
 from harness.data.goldset import Goldset
 from harness.data.pair_files import data_fingerprint, goldset_pairs, read_pair_file
 from harness.data.resolve import resolve_goldset
-from harness.environment import release_freed_memory
 from harness.protocols import EncodeFn, Pair, Trainer, TrainResult
 from harness.records import safe_name
 from harness.registry import EncoderConfig, IndexConfig, build_encoder, build_index
