@@ -64,7 +64,10 @@ def _glibc_malloc() -> ctypes.CDLL | None:
     jemalloc or tcmalloc put in front of it); else None."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
-    process, glibc = ctypes.CDLL(None), ctypes.CDLL("libc.so.6")
+    try:
+        process, glibc = ctypes.CDLL(None), ctypes.CDLL("libc.so.6")
+    except OSError:  # a glibc under another name: leave malloc alone rather than stop every command
+        return None
     return glibc if _malloc_address(process) == _malloc_address(glibc) else None
 
 

@@ -143,6 +143,24 @@ def test_another_malloc_in_front_of_glibcs_is_left_alone(monkeypatch):
         allocator._glibc_malloc.cache_clear()
 
 
+@glibc_only
+def test_a_c_library_that_cannot_be_opened_leaves_malloc_alone(monkeypatch):
+    """Every command calls keep_freed_memory: a libc.so.6 that will not load must not stop one."""
+    real = allocator.ctypes.CDLL
+
+    def cdll(name, *args, **kwargs):
+        if name == "libc.so.6":
+            raise OSError("libc.so.6: cannot open shared object file")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(allocator.ctypes, "CDLL", cdll)
+    allocator._glibc_malloc.cache_clear()
+    try:
+        assert allocator._glibc_malloc() is None
+    finally:
+        allocator._glibc_malloc.cache_clear()
+
+
 def test_the_cli_makes_the_setting_and_the_ladder_releases_after_each_rung(monkeypatch, bow_backend, tiny_goldset, tmp_path):
     made, released = [], []
     monkeypatch.setattr(allocator, "keep_freed_memory", lambda: made.append(1) or True)
